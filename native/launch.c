@@ -1,0 +1,242 @@
+/*
+ * `paddock-sandbox launch`: run as real root by the control plane, detached in its own session.
+ *
+ * Ordering is the security argument (docs/sandbox.md): the mount, pid, net, ipc, uts and cgroup
+ * namespaces are created while we are still real root, so they are owned by the initial user
+ * namespace. Only at the very end does the sandbox enter a new user namespace: "root" in there has
+ * capabilities over nothing it can see — it cannot mount, unmount, configure the network or open
+ * raw sockets, independently of the seccomp filter.
+ *
+ * Deviation from a plain unshare()+fork(): we clone(2) the child straight into the new namespaces,
+ * so the supervisor itself stays in the host's namespaces. Otherwise the child's pivot_root would
+ * also move the supervisor (host root, full capabilities) into the sandbox's root filesystem, and
+ * it would then resolve /proc/PID/uid_map through a tree the sandbox controls.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <grp.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "launch.h"
+
+static volatile sig_atomic_t g_child;
+
+/* SIGTERM/SIGINT/SIGHUP to the supervisor: kill the sandbox's pid 1, which takes the whole pid
+ * namespace (every process of the sandbox) with it. */
+static void on_term(int sig) {
+    (void)sig;
+    if (g_child > 0) kill(g_child, SIGKILL);
+}
+
+static void join_cgroups(const struct launch_opts *o) {
+    char pid[32], path[4096];
+    snprintf(pid, sizeof pid, "%d\n", getpid());
+    for (size_t i = 0; i < o->n_cgroups; i++) {
+        if (snprintf(path, sizeof path, "%s/cgroup.procs", o->cgroups[i]) >= (int)sizeof path)
+            die_plain("--cgroup %s: path too long", o->cgroups[i]);
+        /* Fail closed: a sandbox outside its cgroup would escape its memory/pids/cpu limits. */
+        if (write_file(path, pid) < 0) die("join cgroup %s", o->cgroups[i]);
+    }
+}
+
+static int make_listener(const char *path) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path) die_plain("--listen %s: path too long for a unix socket", path);
+    strcpy(sa.sun_path, path);
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        /* Only ever remove a stale socket: never let --listen delete some other file. */
+        if (!S_ISSOCK(st.st_mode)) die_plain("--listen %s: exists and is not a socket", path);
+        if (unlink(path) < 0) die("unlink stale socket %s", path);
+    } else if (errno != ENOENT) {
+        die("--listen %s", path);
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) die("socket");
+    mode_t old = umask(0077); /* no window where the socket is connectable by others */
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    umask(old);
+    if (rc < 0) die("bind %s", path);
+    if (chmod(path, 0600) < 0) die("chmod %s", path);
+    if (listen(fd, 128) < 0) die("listen %s", path);
+    return fd;
+}
+
+static void loopback_up(void) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) die("socket for loopback");
+    struct ifreq ifr = {0};
+    strcpy(ifr.ifr_name, "lo");
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) die("get lo flags");
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) die("bring lo up");
+    close(s);
+}
+
+struct child_ctx {
+    const struct launch_opts *o;
+    int listen_fd, exe_fd, to_parent, from_parent;
+};
+
+static int cmp_int(const void *a, const void *b) {
+    return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
+}
+
+/* Keep only 0, 1, 2 and the given descriptors (exe_fd is close-on-exec, so it goes at exec). */
+static void close_other_fds(int *keep, size_t n) {
+    qsort(keep, n, sizeof *keep, cmp_int);
+    unsigned int next = 3;
+    for (size_t i = 0; i < n; i++) {
+        if (keep[i] < (int)next) continue; /* -1 (absent) or a duplicate */
+        if ((unsigned int)keep[i] > next) close_range(next, (unsigned int)keep[i] - 1, 0);
+        next = (unsigned int)keep[i] + 1;
+    }
+    close_range(next, ~0u, 0);
+}
+
+static __attribute__((noreturn)) void child_main(struct child_ctx *c) {
+    const struct launch_opts *o = c->o;
+    sigset_t none;
+    sigemptyset(&none);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+
+    if (o->netns) {
+        int fd = open(o->netns, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) die("setns %s", o->netns);
+        close(fd);
+    } else {
+        loopback_up();
+    }
+    /* Fail closed: host supplementary groups (root has gid 0) would survive into the user
+     * namespace as raw kernel gids and grant group access to host files. */
+    if (setgroups(0, NULL) < 0) die("setgroups");
+
+    setup_rootfs(o); /* ends inside the new root, old root detached */
+    if (sethostname(o->hostname, strlen(o->hostname)) < 0) die("sethostname");
+
+    if (unshare(CLONE_NEWUSER) < 0) die("unshare user namespace");
+    char b = 'u';
+    if (write_all(c->to_parent, &b, 1) < 0) die("signal supervisor");
+    if (read_full(c->from_parent, &b, 1) != 1) die_plain("supervisor did not set up the user namespace");
+    close(c->to_parent);
+    close(c->from_parent);
+    if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) die("become root of the user namespace");
+
+    restrict_caps(o->caps);
+    load_seccomp();
+
+    char lfd[16], rfd[16], user[32];
+    snprintf(lfd, sizeof lfd, "%d", c->listen_fd);
+    snprintf(rfd, sizeof rfd, "%d", o->ready_fd);
+    snprintf(user, sizeof user, "%lu:%lu", (unsigned long)o->uid, (unsigned long)o->gid);
+    int keep[] = {c->listen_fd, o->ready_fd, c->exe_fd};
+    close_other_fds(keep, 3);
+    /* These two are the agent's; everything else is closed above or close-on-exec (exe_fd). */
+    if (fcntl(c->listen_fd, F_SETFD, 0) < 0) die("listen fd");
+    if (o->ready_fd >= 0 && fcntl(o->ready_fd, F_SETFD, 0) < 0) die("ready fd");
+    char *argv[] = {"paddock-sandbox", "agent", "--listen-fd", lfd, "--user", user, "--ready-fd", rfd, NULL};
+    if (o->ready_fd < 0) argv[6] = NULL;
+    /* Fail closed: the control plane's environment may hold secrets; the agent starts empty and
+     * commands get exactly the environment each exec request carries. */
+    char *envp[] = {NULL};
+    syscall(SYS_execveat, c->exe_fd, "", argv, envp, AT_EMPTY_PATH);
+    die("exec agent");
+}
+
+static void write_maps(pid_t pid, const struct launch_opts *o) {
+    char path[64], map[96];
+    snprintf(path, sizeof path, "/proc/%d/uid_map", pid);
+    snprintf(map, sizeof map, "%lu %lu %lu\n", o->uid_map.inside, o->uid_map.outside, o->uid_map.count);
+    if (write_file(path, map) < 0) die("write %s", path);
+    snprintf(path, sizeof path, "/proc/%d/gid_map", pid);
+    snprintf(map, sizeof map, "%lu %lu %lu\n", o->gid_map.inside, o->gid_map.outside, o->gid_map.count);
+    if (write_file(path, map) < 0) die("write %s", path);
+}
+
+static int supervise(pid_t child, int from_child, int to_child, const struct launch_opts *o) {
+    char b;
+    /* The child asks once, after unshare(CLONE_NEWUSER); EOF means it failed before that. */
+    if (read_full(from_child, &b, 1) == 1) {
+        write_maps(child, o);
+        if (write_all(to_child, &b, 1) < 0) die("signal child");
+    }
+    close(from_child);
+    close(to_child);
+    int st;
+    for (;;) {
+        if (waitpid(child, &st, 0) == child) break;
+        if (errno != EINTR) die("waitpid");
+    }
+    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+    return WEXITSTATUS(st);
+}
+
+int launch_main(int argc, char **argv) {
+    struct launch_opts o;
+    parse_launch_opts(argc, argv, &o);
+
+    /* Before any namespace exists, so every descendant is accounted to the sandbox's cgroups. */
+    join_cgroups(&o);
+    int listen_fd = make_listener(o.listen);
+    int exe_fd = open("/proc/self/exe", O_PATH | O_CLOEXEC);
+    if (exe_fd < 0) die("open /proc/self/exe");
+    int up[2], down[2];
+    if (pipe2(up, O_CLOEXEC) < 0 || pipe2(down, O_CLOEXEC) < 0) die("pipe");
+
+    /* Block the terminating signals across clone: handled by the supervisor, default in the child. */
+    sigset_t term, old;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigaddset(&term, SIGINT);
+    sigaddset(&term, SIGHUP);
+    sigprocmask(SIG_BLOCK, &term, &old);
+
+    unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
+    if (o.netns == NULL) flags |= CLONE_NEWNET;
+    pid_t pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid < 0) die("clone namespaces");
+    if (pid == 0) {
+        close(up[0]);
+        close(down[1]);
+        struct child_ctx c = {&o, listen_fd, exe_fd, up[1], down[0]};
+        child_main(&c);
+    }
+
+    g_child = pid;
+    signal(SIGPIPE, SIG_IGN); /* a vanished reader of the ready pipe must not kill the supervisor */
+    struct sigaction sa = {.sa_handler = on_term};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    close(up[1]);
+    close(down[0]);
+    close(listen_fd);
+    close(exe_fd);
+    /* Best effort (needs CAP_SYS_RESOURCE): if the sandbox's memory cgroup runs out, the OOM
+     * killer should pick a sandbox process, not the supervisor that reports its exit. */
+    (void)write_file("/proc/self/oom_score_adj", "-1000\n");
+    if (o.ready_fd >= 0) {
+        dprintf(o.ready_fd, "pid %d\n", pid);
+        close(o.ready_fd); /* the agent's "ready" (or the child's exit) is what closes the pipe */
+    }
+    return supervise(pid, up[0], down[1], &o);
+}

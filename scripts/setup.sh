@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what Paddock needs on Debian 12, idempotently: Debian packages that are missing, npm
+# packages when package-lock.json changed, and the native sandbox launcher when its sources did.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "paddock setup: run as root (sandboxes need namespaces, mounts and cgroups)" >&2
+    exit 1
+  fi
+}
+
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  echo "paddock setup: Node.js 20 or newer is required (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+
+# Debian packages: the launcher's build deps, btrfs for copy-on-write layers, attr for overlay
+# xattrs, mmdebstrap for base: debian-12, bubblewrap as the benchmark baseline, and the real
+# clients tests run inside sandboxes.
+packages=(gcc make libc6-dev libseccomp-dev pkg-config btrfs-progs attr mmdebstrap bubblewrap
+  iproute2 util-linux procps python3 git curl ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  need_root
+  echo "paddock setup: installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm packages: reinstall only when the lock file changed since the last install.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "paddock setup: installing npm packages" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# The native launcher (make tracks its sources).
+make -s -C native
+
+# `paddock` on PATH.
+if [ "$(id -u)" -eq 0 ] && [ "$(readlink -f /usr/local/bin/paddock 2>/dev/null)" != "$(pwd)/bin/paddock" ]; then
+  ln -sf "$(pwd)/bin/paddock" /usr/local/bin/paddock
+fi

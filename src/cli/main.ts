@@ -1,0 +1,74 @@
+/**
+ * The `paddock` command. Everything but `up` talks to the server over the HTTP API (through the
+ * SDK), so what the CLI can do, an API client can do too.
+ */
+import { Command, CommanderError } from "commander";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import { PaddockClient } from "../client/index.ts";
+import { die, printJson } from "./output.ts";
+import { registerEnvCommands } from "./env.ts";
+import { registerSessionCommands } from "./session.ts";
+
+const program = new Command();
+let clientInstance: PaddockClient | undefined;
+const client = () => (clientInstance ??= new PaddockClient({ url: program.opts<{ url?: string }>().url ?? process.env.PADDOCK_URL }));
+
+program
+  .name("paddock")
+  .description("Run coding agents in isolated sandboxes without handing them real credentials.")
+  .version("0.1.0")
+  .option("--url <url>", "server URL (default $PADDOCK_URL or http://127.0.0.1:7070)")
+  .showHelpAfterError()
+  .exitOverride();
+
+program
+  .command("up")
+  .description("start the Paddock server in the foreground (SQLite store and local provider under $PADDOCK_HOME)")
+  .option("--port <port>", "port to listen on", "7070")
+  .option("--host <host>", "address to listen on", "127.0.0.1")
+  .option("--home <dir>", "data directory (default $PADDOCK_HOME or ~/.paddock)")
+  .action(async (o: { port: string; host: string; home?: string }) => {
+    // The server is imported lazily: every other command only needs the SDK.
+    const { startServer } = await import("../server/index.ts");
+    const home = resolve(o.home ?? process.env.PADDOCK_HOME ?? join(homedir(), ".paddock"));
+    const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+    const server = await startServer({ home, host: o.host, port: Number(o.port), log });
+    log(`paddock listening on ${server.url} (data in ${home}, layers: ${server.cp.layers.kind})`);
+    const shutdown = (sig: string) => {
+      log(`${sig}: shutting down (running sessions keep running and are found again at the next start)`);
+      server.close().then(
+        () => process.exit(0),
+        (err: unknown) => die(err),
+      );
+    };
+    process.once("SIGINT", () => shutdown("SIGINT"));
+    process.once("SIGTERM", () => shutdown("SIGTERM"));
+  });
+
+registerEnvCommands(program, client);
+registerSessionCommands(program, client);
+
+program
+  .command("doctor")
+  .description("check the host's readiness and look for leaked kernel objects (exit 1 when anything is wrong)")
+  .option("--json", "print JSON")
+  .action(async (o: { json?: boolean }) => {
+    const r = await client().doctor();
+    if (o.json) printJson(r);
+    else {
+      for (const c of r.checks) process.stdout.write(`${c.ok ? "ok  " : "FAIL"}  ${c.name}: ${c.detail}\n`);
+      process.stdout.write(r.leaks.length ? `leaks:\n${r.leaks.map((l) => `  ${l}`).join("\n")}\n` : "no leaked objects\n");
+    }
+    if (!r.ok || r.leaks.length) process.exitCode = 1;
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // --help and --version are "errors" to commander; usage mistakes exit 2 like other bad input.
+    process.exit(err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help" ? 0 : 2);
+  }
+  die(err);
+}

@@ -1,0 +1,129 @@
+import { createWriteStream } from "node:fs";
+import { readFile } from "node:fs/promises";
+import type { Command } from "commander";
+import type { PaddockClient, PublicSession } from "../client/index.ts";
+import { PaddockError } from "../core/index.ts";
+import { bytes, parseDurationFlag, printJson, printTable } from "./output.ts";
+
+export function registerSessionCommands(program: Command, client: () => PaddockClient): void {
+  const session = program.command("session").description("start, list and stop sessions");
+
+  session
+    .command("start <environment>")
+    .description("start a session from the environment's current template; prints its id when ready")
+    .option("--json", "print the session object")
+    .action(async (environment: string, o: { json?: boolean }) => {
+      const s = await client().sessions.start(environment);
+      if (o.json) printJson(s);
+      else process.stdout.write(s.id + "\n");
+    });
+
+  session
+    .command("list")
+    .description("list running sessions")
+    .option("-a, --all", "include ended sessions")
+    .option("--env <name>", "only sessions of this environment")
+    .option("--json", "print JSON")
+    .action(async (o: { all?: boolean; env?: string; json?: boolean }) => {
+      const list = await client().sessions.list({ ...(o.all ? { all: true } : {}), ...(o.env ? { environment: o.env } : {}) });
+      if (o.json) return printJson(list);
+      printTable(["ID", "ENVIRONMENT", "STATE", "PROVIDER", "CREATED", "EXPIRES"], list.map((s) => [s.id, `${s.environment}@v${s.version}`, s.state, s.provider, s.createdAt, s.expiresAt ?? "-"]));
+    });
+
+  session
+    .command("show <id>")
+    .description("show one session")
+    .option("--json", "print JSON")
+    .action(async (id: string, o: { json?: boolean }) => {
+      const s = await client().sessions.get(id);
+      if (o.json) return printJson(s);
+      printSession(s);
+    });
+
+  session
+    .command("stop <id>")
+    .description("stop a session (every process ends, its writes are discarded)")
+    .option("--json", "print the session object")
+    .action(async (id: string, o: { json?: boolean }) => {
+      const s = await client().sessions.stop(id);
+      if (o.json) printJson(s);
+      else process.stdout.write(`${s.id} ${s.state}\n`);
+    });
+
+  session
+    .command("rm <id>")
+    .description("stop a session if needed and delete its record")
+    .action(async (id: string) => {
+      await client().sessions.remove(id);
+    });
+
+  program
+    .command("exec <id> <command...>")
+    .description("run a command in a session: live output, stdin passed through, exits with the command's status (use -- before the command)")
+    .option("--cwd <dir>", "working directory inside the sandbox (default /workspace)")
+    .option("-e, --env <K=V>", "environment variable (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option("--timeout <duration>", "kill the command after this long (e.g. 30s, 5m); exit 124")
+    .action(async (id: string, command: string[], o: { cwd?: string; env: string[]; timeout?: string }) => {
+      const env: Record<string, string> = {};
+      for (const kv of o.env) {
+        const eq = kv.indexOf("=");
+        if (eq <= 0) throw new PaddockError("invalid_argument", `bad --env ${JSON.stringify(kv)}: use K=V`);
+        env[kv.slice(0, eq)] = kv.slice(eq + 1);
+      }
+      const abort = new AbortController();
+      const forward = (sig: NodeJS.Signals) => () => abort.abort(sig);
+      process.on("SIGINT", forward("SIGINT"));
+      process.on("SIGTERM", forward("SIGTERM"));
+      const r = await client().sessions.exec(id, {
+        argv: command,
+        ...(o.cwd ? { cwd: o.cwd } : {}),
+        env,
+        ...(o.timeout ? { timeoutMs: parseDurationFlag(o.timeout) } : {}),
+        ...(process.stdin.isTTY ? {} : { stdin: process.stdin }),
+        onStdout: (b) => process.stdout.write(b),
+        onStderr: (b) => process.stderr.write(b),
+        signal: abort.signal,
+      });
+      if (r.timedOut) process.stderr.write(`paddock: command timed out after ${o.timeout}\n`);
+      await new Promise<void>((resolve) => process.stdout.write("", () => resolve()));
+      process.exit(r.exitCode);
+    });
+
+  const files = program.command("files").description("copy files into and out of a session");
+  files
+    .command("put <id> <local> <remote>")
+    .description("copy a local file (or - for stdin) to a path in the session")
+    .option("--mode <octal>", "permission bits, e.g. 755")
+    .action(async (id: string, local: string, remote: string, o: { mode?: string }) => {
+      const data = local === "-" ? await readStdin() : await readFile(local);
+      if (o.mode && !/^[0-7]{3,4}$/.test(o.mode)) throw new PaddockError("invalid_argument", `bad --mode ${o.mode}: use octal like 644`);
+      await client().files.write(id, remote, data, o.mode ? { mode: parseInt(o.mode, 8) } : {});
+    });
+  files
+    .command("get <id> <remote> [local]")
+    .description("copy a file out of the session to a local path (default: stdout)")
+    .action(async (id: string, remote: string, local?: string) => {
+      const data = await client().files.read(id, remote);
+      if (!local || local === "-") process.stdout.write(data);
+      else await new Promise<void>((resolve, reject) => createWriteStream(local).on("error", reject).end(data, resolve));
+    });
+  files
+    .command("ls <id> [path]")
+    .description("list a directory in the session (default /workspace)")
+    .option("--json", "print JSON")
+    .action(async (id: string, path: string | undefined, o: { json?: boolean }) => {
+      const entries = await client().files.list(id, path ?? "/workspace");
+      if (o.json) return printJson(entries);
+      printTable(["MODE", "SIZE", "MODIFIED", "NAME"], entries.map((e) => [`${e.type[0]}${e.mode.toString(8).padStart(4, "0")}`, bytes(e.size), e.mtime, e.type === "dir" ? `${e.name}/` : e.name]));
+    });
+}
+
+function printSession(s: PublicSession): void {
+  for (const [k, v] of Object.entries(s)) process.stdout.write(`${(k + ":").padEnd(13)}${v === null ? "-" : String(v)}\n`);
+}
+
+async function readStdin(): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}

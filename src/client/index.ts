@@ -1,0 +1,197 @@
+/**
+ * The TypeScript SDK: the HTTP API as methods. The CLI uses it and nothing else, and tests use it
+ * to drive a real server. Modelled on the E2B/Daytona SDKs: `client.sessions.start()`,
+ * `client.sessions.exec()`, `client.files.write()`; units in option names; errors are PaddockError.
+ *
+ * @example
+ * const paddock = new PaddockClient({ url: "http://127.0.0.1:7070" });
+ * const s = await paddock.sessions.start("monorepo-agent");
+ * const r = await paddock.sessions.exec(s.id, { argv: ["npm", "test"], onStdout: (b) => process.stdout.write(b) });
+ */
+import WebSocket from "ws";
+import type { Readable } from "node:stream";
+import type { Environment, EnvironmentVersion, ExecResult, FileEntry, Session, Template } from "../core/index.ts";
+import { PaddockError, codeOfHttpStatus, unavailable } from "../core/index.ts";
+
+export interface ClientOptions {
+  /** Server URL; default $PADDOCK_URL or http://127.0.0.1:7070. */
+  url?: string;
+}
+
+export type PublicSession = Omit<Session, "providerState">;
+
+export interface Issue {
+  file: string;
+  line: number;
+  column: number;
+  path: string;
+  message: string;
+}
+
+export interface StreamExecOptions {
+  argv: string[];
+  cwd?: string;
+  env?: Record<string, string>;
+  timeoutMs?: number;
+  stdin?: Readable;
+  onStdout?: (b: Buffer) => void;
+  onStderr?: (b: Buffer) => void;
+  signal?: AbortSignal;
+}
+
+export class PaddockClient {
+  readonly url: string;
+
+  constructor(opts: ClientOptions = {}) {
+    this.url = (opts.url ?? process.env.PADDOCK_URL ?? "http://127.0.0.1:7070").replace(/\/$/, "");
+  }
+
+  readonly environments = {
+    validate: (fileName: string, source: string) =>
+      this.json<{ valid: boolean; issues: Issue[]; spec: unknown }>("POST", "/v1/environments/validate", { fileName, source }),
+    /** Register and build; `onEvent` receives each build event as it happens. */
+    apply: (fileName: string, source: string, opts: { noCache?: boolean; onEvent?: (e: Record<string, unknown>) => void } = {}) =>
+      this.applyStream(fileName, source, opts),
+    list: () => this.json<Environment[]>("GET", "/v1/environments"),
+    get: (name: string) => this.json<{ environment: Environment; current: EnvironmentVersion | null; template: Template | null }>("GET", `/v1/environments/${enc(name)}`),
+    history: (name: string) => this.json<EnvironmentVersion[]>("GET", `/v1/environments/${enc(name)}/versions`),
+  };
+
+  readonly sessions = {
+    start: (environment: string) => this.json<PublicSession>("POST", "/v1/sessions", { environment }),
+    list: (opts: { all?: boolean; environment?: string } = {}) => {
+      const q = new URLSearchParams();
+      if (opts.all) q.set("all", "true");
+      if (opts.environment) q.set("environment", opts.environment);
+      return this.json<PublicSession[]>("GET", `/v1/sessions${q.size ? `?${q}` : ""}`);
+    },
+    get: (id: string) => this.json<PublicSession>("GET", `/v1/sessions/${enc(id)}`),
+    stop: (id: string) => this.json<PublicSession>("POST", `/v1/sessions/${enc(id)}/stop`),
+    remove: (id: string) => this.json<void>("DELETE", `/v1/sessions/${enc(id)}`),
+    /** Run a command to completion; output is buffered (UTF-8). */
+    run: (id: string, opts: { argv: string[]; cwd?: string; env?: Record<string, string>; timeoutMs?: number; stdin?: Uint8Array }) =>
+      this.json<ExecResult & { stdout: string; stderr: string }>("POST", `/v1/sessions/${enc(id)}/exec`, {
+        ...opts,
+        ...(opts.stdin ? { stdin: Buffer.from(opts.stdin).toString("base64") } : {}),
+      }),
+    /** Run a command with live output and stdin over a WebSocket. */
+    exec: (id: string, opts: StreamExecOptions) => this.execStream(id, opts),
+  };
+
+  readonly files = {
+    write: (id: string, path: string, data: Uint8Array, opts: { mode?: number } = {}) =>
+      this.request("PUT", `/v1/sessions/${enc(id)}/files?${new URLSearchParams({ path, ...(opts.mode !== undefined ? { mode: opts.mode.toString(8) } : {}) })}`, {
+        body: data,
+        contentType: "application/octet-stream",
+      }).then(() => undefined),
+    read: async (id: string, path: string) =>
+      Buffer.from(await (await this.request("GET", `/v1/sessions/${enc(id)}/files?${new URLSearchParams({ path })}`)).arrayBuffer()),
+    list: (id: string, path: string) => this.json<FileEntry[]>("GET", `/v1/sessions/${enc(id)}/files/list?${new URLSearchParams({ path })}`),
+  };
+
+  doctor(): Promise<{ ok: boolean; checks: { name: string; ok: boolean; detail: string }[]; leaks: string[] }> {
+    return this.json("GET", "/v1/doctor");
+  }
+
+  health(): Promise<{ ok: boolean; version: string }> {
+    return this.json("GET", "/v1/health");
+  }
+
+  private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await this.request(method, path, body === undefined ? {} : { body: JSON.stringify(body), contentType: "application/json" });
+    if (res.status === 204) return undefined as T;
+    return (await res.json()) as T;
+  }
+
+  private async request(method: string, path: string, o: { body?: string | Uint8Array; contentType?: string; accept?: string } = {}): Promise<Response> {
+    let res: Response;
+    try {
+      res = await fetch(this.url + path, {
+        method,
+        headers: { ...(o.contentType ? { "content-type": o.contentType } : {}), accept: o.accept ?? "application/json" },
+        ...(o.body !== undefined ? { body: o.body } : {}),
+      });
+    } catch (err) {
+      throw unavailable(`cannot reach the Paddock server at ${this.url}: is it running? (start it with \`paddock up\`, or set PADDOCK_URL)`, err);
+    }
+    if (!res.ok) throw await errorFrom(res);
+    return res;
+  }
+
+  private async applyStream(fileName: string, source: string, opts: { noCache?: boolean; onEvent?: (e: Record<string, unknown>) => void }) {
+    const res = await this.request("POST", "/v1/environments", {
+      body: JSON.stringify({ fileName, source, ...(opts.noCache ? { noCache: true } : {}) }),
+      contentType: "application/json",
+      accept: "application/x-ndjson",
+    });
+    let last: Record<string, unknown> | null = null;
+    let pending = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      pending += decoder.decode(chunk, { stream: true });
+      const lines = pending.split("\n");
+      pending = lines.pop() ?? "";
+      for (const line of lines) {
+        if (!line.trim()) continue;
+        last = JSON.parse(line) as Record<string, unknown>;
+        opts.onEvent?.(last);
+      }
+    }
+    if (last?.type === "done") return last as { type: "done"; templateId: string; durationMs: number };
+    const message = typeof last?.message === "string" ? last.message : "the build ended without a result (server stopped?)";
+    throw new PaddockError("invalid_argument", message, last ?? undefined);
+  }
+
+  private execStream(id: string, opts: StreamExecOptions): Promise<ExecResult> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`${this.url.replace(/^http/, "ws")}/v1/sessions/${enc(id)}/exec/stream`);
+      let settled = false;
+      const settle = (f: () => void) => {
+        if (!settled) {
+          settled = true;
+          f();
+        }
+      };
+      ws.on("open", () => {
+        ws.send(JSON.stringify({ argv: opts.argv, cwd: opts.cwd, env: opts.env, timeoutMs: opts.timeoutMs }));
+        if (opts.stdin) {
+          opts.stdin.on("data", (b: Buffer) => ws.send(b));
+          opts.stdin.on("end", () => ws.readyState === ws.OPEN && ws.send(JSON.stringify({ type: "stdin-eof" })));
+        } else ws.send(JSON.stringify({ type: "stdin-eof" }));
+        opts.signal?.addEventListener("abort", () => {
+          const sig = typeof opts.signal?.reason === "string" ? opts.signal.reason : "SIGKILL";
+          if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: "signal", signal: sig }));
+        });
+      });
+      ws.on("message", (data: WebSocket.RawData, isBinary) => {
+        const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+        if (isBinary) {
+          if (buf[0] === 1) opts.onStdout?.(buf.subarray(1));
+          else if (buf[0] === 2) opts.onStderr?.(buf.subarray(1));
+          return;
+        }
+        const msg = JSON.parse(buf.toString("utf8")) as { type: string; code?: string; message?: string } & ExecResult;
+        if (msg.type === "exit") settle(() => resolve({ exitCode: msg.exitCode, signal: msg.signal, timedOut: msg.timedOut, durationMs: msg.durationMs }));
+        else if (msg.type === "error") settle(() => reject(new PaddockError((msg.code ?? "internal") as PaddockError["code"], msg.message ?? "exec failed")));
+      });
+      ws.on("unexpected-response", (_req, res) => {
+        settle(() => reject(new PaddockError(codeOfHttpStatus(res.statusCode ?? 500), `exec stream refused: HTTP ${res.statusCode}`)));
+      });
+      ws.on("error", (err) => settle(() => reject(unavailable(`cannot reach the Paddock server at ${this.url}: ${err.message}`, err))));
+      ws.on("close", () => settle(() => reject(new PaddockError("unavailable", "the exec stream closed before the command ended"))));
+    });
+  }
+}
+
+const enc = encodeURIComponent;
+
+async function errorFrom(res: Response): Promise<PaddockError> {
+  const text = await res.text();
+  try {
+    const body = JSON.parse(text) as { error?: { code?: string; message?: string; details?: Record<string, unknown> } };
+    if (body.error?.message) return new PaddockError((body.error.code ?? codeOfHttpStatus(res.status)) as PaddockError["code"], body.error.message, body.error.details);
+  } catch {
+    /* not JSON */
+  }
+  return new PaddockError(codeOfHttpStatus(res.status), `HTTP ${res.status}: ${text.slice(0, 200)}`);
+}

@@ -1,0 +1,271 @@
+/**
+ * The environment file's schema (`paddock.yml` / `runtime.yml`). The schema is the type and the
+ * documentation: every field says what it means, its default, and what an empty value means.
+ * Keys marked "extension" are additions to the DESIGN.md file; a file without them keeps working.
+ */
+import { z } from "zod";
+import type { IssueSink } from "./fields.ts";
+import { ALWAYS, asString, expecting, noDuplicates, oneOf, parsedString, refineWith, ruleString, slugify, withDefault } from "./fields.ts";
+import { checkCommandRule, checkNetworkRule } from "./rules.ts";
+import { DAY_MS, GiB, MiB, formatBytes, parseDuration, parseMemory } from "./units.ts";
+
+const NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const PROVIDER_RE = /^[a-z0-9][a-z0-9-]*$/;
+const SECRET_RE = /^[A-Z_][A-Z0-9_]*$/;
+const ROLE_RE = /^[a-z][a-z0-9_-]*$/;
+
+export const MIN_MEMORY_BYTES = 16 * MiB;
+export const MAX_TIMEOUT_MS = 7 * DAY_MS;
+export const MAX_INSTALL_STEPS = 50;
+export const PERMISSIONS = ["read", "write", "deploy"] as const;
+export const SECRET_LOCATIONS = ["header", "query", "body"] as const;
+export const BASES = ["host", "debian-12"] as const;
+
+function badName(v: string): string | undefined {
+  if (NAME_RE.test(v)) return undefined;
+  const slug = slugify(v);
+  const hint = NAME_RE.test(slug) ? ` (did you mean ${JSON.stringify(slug)}?)` : "";
+  return `${JSON.stringify(v)} is not a valid name: use 1 to 63 lowercase letters, digits and dashes, starting with a letter or digit${hint}`;
+}
+
+function badProvider(v: string): string | undefined {
+  if (PROVIDER_RE.test(v)) return undefined;
+  return `${JSON.stringify(v)} is not a provider name: use lowercase letters, digits and dashes, e.g. "k8s-prod"`;
+}
+
+function badSecretName(v: string): string | undefined {
+  if (SECRET_RE.test(v)) return undefined;
+  const upper = v.toUpperCase().replace(/[^A-Z0-9_]/g, "_");
+  const hint = SECRET_RE.test(upper) ? ` (did you mean ${JSON.stringify(upper)}?)` : "";
+  return `${JSON.stringify(v)} is not a secret name: use upper-case letters, digits and "_", not starting with a digit, e.g. "STRIPE_API_KEY"${hint}`;
+}
+
+const nonEmptyCommand = (v: string): string | undefined =>
+  v.trim() === "" ? "empty install step: write a shell command such as \"npm install\", or remove the item" : undefined;
+
+const minMemory = (n: number): string | undefined =>
+  n < MIN_MEMORY_BYTES ? `is less than the minimum of ${formatBytes(MIN_MEMORY_BYTES)}` : undefined;
+
+const timeoutBounds = (n: number): string | undefined => {
+  if (n <= 0) return "is zero: a session needs some time, e.g. \"30m\"";
+  return n > MAX_TIMEOUT_MS ? "is more than the maximum of 7d" : undefined;
+};
+
+const SIZE = 'a size such as "8GB" or "512MiB"';
+const DURATION = 'a duration such as "30m" or "1h30m"';
+
+const compute = z
+  .strictObject({
+    cpu: withDefault(
+      z.number(expecting("a number of CPU cores, e.g. 2 or 0.5"))
+        .gt(0, { error: "must be more than 0 cores; fractions such as 0.5 are allowed" })
+        .max(256, { error: "must be at most 256 cores" }),
+      () => 2,
+    ).describe("CPU cores, a number > 0 and ≤ 256; fractions such as 0.5 are allowed. Default 2."),
+    memory: withDefault(parsedString(SIZE, parseMemory, minMemory), () => 4 * GiB).describe(
+      'Memory limit: "8GB" (10^9 bytes), "512MiB" or "512M" (2^20 bytes), "1.5GiB". At least 16MiB. Default "4GiB".',
+    ),
+    timeout: withDefault(parsedString(DURATION, parseDuration, timeoutBounds), () => 60 * 60 * 1000).describe(
+      'How long a session may run: "45s", "30m", "2h", "1h30m", "1d". More than 0, at most 7d. Default "1h".',
+    ),
+    disk: withDefault(parsedString(SIZE, parseMemory, minMemory), () => 10 * GiB).describe(
+      'Extension. Disk space for the session\'s writable layer, written like memory. At least 16MiB. Default "10GiB".',
+    ),
+    pids: withDefault(
+      z.number(expecting("a whole number of processes, e.g. 4096"))
+        .int({ error: "must be a whole number" })
+        .min(16, { error: "must be at least 16" })
+        .max(65536, { error: "must be at most 65536" }),
+      () => 4096,
+    ).describe("Extension. Most processes and threads alive at once in a session, 16 to 65536. Default 4096."),
+  }, expecting("a mapping of cpu, memory, timeout, disk, pids"))
+  .transform((c) => ({ cpu: c.cpu, memoryBytes: c.memory, timeoutMs: c.timeout, diskBytes: c.disk, pids: c.pids }));
+
+const command = z.string(expecting("a shell command")).superRefine(refineWith(nonEmptyCommand));
+
+const installStep = z
+  .union(
+    [
+      command.describe("A shell command line, run at build time; a multi-line string is one step."),
+      z.strictObject({
+        run: z.string(expecting("a shell command", 'missing required key: add "run: <shell command>"'))
+          .superRefine(refineWith(nonEmptyCommand))
+          .describe("The shell command line."),
+      }, expecting('a mapping with "run"')),
+    ],
+    expecting('a shell command, or a mapping { run: "…" }'),
+  )
+  .transform((s): { run: string } => (typeof s === "string" ? { run: s } : { run: s.run }));
+
+const secretName = z
+  .string(expecting('a secret name such as "STRIPE_API_KEY"', 'missing required key: add "name: STRIPE_API_KEY"'))
+  .superRefine(refineWith(badSecretName));
+
+const secretHosts = z
+  .array(
+    ruleString('a host such as "api.stripe.com"', (raw) => checkNetworkRule(raw, { allowAny: false })),
+    expecting('a list of hosts such as "api.stripe.com"'),
+  )
+  .min(1, { error: "empty list: name at least one host, or leave hosts out to use the default binding" })
+  .superRefine(noDuplicates("host"), ALWAYS);
+
+const secretIn = z
+  .array(oneOf(SECRET_LOCATIONS, "location"), expecting('a list of "header", "query", "body"'))
+  .min(1, { error: 'empty list: name at least one of "header", "query", "body", or leave in out for ["header"]' })
+  .superRefine(noDuplicates("location"), ALWAYS);
+
+/** Secrets are the same secret whether written short or extended. */
+const secretKey = (s: unknown): string | undefined => asString(typeof s === "object" && s !== null ? (s as { name?: unknown }).name : s);
+
+type Secret = { name: string; hosts: string[] | null; in: ("header" | "query" | "body")[] };
+
+const secret = z
+  .union(
+    [
+      secretName.describe("The secret's name; its value is injected by the gateway, never stored in the sandbox."),
+      z.strictObject(
+        {
+          name: secretName.describe("The secret's name, an environment-variable name such as STRIPE_API_KEY."),
+          hosts: withDefault(secretHosts.nullable(), () => null).describe(
+            'Extension. Hosts the secret may be sent to ("api.stripe.com", "*.stripe.com", host:port); "*" is refused. Absent: the installation\'s default binding for this secret. An empty list is an error.',
+          ),
+          in: withDefault(secretIn, () => ["header" as const]).describe(
+            'Extension. Where in a request the placeholder may be swapped: "header", "query", "body". Default ["header"]. An empty list is an error.',
+          ),
+        },
+        expecting('a mapping with "name", "hosts", "in"'),
+      ),
+    ],
+    expecting('a secret name, or a mapping { name: …, hosts: […], in: […] }'),
+  )
+  .transform((s): Secret => (typeof s === "string" ? { name: s, hosts: null, in: ["header"] } : s));
+
+const programList = (what: string) =>
+  withDefault(
+    z.array(ruleString('a program name or absolute path such as "npm"', checkCommandRule), expecting("a list of program names"))
+      .superRefine(noDuplicates("program"), ALWAYS),
+    () => [],
+  ).describe(what);
+
+const hostList = (what: string) =>
+  withDefault(
+    z.array(ruleString('a host such as "api.stripe.com"', (raw) => checkNetworkRule(raw)), expecting("a list of hosts"))
+      .superRefine(noDuplicates("host"), ALWAYS),
+    () => [],
+  ).describe(what);
+
+/** The same entry in two lists of one policy is contradictory; report it on the later list. */
+function noConflicts(lists: readonly string[]) {
+  return (policy: unknown, ctx: IssueSink): void => {
+    const entries = (name: string): unknown[] => {
+      const v = (policy as Record<string, unknown> | null)?.[name];
+      return Array.isArray(v) ? v : [];
+    };
+    lists.forEach((later, li) => {
+      for (const earlier of lists.slice(0, li)) {
+        const before = new Set(entries(earlier).map(asString));
+        entries(later).forEach((entry, i) => {
+          if (typeof entry !== "string" || !before.has(entry)) return;
+          const message = `${JSON.stringify(entry)} is in both ${earlier} and ${later}; keep it in one`;
+          ctx.addIssue({ code: "custom", path: [later, i], message, input: entry });
+        });
+      }
+    });
+  };
+}
+
+const commandPolicy = z
+  .strictObject({
+    allow: programList("Programs an agent may start. Absent and [] are the same: no allow rules."),
+    deny: programList("Programs that may never run in the sandbox, whoever starts them. Absent or []: none."),
+    ask: programList("Extension. Programs that need a person's approval each time. Absent or []: none."),
+  }, expecting("a mapping of allow, deny, ask"))
+  .superRefine(noConflicts(["allow", "deny", "ask"]), ALWAYS);
+
+const networkPolicy = z
+  .strictObject({
+    allow: hostList('Hosts the sandbox may reach: "api.stripe.com", "*.example.com", "*", host:port. Absent or []: none named.'),
+    deny: hostList('Hosts the sandbox may not reach, same forms; "*" denies everything not allowed. Absent or []: none named.'),
+  }, expecting("a mapping of allow, deny"))
+  .superRefine(noConflicts(["allow", "deny"]), ALWAYS);
+
+const guardrails = z.strictObject({
+  commands: withDefault(commandPolicy, () => ({ allow: [], deny: [], ask: [] })).describe(
+    "Which programs may run. Entries are program names (rm) or absolute paths (/usr/bin/rm), never command lines.",
+  ),
+  network: withDefault(networkPolicy, () => ({ allow: [], deny: [] })).describe(
+    "Which hosts the sandbox may reach through the egress gateway. Entries are lower-cased; a trailing dot is dropped.",
+  ),
+}, expecting("a mapping of commands, network"));
+
+const rbac = z
+  .record(
+    z.string(),
+    z.array(oneOf(PERMISSIONS, "permission"), expecting('a list of permissions such as "read"'))
+      .superRefine(noDuplicates("permission"), ALWAYS),
+    expecting("a mapping of role name to a list of permissions"),
+  )
+  .superRefine((roles: unknown, ctx) => {
+    // Runs even when the value is not a mapping at all (ALWAYS); there are no role names then.
+    if (typeof roles !== "object" || roles === null || Array.isArray(roles)) return;
+    for (const role of Object.keys(roles)) {
+      if (ROLE_RE.test(role)) continue;
+      const message = `${JSON.stringify(role)} is not a role name: use lowercase letters, digits, "_" and "-", starting with a letter, e.g. "engineering"`;
+      // at: "key" places the issue on the role's key rather than on its permission list.
+      ctx.addIssue({ code: "custom", path: [role], message, input: role, params: { at: "key" } });
+    }
+  }, ALWAYS);
+
+/** The environment file's schema; `z.output` of it, plus `locations`, is `EnvironmentSpec`. */
+export const environmentSchema = z.strictObject({
+  name: z.string(expecting('a name such as "monorepo-agent"', 'missing required key: add a name such as "name: monorepo-agent"'))
+    .superRefine(refineWith(badName))
+    .describe("The environment's name: 1 to 63 lowercase letters, digits and dashes, starting with a letter or digit. Required."),
+  base: withDefault(oneOf(BASES, "base"), () => "host" as const).describe(
+    'Extension. The root filesystem the install steps build on: "host" (the machine\'s own) or "debian-12" (a Debian 12 image). Default "host".',
+  ),
+  providers: withDefault(
+    z.array(z.string(expecting('a provider name such as "k8s-prod"')).superRefine(refineWith(badProvider)), expecting("a list of provider names"))
+      .superRefine(noDuplicates("provider"), ALWAYS),
+    () => [],
+  ).describe('Provider instances to run on, most preferred first, e.g. ["e2b", "k8s-prod"]. Absent or []: "local".'),
+  compute: withDefault(compute, () => ({ cpu: 2, memoryBytes: 4 * GiB, timeoutMs: 60 * 60 * 1000, diskBytes: 10 * GiB, pids: 4096 })).describe(
+    "Resources for each session. Absent keys take their defaults.",
+  ),
+  install: withDefault(
+    z.array(installStep, expecting("a list of shell commands, one per line starting with \"- \""))
+      .max(MAX_INSTALL_STEPS, { error: `too many install steps: at most ${MAX_INSTALL_STEPS}; join related commands with &&` }),
+    () => [],
+  ).describe("Build steps, run in order; each becomes a filesystem layer. Absent or []: nothing installed. At most 50."),
+  secrets: withDefault(
+    z.array(secret, expecting("a list of secret names")).superRefine(noDuplicates("secret", secretKey), ALWAYS),
+    () => [],
+  ).describe("Secrets the sandbox may use through placeholders. Absent or []: none."),
+  guardrails: withDefault(guardrails, () => ({ commands: { allow: [], deny: [], ask: [] }, network: { allow: [], deny: [] } })).describe(
+    "Command and network policy. Absent lists are the same as empty ones.",
+  ),
+  rbac: withDefault(rbac, () => ({})).describe(
+    'Role name → permissions ("read", "write", "deploy") on this environment. Absent and {} are the same: no role mappings.',
+  ),
+}, expecting("a mapping of keys such as name:, compute:, install:"));
+
+/** A located source position, 1-based. */
+export interface Position {
+  line: number;
+  column: number;
+}
+
+// Flattens the intersection below into one object type, so editors show one plain shape.
+type Flat<T> = { [K in keyof T]: T[K] };
+
+/** The validated, normalised environment. Units are in the field names (bytes, milliseconds). */
+export type EnvironmentSpec = Flat<
+  z.output<typeof environmentSchema> & {
+    /**
+     * Where each value was written: dotted path of the file's keys → position, e.g.
+     * "guardrails.commands.deny[0]" or "compute.memory". Every key (at the key) and list item
+     * (at the item) of the file has an entry.
+     */
+    locations: Record<string, Position>;
+  }
+>;

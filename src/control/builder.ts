@@ -1,0 +1,137 @@
+import { createHash, randomBytes } from "node:crypto";
+import type { LayerStore, Provider, Store, Template } from "../core/index.ts";
+import { PaddockError } from "../core/index.ts";
+import type { EnvironmentSpec } from "../config/index.ts";
+import { contentDigest } from "./digest.ts";
+
+/**
+ * Template builds. Each `install:` step runs in a fresh build sandbox on top of the layers before
+ * it, as root of the sandbox's user namespace; what it changed becomes a committed layer. A layer
+ * is keyed by the hash of (base, parent layer, command) — a Merkle chain like a container build
+ * cache — so an unchanged step on an unchanged parent is reused and re-applying an unchanged file
+ * does no work. Each layer also records a digest of its content.
+ */
+export type BuildEvent =
+  | { type: "step"; index: number; total: number; command: string; status: "cached" | "running" }
+  | { type: "output"; index: number; stream: "stdout" | "stderr"; data: string }
+  | { type: "step-done"; index: number; exitCode: number; durationMs: number; layerId: string | null; sizeBytes?: number }
+  | { type: "done"; templateId: string; durationMs: number }
+  | { type: "failed"; message: string; index: number | null; exitCode: number | null; lastLines: string[] };
+
+export interface BuildRequest {
+  name: string;
+  version: number;
+  spec: EnvironmentSpec;
+  noCache?: boolean;
+  onEvent: (e: BuildEvent) => void;
+  signal?: AbortSignal;
+}
+
+const TAIL_LINES = 20;
+/** Messages programs print when they have no network; a failed step that printed one gets a hint. */
+const NETWORK_ERROR = /ENOTFOUND|EAI_AGAIN|getaddrinfo|Temporary failure in name resolution|Could not resolve|Network is unreachable|network is unreachable|ENETUNREACH|Name or service not known|Failed to connect|Connection refused|ECONNREFUSED/;
+
+export function layerKey(base: string, parent: string | null, command: string): string {
+  return createHash("sha256").update(`paddock-layer-v1\n${base}\n${parent ?? "-"}\n${command}`).digest("hex");
+}
+
+export async function buildTemplate(req: BuildRequest, deps: { store: Store; provider: Provider; layers: LayerStore }): Promise<Template> {
+  const started = Date.now();
+  const { spec } = req;
+  const total = spec.install.length;
+  const layers: string[] = [];
+  let parent: string | null = null;
+  for (const [index, step] of spec.install.entries()) {
+    const key = layerKey(spec.base, parent, step.run);
+    const cached = !req.noCache && (await deps.store.getLayer(key)) !== null && (await deps.layers.has(key));
+    req.onEvent({ type: "step", index, total, command: step.run, status: cached ? "cached" : "running" });
+    if (!cached) {
+      if (req.noCache) await deps.layers.remove(key);
+      await runStep(req, deps, { index, command: step.run, key, parent, below: [...layers] });
+    }
+    layers.push(key);
+    parent = key;
+  }
+  const id = createHash("sha256").update(JSON.stringify([req.name, req.version, spec.base, layers])).digest("hex").slice(0, 24);
+  const template: Template = { id, environment: req.name, version: req.version, base: spec.base, layers, createdAt: new Date().toISOString() };
+  await deps.store.putTemplate(template);
+  req.onEvent({ type: "done", templateId: id, durationMs: Date.now() - started });
+  return template;
+}
+
+async function runStep(
+  req: BuildRequest,
+  deps: { store: Store; provider: Provider; layers: LayerStore },
+  step: { index: number; command: string; key: string; parent: string | null; below: string[] },
+): Promise<void> {
+  const sandboxId = `b-${randomBytes(6).toString("hex")}`;
+  const started = Date.now();
+  const tail = new TailBuffer(TAIL_LINES);
+  await deps.provider.create({
+    id: sandboxId,
+    mode: "build",
+    base: req.spec.base,
+    layers: step.below,
+    compute: req.spec.compute,
+    hostname: req.spec.name,
+    env: {},
+  });
+  let exitCode: number;
+  try {
+    const result = await deps.provider.exec(sandboxId, {
+      argv: ["/bin/sh", "-c", step.command],
+      cwd: "/workspace",
+      timeoutMs: req.spec.compute.timeoutMs,
+      onStdout: (b) => emitOutput(req, tail, step.index, "stdout", b),
+      onStderr: (b) => emitOutput(req, tail, step.index, "stderr", b),
+      ...(req.signal ? { signal: req.signal } : {}),
+    });
+    exitCode = result.exitCode;
+  } catch (err) {
+    await deps.provider.stop(sandboxId);
+    throw err;
+  }
+  const durationMs = Date.now() - started;
+  if (exitCode !== 0) {
+    await deps.provider.stop(sandboxId);
+    req.onEvent({ type: "step-done", index: step.index, exitCode, durationMs, layerId: null });
+    const lastLines = tail.lines();
+    const hint = lastLines.some((l) => NETWORK_ERROR.test(l))
+      ? " — it looks like it needed the network: sandboxes have no network but loopback until the egress gateway exists"
+      : "";
+    throw new PaddockError("invalid_argument", `install step ${step.index + 1} (${JSON.stringify(step.command)}) failed with exit code ${exitCode}${hint}`, {
+      step: step.index,
+      exitCode,
+      lastLines,
+    });
+  }
+  await deps.provider.stop(sandboxId, { commitAs: step.key });
+  const sizeBytes = await deps.layers.usage(step.key);
+  await deps.store.putLayer({
+    id: step.key,
+    parentId: step.parent,
+    command: step.command,
+    contentDigest: await contentDigest(deps.layers.layerPath(step.key)),
+    sizeBytes,
+    createdAt: new Date().toISOString(),
+  });
+  req.onEvent({ type: "step-done", index: step.index, exitCode: 0, durationMs, layerId: step.key, sizeBytes });
+}
+
+function emitOutput(req: BuildRequest, tail: TailBuffer, index: number, stream: "stdout" | "stderr", chunk: Buffer): void {
+  const data = chunk.toString("utf8");
+  tail.push(data);
+  req.onEvent({ type: "output", index, stream, data });
+}
+
+/** Keeps the last N lines of a stream for the failure message. */
+class TailBuffer {
+  private text = "";
+  constructor(private readonly max: number) {}
+  push(s: string): void {
+    this.text = (this.text + s).split("\n").slice(-(this.max + 1)).join("\n");
+  }
+  lines(): string[] {
+    return this.text.replace(/\n$/, "").split("\n").slice(-this.max).filter((l, i, a) => l !== "" || i < a.length - 1);
+  }
+}

@@ -1,0 +1,80 @@
+import { existsSync } from "node:fs";
+import { readFile, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import type { Store } from "../core/index.ts";
+import { runCommand } from "../core/index.ts";
+import type { ClosableLayerStore } from "../layers/index.ts";
+import { cgroupDirs, detectCgroupLayout, installationScope, listCgroupIds, sandboxBinaryPath } from "../providers/local/index.ts";
+
+/**
+ * `paddock doctor`: is this host ready to run sandboxes, and has anything leaked? Each check says
+ * what it found and, when it fails, how to fix it.
+ */
+export interface DoctorCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+export interface DoctorReport {
+  ok: boolean;
+  checks: DoctorCheck[];
+  /** Kernel objects or files that belong to no live session. */
+  leaks: string[];
+}
+
+export async function runDoctor(deps: { home: string; store: Store; layers: ClosableLayerStore }): Promise<DoctorReport> {
+  const checks: DoctorCheck[] = [];
+  const add = (name: string, ok: boolean, detail: string) => checks.push({ name, ok, detail });
+  const filesystems = await readFile("/proc/filesystems", "utf8").catch(() => "");
+  add("overlayfs", /\toverlay\n/.test(filesystems), "kernel supports overlay mounts (modprobe overlay if missing)");
+  const maxUserNs = Number((await readFile("/proc/sys/user/max_user_namespaces", "utf8").catch(() => "0")).trim());
+  add("user namespaces", maxUserNs > 0, `user.max_user_namespaces = ${maxUserNs}${maxUserNs > 0 ? "" : " (set it above 0)"}`);
+  const seccomp = await readFile("/proc/sys/kernel/seccomp/actions_avail", "utf8").catch(() => "");
+  add("seccomp", seccomp.includes("errno"), seccomp ? "seccomp filters available" : "kernel lacks seccomp filters");
+  const scope = installationScope(deps.home);
+  try {
+    const layout = await detectCgroupLayout(scope);
+    add("cgroups", true, layout.version === 2 ? `cgroup v2 at ${layout.root}` : `cgroup v1 controllers: ${layout.memory}, ${layout.pids}, ${layout.cpu}`);
+  } catch (err) {
+    add("cgroups", false, (err as Error).message);
+  }
+  add("launcher", existsSync(sandboxBinaryPath()), `${sandboxBinaryPath()} (build it with: make build)`);
+  for (const tool of ["mkfs.btrfs", "btrfs", "setfattr", "mmdebstrap", "bwrap"]) {
+    const found = (await runCommand(["sh", "-c", `command -v ${tool}`], { allowFailure: true })).code === 0;
+    add(`tool ${tool}`, found || tool === "bwrap", found ? "installed" : `missing: apt-get install ${debianPackageOf(tool)} (make up installs it)`);
+  }
+  add("layer store", true, deps.layers.kind === "btrfs" ? "btrfs (copy-on-write, per-session disk limits)" : "directories (no per-session disk limit: install btrfs-progs)");
+  return { ok: checks.every((c) => c.ok), checks, leaks: await findLeaks(deps, scope) };
+}
+
+function debianPackageOf(tool: string): string {
+  switch (tool) {
+    case "mkfs.btrfs":
+    case "btrfs":
+      return "btrfs-progs";
+    case "setfattr":
+      return "attr";
+    case "bwrap":
+      return "bubblewrap";
+    default:
+      return tool;
+  }
+}
+
+async function findLeaks(deps: { home: string; store: Store; layers: ClosableLayerStore }, scope: string): Promise<string[]> {
+  const live = new Set((await deps.store.listSessions({ states: ["starting", "running"] })).map((s) => s.id));
+  const leaks: string[] = [];
+  try {
+    const layout = await detectCgroupLayout(scope);
+    for (const id of await listCgroupIds(layout)) if (!live.has(id)) leaks.push(`cgroup ${cgroupDirs(layout, id).join(", ")}`);
+  } catch {
+    /* reported as a check */
+  }
+  for (const key of (await deps.layers.list()).active) if (!live.has(key.replace(/^sbx-/, ""))) leaks.push(`writable layer ${key}`);
+  const runDir = join("/run/paddock", scope);
+  for (const id of await readdir(runDir).catch(() => [] as string[])) if (!live.has(id)) leaks.push(`run directory ${join(runDir, id)}`);
+  const mounts = await readFile("/proc/self/mountinfo", "utf8");
+  for (const line of mounts.split("\n")) if (line.includes(`${runDir}/`)) leaks.push(`mount ${line.split(" ")[4]}`);
+  return leaks;
+}

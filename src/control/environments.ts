@@ -1,0 +1,112 @@
+import { createHash } from "node:crypto";
+import type { Environment, EnvironmentVersion, LayerStore, Provider, Store, Template } from "../core/index.ts";
+import { PaddockError, invalid, notFound } from "../core/index.ts";
+import type { ConfigIssue, EnvironmentSpec } from "../config/index.ts";
+import { parseEnvironment } from "../config/index.ts";
+import type { BuildEvent } from "./builder.ts";
+import { buildTemplate } from "./builder.ts";
+
+/**
+ * Environments: validate a file, register it as a new version, build its template. A version
+ * whose build fails stays in the history with its error and the previous template stays current.
+ */
+export class Environments {
+  /** One build at a time per environment: a second apply waits its turn instead of racing. */
+  private readonly building = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly deps: { store: Store; provider: Provider; layers: LayerStore }) {}
+
+  validate(source: string, fileName: string): { spec: EnvironmentSpec | null; issues: ConfigIssue[] } {
+    return parseEnvironment(source, fileName);
+  }
+
+  async apply(
+    req: { source: string; fileName: string; createdBy: string; noCache?: boolean; signal?: AbortSignal },
+    onEvent: (e: BuildEvent | { type: "version"; name: string; version: number }) => void,
+  ): Promise<{ version: EnvironmentVersion; template: Template }> {
+    const parsed = parseEnvironment(req.source, req.fileName);
+    if (!parsed.spec) throw invalid(`${req.fileName} is not a valid environment file`, { issues: parsed.issues });
+    const spec = parsed.spec;
+    const previous = this.building.get(spec.name) ?? Promise.resolve();
+    const run = previous.catch(() => undefined).then(async () => {
+      const version = await this.deps.store.addEnvironmentVersion({
+        name: spec.name,
+        fileName: req.fileName,
+        source: req.source,
+        spec,
+        sourceDigest: createHash("sha256").update(req.source).digest("hex"),
+        createdBy: req.createdBy,
+      });
+      onEvent({ type: "version", name: spec.name, version: version.version });
+      try {
+        const template = await buildTemplate(
+          { name: spec.name, version: version.version, spec, onEvent, ...(req.noCache ? { noCache: true } : {}), ...(req.signal ? { signal: req.signal } : {}) },
+          this.deps,
+        );
+        await this.deps.store.finishBuild(spec.name, version.version, { templateId: template.id });
+        const done = await this.deps.store.getEnvironmentVersion(spec.name, version.version);
+        return { version: done ?? version, template };
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        await this.deps.store.finishBuild(spec.name, version.version, { error: message });
+        const details = err instanceof PaddockError ? err.details : undefined;
+        onEvent({
+          type: "failed",
+          message,
+          index: typeof details?.step === "number" ? details.step : null,
+          exitCode: typeof details?.exitCode === "number" ? details.exitCode : null,
+          lastLines: Array.isArray(details?.lastLines) ? (details.lastLines as string[]) : [],
+        });
+        throw err;
+      }
+    });
+    this.building.set(spec.name, run);
+    try {
+      return await run;
+    } finally {
+      if (this.building.get(spec.name) === run) this.building.delete(spec.name);
+    }
+  }
+
+  /** After a restart: a build that was running when the control plane died will never finish. */
+  async reconcile(): Promise<number> {
+    let interrupted = 0;
+    for (const env of await this.deps.store.listEnvironments()) {
+      for (const v of await this.deps.store.listEnvironmentVersions(env.name)) {
+        if (v.buildStatus !== "building") continue;
+        await this.deps.store.finishBuild(env.name, v.version, { error: "interrupted: the control plane stopped during the build; apply the file again" });
+        interrupted++;
+      }
+    }
+    return interrupted;
+  }
+
+  async list(): Promise<Environment[]> {
+    return this.deps.store.listEnvironments();
+  }
+
+  async get(name: string): Promise<{ environment: Environment; current: EnvironmentVersion | null; template: Template | null }> {
+    const environment = await this.deps.store.getEnvironment(name);
+    if (!environment) throw notFound("environment", name);
+    const current = environment.currentVersion === null ? null : await this.deps.store.getEnvironmentVersion(name, environment.currentVersion);
+    const template = current?.templateId ? await this.deps.store.getTemplate(current.templateId) : null;
+    return { environment, current, template };
+  }
+
+  async history(name: string): Promise<EnvironmentVersion[]> {
+    if (!(await this.deps.store.getEnvironment(name))) throw notFound("environment", name);
+    return this.deps.store.listEnvironmentVersions(name);
+  }
+
+  /** The version and template a new session of `name` starts from. */
+  async current(name: string): Promise<{ version: EnvironmentVersion; spec: EnvironmentSpec; template: Template }> {
+    const { environment, current, template } = await this.get(name);
+    if (!current || !template) {
+      throw new PaddockError(
+        "conflict",
+        `environment ${JSON.stringify(name)} has no successful build yet (latest version ${environment.latestVersion}): fix the file and run \`paddock env apply\``,
+      );
+    }
+    return { version: current, spec: current.spec as EnvironmentSpec, template };
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * The control plane: one object that owns the store, the layer store, the providers, and the
+ * environment and session services. `openControlPlane` opens everything and reconciles what a
+ * previous incarnation left running; `close` leaves running sandboxes alone (they outlive us).
+ */
+import { mkdir, readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { Provider, Store } from "../core/index.ts";
+import type { ClosableLayerStore, LayerStoreKind } from "../layers/index.ts";
+import { openLayerStore } from "../layers/index.ts";
+import { openStore } from "../store/index.ts";
+import { createLocalProvider, destroyCgroups, detectCgroupLayout, listCgroupIds, cgroupDirs, installationScope } from "../providers/local/index.ts";
+import { Environments } from "./environments.ts";
+import { Sessions } from "./sessions.ts";
+import { runDoctor, type DoctorReport } from "./doctor.ts";
+
+export type { BuildEvent } from "./builder.ts";
+export { Environments } from "./environments.ts";
+export { Sessions } from "./sessions.ts";
+export type { DoctorReport } from "./doctor.ts";
+
+export interface ControlPlaneOptions {
+  /** Data directory ($PADDOCK_HOME). */
+  home: string;
+  /** Store location; default sqlite at `${home}/paddock.db`. */
+  storeUrl?: string;
+  layerStore?: LayerStoreKind;
+  log?: (line: string) => void;
+}
+
+export interface ControlPlane {
+  readonly home: string;
+  readonly store: Store;
+  readonly layers: ClosableLayerStore;
+  readonly providers: Map<string, Provider>;
+  readonly environments: Environments;
+  readonly sessions: Sessions;
+  doctor(): Promise<DoctorReport>;
+  close(opts?: { unmountLayers?: boolean }): Promise<void>;
+}
+
+export async function openControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
+  const log = opts.log ?? (() => undefined);
+  await mkdir(opts.home, { recursive: true, mode: 0o700 });
+  const store = await openStore(opts.storeUrl ?? join(opts.home, "paddock.db"));
+  const layers = await openLayerStore({ home: opts.home, ...(opts.layerStore ? { kind: opts.layerStore } : {}) });
+  const local = await createLocalProvider({ home: opts.home, layers, log });
+  const providers = new Map<string, Provider>([["local", local]]);
+  const environments = new Environments({ store, provider: local, layers });
+  const sessions = new Sessions({ store, providers, environments, log });
+  const interrupted = await environments.reconcile();
+  if (interrupted) log(`marked ${interrupted} interrupted build(s) as failed`);
+  const { recovered, lost } = await sessions.reconcile();
+  if (recovered.length || lost.length) log(`reconciled sessions: ${recovered.length} running, ${lost.length} lost`);
+  await collectOrphans(opts.home, store, layers, log);
+  return {
+    home: opts.home,
+    store,
+    layers,
+    providers,
+    environments,
+    sessions,
+    doctor: () => runDoctor({ home: opts.home, store, layers }),
+    async close(o = {}) {
+      sessions.close();
+      for (const p of providers.values()) await p.close();
+      await store.close();
+      await layers.close({ unmount: o.unmountLayers ?? false });
+    },
+  };
+}
+
+/**
+ * Free what no live session owns: cgroups, writable layers and run directories left by sandboxes
+ * whose sessions ended while the control plane was down (or by builds it was killed during).
+ */
+async function collectOrphans(home: string, store: Store, layers: ClosableLayerStore, log: (line: string) => void): Promise<void> {
+  const live = new Set((await store.listSessions({ states: ["starting", "running"] })).map((s) => s.id));
+  const scope = installationScope(home);
+  const layout = await detectCgroupLayout(scope);
+  for (const id of await listCgroupIds(layout)) {
+    if (live.has(id)) continue;
+    log(`removing orphaned cgroup ${id}`);
+    await destroyCgroups(cgroupDirs(layout, id));
+  }
+  for (const key of (await layers.list()).active) {
+    const owner = key.startsWith("sbx-") ? key.slice(4) : null;
+    if (owner && live.has(owner)) continue;
+    log(`removing orphaned writable layer ${key}`);
+    await layers.remove(key);
+  }
+  const runDir = join("/run/paddock", scope);
+  for (const id of await readdir(runDir).catch(() => [] as string[])) {
+    if (!live.has(id)) await rm(join(runDir, id), { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,183 @@
+import { randomBytes } from "node:crypto";
+import type { ExecOptions, ExecResult, FileEntry, Provider, Session, Store } from "../core/index.ts";
+import { PaddockError, notFound } from "../core/index.ts";
+import type { Environments } from "./environments.ts";
+
+/**
+ * Sessions: start one from an environment's current template on the provider its file prefers,
+ * run commands and file operations in it, end it on request or at `compute.timeout`, and find the
+ * running ones again after a restart.
+ */
+export class Sessions {
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+
+  constructor(
+    private readonly deps: {
+      store: Store;
+      providers: Map<string, Provider>;
+      environments: Environments;
+      log: (line: string) => void;
+    },
+  ) {}
+
+  async start(environment: string, opts: { createdBy: string }): Promise<Session> {
+    const { version, spec, template } = await this.deps.environments.current(environment);
+    const provider = this.chooseProvider(environment, spec.providers);
+    const now = new Date();
+    const session: Session = {
+      id: `s-${randomBytes(8).toString("hex")}`,
+      environment,
+      version: version.version,
+      templateId: template.id,
+      provider: provider.name,
+      state: "starting",
+      createdAt: now.toISOString(),
+      expiresAt: new Date(now.getTime() + spec.compute.timeoutMs).toISOString(),
+      endedAt: null,
+      endReason: null,
+      providerState: { createdBy: opts.createdBy },
+    };
+    await this.deps.store.createSession(session);
+    try {
+      const handle = await provider.create({
+        id: session.id,
+        mode: "session",
+        base: spec.base,
+        layers: template.layers,
+        compute: spec.compute,
+        hostname: environment,
+        env: { PADDOCK_SESSION: session.id, PADDOCK_ENVIRONMENT: environment },
+      });
+      const running = await this.deps.store.updateSession(session.id, { state: "running", providerState: handle.providerState });
+      this.armTimeout(running);
+      return running;
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      await this.deps.store.updateSession(session.id, { state: "failed", endedAt: new Date().toISOString(), endReason: `failed to start: ${message}` });
+      throw err;
+    }
+  }
+
+  async get(id: string): Promise<Session> {
+    const s = await this.deps.store.getSession(id);
+    if (!s) throw notFound("session", id);
+    return s;
+  }
+
+  list(filter?: { environment?: string; all?: boolean }): Promise<Session[]> {
+    return this.deps.store.listSessions({
+      ...(filter?.environment ? { environment: filter.environment } : {}),
+      ...(filter?.all ? {} : { states: ["starting", "running"] }),
+    });
+  }
+
+  async exec(id: string, opts: ExecOptions): Promise<ExecResult> {
+    return (await this.running(id)).provider.exec(id, opts);
+  }
+
+  async writeFile(id: string, path: string, data: Uint8Array, mode?: number): Promise<void> {
+    await (await this.running(id)).provider.writeFile(id, path, data, mode === undefined ? {} : { mode });
+  }
+
+  async readFile(id: string, path: string): Promise<Buffer> {
+    return (await this.running(id)).provider.readFile(id, path);
+  }
+
+  async listDir(id: string, path: string): Promise<FileEntry[]> {
+    return (await this.running(id)).provider.listDir(id, path);
+  }
+
+  /** End a session; stopping one that already ended is not an error (resolves it unchanged). */
+  async stop(id: string, reason = "stopped by user"): Promise<Session> {
+    const s = await this.get(id);
+    if (s.state !== "running" && s.state !== "starting") return s;
+    this.clearTimer(id);
+    await this.providerOf(s).stop(id);
+    return this.deps.store.updateSession(id, { state: "stopped", endedAt: new Date().toISOString(), endReason: reason });
+  }
+
+  async remove(id: string): Promise<void> {
+    await this.stop(id);
+    await this.deps.store.deleteSession(id);
+  }
+
+  /**
+   * After a restart: every session the store thinks is live is either found again (and its
+   * timeout re-armed) or marked lost, with what it held cleaned up by its provider.
+   */
+  async reconcile(): Promise<{ recovered: string[]; lost: string[] }> {
+    const recovered: string[] = [];
+    const lost: string[] = [];
+    for (const s of await this.deps.store.listSessions({ states: ["starting", "running"] })) {
+      const provider = this.deps.providers.get(s.provider);
+      const state = provider ? await provider.recover(s.id, s.providerState) : "gone";
+      if (state === "running" && s.state === "running") {
+        recovered.push(s.id);
+        this.armTimeout(s);
+      } else {
+        if (state === "running" && provider) await provider.stop(s.id);
+        lost.push(s.id);
+        await this.deps.store.updateSession(s.id, {
+          state: "lost",
+          endedAt: new Date().toISOString(),
+          endReason: s.state === "starting" ? "lost: the control plane stopped while it was starting" : "lost: its sandbox was gone after a control-plane restart",
+        });
+      }
+    }
+    return { recovered, lost };
+  }
+
+  close(): void {
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+  }
+
+  private chooseProvider(environment: string, wanted: string[]): Provider {
+    if (wanted.length === 0) {
+      const local = this.deps.providers.get("local");
+      if (!local) throw new PaddockError("unavailable", "the local provider is not available on this installation");
+      return local;
+    }
+    for (const name of wanted) {
+      const p = this.deps.providers.get(name);
+      if (p) return p;
+    }
+    const configured = [...this.deps.providers.keys()].map((n) => JSON.stringify(n)).join(", ");
+    throw new PaddockError(
+      "invalid_argument",
+      `environment ${JSON.stringify(environment)} asks for provider${wanted.length > 1 ? "s" : ""} ${wanted.join(", ")}, but this installation has only ${configured} configured. ` +
+        `Configure a provider instance with that name (providers: in $PADDOCK_HOME/config.yml — remote providers arrive with the providers issue), or remove \`providers:\` from the file to run on "local".`,
+    );
+  }
+
+  private async running(id: string): Promise<{ session: Session; provider: Provider }> {
+    const session = await this.get(id);
+    if (session.state !== "running") throw new PaddockError("conflict", `session ${id} is ${session.state}, not running`);
+    return { session, provider: this.providerOf(session) };
+  }
+
+  private providerOf(s: Session): Provider {
+    const p = this.deps.providers.get(s.provider);
+    if (!p) throw new PaddockError("unavailable", `provider ${JSON.stringify(s.provider)} of session ${s.id} is not configured`);
+    return p;
+  }
+
+  private armTimeout(s: Session): void {
+    if (!s.expiresAt) return;
+    const ms = Math.max(0, Date.parse(s.expiresAt) - Date.now());
+    this.clearTimer(s.id);
+    // Timers longer than ~24.8 days overflow; the timeout schema caps compute.timeout well below.
+    const t = setTimeout(() => {
+      this.timers.delete(s.id);
+      this.stop(s.id, "compute.timeout reached").catch((err: unknown) => this.deps.log(`stopping ${s.id} at its timeout failed: ${String(err)}`));
+    }, ms);
+    t.unref();
+    this.timers.set(s.id, t);
+  }
+
+  private clearTimer(id: string): void {
+    const t = this.timers.get(id);
+    if (t) clearTimeout(t);
+    this.timers.delete(id);
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * Paddock's nouns as they are stored and served. Words follow DESIGN.md: an *environment* is a
+ * named, versioned environment file; its built form is a *template* (a stack of layers); a
+ * *session* is one running sandbox started from a template.
+ */
+
+/** One version of an environment file, exactly as applied. */
+export interface EnvironmentVersion {
+  name: string;
+  /** 1, 2, 3… per environment name. */
+  version: number;
+  /** The file name it was applied from, e.g. `runtime.yml` (used in located messages). */
+  fileName: string;
+  /** The file's text, byte for byte. */
+  source: string;
+  /** The validated, normalised spec (JSON of config's `EnvironmentSpec`). */
+  spec: unknown;
+  /** sha256 of `source`. */
+  sourceDigest: string;
+  createdAt: string;
+  /** Who applied it (principal id; "local-admin" until identities exist). */
+  createdBy: string;
+  /** Build of this version: building until it finishes. */
+  buildStatus: "building" | "ready" | "failed";
+  /** Set when buildStatus is ready. */
+  templateId: string | null;
+  /** Why the build failed (no secret values: build output is not secret-bearing yet). */
+  buildError: string | null;
+}
+
+/** An environment: its name and which version sessions start from. */
+export interface Environment {
+  name: string;
+  /** The newest version whose build succeeded: sessions start from it. Null until one has. */
+  currentVersion: number | null;
+  latestVersion: number;
+  updatedAt: string;
+}
+
+/** A filesystem layer: the changes one install step made on top of its parent. */
+export interface Layer {
+  /** sha256 over (parent id, base, step command): the build cache key, stable across machines. */
+  id: string;
+  parentId: string | null;
+  /** The install step that produced it, or a base marker such as `base:debian-12`. */
+  command: string;
+  /** sha256 over the layer's content (paths, modes, owners, bytes). */
+  contentDigest: string;
+  sizeBytes: number;
+  createdAt: string;
+}
+
+/** The built form of one environment version: an immutable stack of layers. */
+export interface Template {
+  id: string;
+  environment: string;
+  version: number;
+  base: string;
+  /** Layer ids from the bottom (first) to the top (last). Empty for a template with no steps. */
+  layers: string[];
+  createdAt: string;
+}
+
+export type SessionState = "starting" | "running" | "stopped" | "lost" | "failed";
+
+export interface Session {
+  id: string;
+  environment: string;
+  version: number;
+  templateId: string;
+  provider: string;
+  state: SessionState;
+  createdAt: string;
+  /** When the session must end (compute.timeout); null for none. */
+  expiresAt: string | null;
+  endedAt: string | null;
+  /** Why it ended: "stopped by user", "compute.timeout reached", "lost: …". */
+  endReason: string | null;
+  /** Provider-private handle to find the sandbox again after a restart (JSON). */
+  providerState: Record<string, unknown>;
+}

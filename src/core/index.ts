@@ -1,0 +1,6 @@
+export * from "./errors.ts";
+export type * from "./domain.ts";
+export type * from "./store.ts";
+export type * from "./provider.ts";
+export type * from "./layers.ts";
+export * from "./run.ts";

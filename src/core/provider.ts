@@ -1,0 +1,105 @@
+/**
+ * Where sessions run. A provider turns a template (a stack of layers) into a running sandbox and
+ * runs commands and file operations in it. Lifecycle: `create` → any number of `exec` / file calls
+ * → `stop`. After a control-plane restart, `recover` says whether a sandbox recorded earlier is
+ * still there. Implementations: `local` (Linux namespaces + overlayfs + cgroups) first; k8s, e2b,
+ * daytona, ec2 later. The HTTP client implements this interface too, so tests can swap them.
+ *
+ * Preconditions every implementation keeps (the provider conformance suite checks them):
+ * - `stop` of an unknown or already stopped id resolves `false`; of a running one, `true`.
+ * - `exec`, file calls on an unknown or stopped id reject with a PaddockError `not_found`.
+ * - Paths given to file calls are resolved inside the sandbox, as the session user would see
+ *   them; nothing outside the sandbox is ever reachable through them.
+ */
+import type { Readable } from "node:stream";
+
+export interface ComputeLimits {
+  /** CPU in cores (fractions allowed). */
+  cpu: number;
+  memoryBytes: number;
+  /** Maximum number of processes (fork-bomb guard). */
+  pids: number;
+  /** Maximum bytes the sandbox may write to its filesystem. */
+  diskBytes: number;
+}
+
+export type SandboxMode =
+  /** An interactive session: commands run as the unprivileged session user (uid 1000). */
+  | "session"
+  /** A template build step: commands run as root of the sandbox's own user namespace. */
+  | "build";
+
+export interface SandboxSpec {
+  /** Caller-chosen id, unique among live sandboxes of this provider. */
+  id: string;
+  mode: SandboxMode;
+  /** Base filesystem under the layers. */
+  base: "host" | "debian-12";
+  /** Committed layer ids from the bottom (first) to the top (last). */
+  layers: string[];
+  compute: ComputeLimits;
+  hostname: string;
+  /** Environment every command starts with (before per-exec `env`). */
+  env: Record<string, string>;
+}
+
+export interface SandboxHandle {
+  id: string;
+  /** What the provider needs to find this sandbox again after a restart (stored by the caller). */
+  providerState: Record<string, unknown>;
+}
+
+export interface ExecOptions {
+  /** Program and arguments; `argv[0]` is looked up in PATH inside the sandbox. */
+  argv: string[];
+  /** Working directory inside the sandbox; default `/workspace`. */
+  cwd?: string;
+  /** Extra environment variables for this command. */
+  env?: Record<string, string>;
+  /** Kill the command's process group after this long; 0 or absent for no limit. */
+  timeoutMs?: number;
+  /** Bytes for the command's standard input; absent means empty stdin. */
+  stdin?: Readable | Uint8Array;
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
+  /** Aborting kills the command's process group. */
+  signal?: AbortSignal;
+}
+
+export interface ExecResult {
+  /** Exit status; 128+N when killed by signal N; 124 on timeout; 127 when the program was not found; 126 when it could not be run. */
+  exitCode: number;
+  /** Signal name when the command was killed by one (e.g. "SIGKILL"), else null. */
+  signal: string | null;
+  timedOut: boolean;
+  durationMs: number;
+}
+
+export interface FileEntry {
+  name: string;
+  type: "file" | "dir" | "symlink" | "other";
+  size: number;
+  /** Permission bits, e.g. 0o644. */
+  mode: number;
+  mtime: string;
+}
+
+export interface StopOptions {
+  /** Keep the sandbox's writable layer as a committed layer with this id (template builds). */
+  commitAs?: string;
+}
+
+export interface Provider {
+  readonly name: string;
+  create(spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle>;
+  /** After a restart: is the sandbox recorded with this state still running? Cleans up what a dead one held. */
+  recover(id: string, providerState: Record<string, unknown>): Promise<"running" | "gone">;
+  exec(id: string, opts: ExecOptions): Promise<ExecResult>;
+  writeFile(id: string, path: string, data: Uint8Array, opts?: { mode?: number }): Promise<void>;
+  readFile(id: string, path: string): Promise<Buffer>;
+  listDir(id: string, path: string): Promise<FileEntry[]>;
+  stop(id: string, opts?: StopOptions): Promise<boolean>;
+  /** Ids of sandboxes this provider is running now. */
+  list(): Promise<string[]>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,102 @@
+import { mkdir, readdir, rename, rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { ActiveLayer, LayerStore } from "../core/index.ts";
+import { PaddockError, conflict, runCommand } from "../core/index.ts";
+import { directoryUsage, checkLayerName } from "./common.ts";
+
+/**
+ * The fallback layer store: plain directories on whatever filesystem holds the data directory.
+ * Commit is a rename (O(1)); fork copies the upper (`cp -a --reflink=auto`, so it is O(1) only
+ * where the filesystem has reflinks). There is no per-layer size limit here: `paddock doctor`
+ * says so, and the btrfs store is the default wherever btrfs-progs exist.
+ */
+export async function openDirectoryLayerStore(root: string): Promise<LayerStore> {
+  for (const d of ["committed", "active", "work"]) await mkdir(join(root, d), { recursive: true, mode: 0o700 });
+  return new DirectoryLayerStore(root);
+}
+
+class DirectoryLayerStore implements LayerStore {
+  readonly kind = "directory" as const;
+  readonly committedDir: string;
+  private readonly activeDir: string;
+  private readonly workRoot: string;
+
+  constructor(root: string) {
+    this.committedDir = join(root, "committed");
+    this.activeDir = join(root, "active");
+    this.workRoot = join(root, "work");
+  }
+
+  layerPath(id: string): string {
+    checkLayerName(id);
+    return join(this.committedDir, id);
+  }
+
+  async has(id: string): Promise<boolean> {
+    checkLayerName(id);
+    return existsSync(join(this.committedDir, id));
+  }
+
+  async prepare(key: string): Promise<ActiveLayer> {
+    checkLayerName(key);
+    const upperDir = join(this.activeDir, key);
+    if (existsSync(upperDir)) throw conflict(`active layer ${key} already exists`);
+    await mkdir(upperDir, { mode: 0o755 });
+    const workDir = join(this.workRoot, key);
+    await mkdir(workDir, { recursive: true, mode: 0o700 });
+    return { key, upperDir, workDir };
+  }
+
+  async commit(key: string, id: string): Promise<void> {
+    checkLayerName(key);
+    checkLayerName(id);
+    const from = join(this.activeDir, key);
+    if (!existsSync(from)) throw new PaddockError("not_found", `active layer ${key} not found`);
+    const to = join(this.committedDir, id);
+    if (existsSync(to)) await rm(from, { recursive: true, force: true });
+    else await rename(from, to);
+    await rm(join(this.workRoot, key), { recursive: true, force: true });
+  }
+
+  async fork(key: string, newKey: string): Promise<ActiveLayer> {
+    checkLayerName(key);
+    checkLayerName(newKey);
+    const from = join(this.activeDir, key);
+    const upperDir = join(this.activeDir, newKey);
+    if (!existsSync(from)) throw new PaddockError("not_found", `active layer ${key} not found`);
+    if (existsSync(upperDir)) throw conflict(`active layer ${newKey} already exists`);
+    await runCommand(["cp", "-a", "--reflink=auto", from, upperDir]);
+    const workDir = join(this.workRoot, newKey);
+    await mkdir(workDir, { recursive: true, mode: 0o700 });
+    return { key: newKey, upperDir, workDir };
+  }
+
+  async remove(keyOrId: string): Promise<boolean> {
+    checkLayerName(keyOrId);
+    let removed = false;
+    for (const dir of [this.activeDir, this.committedDir]) {
+      const p = join(dir, keyOrId);
+      if (!existsSync(p)) continue;
+      await rm(p, { recursive: true, force: true });
+      removed = true;
+    }
+    await rm(join(this.workRoot, keyOrId), { recursive: true, force: true });
+    return removed;
+  }
+
+  async usage(keyOrId: string): Promise<number> {
+    checkLayerName(keyOrId);
+    for (const dir of [this.activeDir, this.committedDir]) {
+      const p = join(dir, keyOrId);
+      if (existsSync(p)) return directoryUsage(p);
+    }
+    throw new PaddockError("not_found", `layer ${keyOrId} not found`);
+  }
+
+  async list(): Promise<{ committed: string[]; active: string[] }> {
+    return { committed: (await readdir(this.committedDir)).sort(), active: (await readdir(this.activeDir)).sort() };
+  }
+
+  async close(): Promise<void> {}
+}

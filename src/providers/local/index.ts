@@ -1,0 +1,6 @@
+/** The local provider box: Linux sandboxes on this machine. */
+export { createLocalProvider, installationScope } from "./provider.ts";
+export type { LocalProviderOptions } from "./provider.ts";
+export { detectCgroupLayout, listCgroupIds, cgroupDirs, destroyCgroups, removeCgroupScope } from "./cgroups.ts";
+export type { CgroupLayout } from "./cgroups.ts";
+export { sandboxBinaryPath } from "./launcher.ts";

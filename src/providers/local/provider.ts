@@ -1,0 +1,254 @@
+import { mkdir, readFile, rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { join, relative } from "node:path";
+import { chown } from "node:fs/promises";
+import type { ExecOptions, ExecResult, FileEntry, LayerStore, Provider, SandboxHandle, SandboxSpec, StopOptions } from "../../core/index.ts";
+import { PaddockError, invalid, notFound } from "../../core/index.ts";
+import { AgentClient } from "./agent-client.ts";
+import { launchSandbox, sandboxBinaryPath } from "./launcher.ts";
+import type { CgroupLayout } from "./cgroups.ts";
+import { createCgroups, destroyCgroups, detectCgroupLayout } from "./cgroups.ts";
+import { HOST_ID_BASE, SESSION_GID, SESSION_HOME, SESSION_UID, SESSION_USER, WORKSPACE, idMap } from "./ids.ts";
+import { ensureScaffold, handOverToSessionUser } from "./scaffold.ts";
+import { ensureDebianBase } from "./debian.ts";
+import { isAlive, processStartTime, waitForExit } from "./procs.ts";
+
+/**
+ * The `local` provider: sessions are Linux sandboxes on this machine (see docs/sandbox.md). The
+ * native launcher builds the namespaces, overlay and seccomp filter; this file wires layers,
+ * cgroups and the launcher together and keeps the table of live sandboxes.
+ */
+export interface LocalProviderOptions {
+  /** Data directory (`$PADDOCK_HOME`): masked inside every sandbox. */
+  home: string;
+  layers: LayerStore;
+  /** Directory for sockets and mount points; default /run/paddock/<digest of home>. */
+  runDir?: string;
+  /** The launcher binary; default build/paddock-sandbox in the checkout. */
+  binary?: string;
+  /** Progress lines for long one-off work (building the debian-12 base). */
+  log?: (line: string) => void;
+}
+
+/** What the provider records per sandbox (stored by the control plane, used by `recover`). */
+interface LocalSandboxState {
+  supervisorPid: number;
+  initPid: number;
+  initStartTime: string;
+  socket: string;
+  cgroups: string[];
+  runDir: string;
+  layerKey: string;
+  upperDir: string;
+  env: Record<string, string>;
+  [k: string]: unknown;
+}
+
+export async function createLocalProvider(opts: LocalProviderOptions): Promise<Provider> {
+  const scope = installationScope(opts.home);
+  const cgroups = await detectCgroupLayout(scope);
+  const runDir = opts.runDir ?? join("/run/paddock", scope);
+  await mkdir(runDir, { recursive: true, mode: 0o700 });
+  return new LocalProvider(opts, cgroups, runDir, opts.binary ?? sandboxBinaryPath());
+}
+
+/** A short stable name for one installation (one data directory) on this machine. */
+export function installationScope(home: string): string {
+  return createHash("sha256").update(home).digest("hex").slice(0, 12);
+}
+
+const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+class LocalProvider implements Provider {
+  readonly name = "local";
+  private readonly live = new Map<string, LocalSandboxState>();
+
+  constructor(
+    private readonly opts: LocalProviderOptions,
+    private readonly cgroupLayout: CgroupLayout,
+    private readonly runDir: string,
+    private readonly binary: string,
+  ) {}
+
+  async create(spec: SandboxSpec): Promise<SandboxHandle> {
+    if (this.live.has(spec.id)) throw new PaddockError("conflict", `sandbox ${spec.id} already exists`);
+    if (!/^[a-z0-9][a-z0-9-]{0,40}$/.test(spec.id)) throw invalid(`bad sandbox id ${JSON.stringify(spec.id)}`);
+    const lowers = await this.lowerLayers(spec);
+    const dir = join(this.runDir, spec.id);
+    const rootfs = join(dir, "rootfs");
+    await mkdir(rootfs, { recursive: true, mode: 0o700 });
+    const layerKey = `sbx-${spec.id}`;
+    const [active, cgroupDirs] = await Promise.all([
+      this.opts.layers.prepare(layerKey, { maxBytes: spec.compute.diskBytes }),
+      createCgroups(this.cgroupLayout, spec.id, spec.compute),
+    ]);
+    try {
+      // The upper's root directory is the merged root's owner: root inside, never host root.
+      await chown(active.upperDir, HOST_ID_BASE, HOST_ID_BASE);
+      const socket = join(dir, "agent.sock");
+      const build = spec.mode === "build";
+      const { supervisorPid, initPid } = await launchSandbox(
+        this.binary,
+        {
+          layersDir: this.opts.layers.committedDir,
+          lowers: lowers.layers,
+          lowerAbs: lowers.abs,
+          upper: active.upperDir,
+          work: active.workDir,
+          rootfs,
+          hostname: spec.hostname,
+          user: build ? { uid: 0, gid: 0 } : { uid: SESSION_UID, gid: SESSION_GID },
+          uidMap: idMap,
+          gidMap: idMap,
+          cgroups: cgroupDirs,
+          masks: this.masks(spec),
+          roBinds: [],
+          binds: [],
+          // tmpfs pages are charged to the sandbox's memory cgroup, so /tmp cannot outgrow it.
+          tmpfs: [
+            { dst: "/tmp", size: `${Math.max(16, Math.floor(spec.compute.memoryBytes / 2 / 2 ** 20))}m` },
+            { dst: "/run", size: "64m" },
+          ],
+          listen: socket,
+          caps: build ? "build" : "session",
+        },
+        join(dir, "launcher.log"),
+      );
+      const state: LocalSandboxState = {
+        supervisorPid,
+        initPid,
+        initStartTime: await processStartTime(initPid),
+        socket,
+        cgroups: cgroupDirs,
+        runDir: dir,
+        layerKey,
+        upperDir: active.upperDir,
+        env: this.baseEnv(spec),
+      };
+      this.live.set(spec.id, state);
+      return { id: spec.id, providerState: { ...state } };
+    } catch (err) {
+      await destroyCgroups(cgroupDirs).catch(() => undefined);
+      await this.opts.layers.remove(layerKey).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async recover(id: string, providerState: Record<string, unknown>): Promise<"running" | "gone"> {
+    const state = providerState as LocalSandboxState;
+    if (typeof state.initPid === "number" && (await isAlive(state.initPid, state.initStartTime)) && existsSync(state.socket)) {
+      this.live.set(id, state);
+      return "running";
+    }
+    await this.release(id, state, {});
+    return "gone";
+  }
+
+  async exec(id: string, opts: ExecOptions): Promise<ExecResult> {
+    const state = this.get(id);
+    return new AgentClient(state.socket).exec({ ...opts, cwd: opts.cwd ?? WORKSPACE, env: { ...state.env, ...opts.env } });
+  }
+
+  async writeFile(id: string, path: string, data: Uint8Array, o: { mode?: number } = {}): Promise<void> {
+    await new AgentClient(this.get(id).socket).put(absolute(path), data, o.mode);
+  }
+
+  async readFile(id: string, path: string): Promise<Buffer> {
+    return new AgentClient(this.get(id).socket).get(absolute(path));
+  }
+
+  async listDir(id: string, path: string): Promise<FileEntry[]> {
+    return new AgentClient(this.get(id).socket).ls(absolute(path));
+  }
+
+  async stop(id: string, o: StopOptions = {}): Promise<boolean> {
+    const state = this.live.get(id);
+    if (!state) return false;
+    this.live.delete(id);
+    await this.release(id, state, o);
+    return true;
+  }
+
+  async list(): Promise<string[]> {
+    return [...this.live.keys()].sort();
+  }
+
+  async close(): Promise<void> {
+    // Sandboxes outlive the control plane on purpose (invariant 9); nothing to tear down here.
+    this.live.clear();
+  }
+
+  private get(id: string): LocalSandboxState {
+    const s = this.live.get(id);
+    if (!s) throw notFound("session", id);
+    return s;
+  }
+
+  /** Kill everything the sandbox ran, then free its cgroups, run dir and writable layer. */
+  private async release(id: string, state: Partial<LocalSandboxState>, o: StopOptions): Promise<void> {
+    if (typeof state.initPid === "number" && (await isAlive(state.initPid, state.initStartTime ?? ""))) {
+      // SIGKILL to pid 1 of the sandbox's pid namespace kills every process in it.
+      try {
+        process.kill(state.initPid, "SIGKILL");
+      } catch {
+        /* raced with its exit */
+      }
+    }
+    if (typeof state.supervisorPid === "number") await waitForExit(state.supervisorPid, 5000);
+    await destroyCgroups(state.cgroups ?? []);
+    await rm(state.runDir ?? join(this.runDir, id), { recursive: true, force: true });
+    const key = state.layerKey ?? `sbx-${id}`;
+    if (o.commitAs && state.upperDir) {
+      await handOverToSessionUser(state.upperDir);
+      await this.opts.layers.commit(key, o.commitAs);
+    } else await this.opts.layers.remove(key);
+  }
+
+  private async lowerLayers(spec: SandboxSpec): Promise<{ layers: string[]; abs: string[] }> {
+    for (const l of spec.layers) if (!(await this.opts.layers.has(l))) throw notFound("layer", l);
+    // Lower names are relative to committedDir, which keeps the overlay option string short.
+    const rel = (id: string) => relative(this.opts.layers.committedDir, this.opts.layers.layerPath(id));
+    const top = [...spec.layers].reverse().map(rel);
+    switch (spec.base) {
+      case "host":
+        return { layers: [...top, rel(await ensureScaffold(this.opts.layers, "host", "/etc"))], abs: ["/"] };
+      case "debian-12": {
+        const base = await ensureDebianBase(this.opts.layers, this.opts.log);
+        const scaffold = await ensureScaffold(this.opts.layers, "debian-12", join(this.opts.layers.layerPath(base), "etc"));
+        return { layers: [...top, rel(scaffold), rel(base)], abs: [] };
+      }
+    }
+  }
+
+  /** Host paths hidden in every sandbox on `base: host`, whatever their permissions say. */
+  private masks(spec: SandboxSpec): string[] {
+    if (spec.base !== "host") return [];
+    return ["/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", this.opts.home];
+  }
+
+  private baseEnv(spec: SandboxSpec): Record<string, string> {
+    const build = spec.mode === "build";
+    return {
+      PATH: DEFAULT_PATH,
+      HOME: SESSION_HOME,
+      USER: build ? "root" : SESSION_USER,
+      LOGNAME: build ? "root" : SESSION_USER,
+      SHELL: "/bin/bash",
+      LANG: "C.UTF-8",
+      TERM: "xterm-256color",
+      PADDOCK_SANDBOX: spec.id,
+      ...spec.env,
+    };
+  }
+}
+
+function absolute(path: string): string {
+  if (path.includes("\0")) throw invalid("path contains a NUL byte");
+  return path.startsWith("/") ? path : `${WORKSPACE}/${path}`;
+}
+
+export async function readLauncherLog(runDir: string): Promise<string> {
+  return readFile(join(runDir, "launcher.log"), "utf8").catch(() => "");
+}

@@ -1,0 +1,87 @@
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { PassThrough } from "node:stream";
+import { WebSocketServer, type RawData, type WebSocket } from "ws";
+import { constants as osConstants } from "node:os";
+import type { ControlPlane } from "../control/index.ts";
+import { asPaddockError } from "../core/index.ts";
+import { ExecBody } from "./schemas.ts";
+
+/**
+ * Interactive exec over a WebSocket: live stdout/stderr, stdin passthrough, signals. One socket is
+ * one command; the protocol is described on the `execStream` route of the OpenAPI document.
+ */
+export const STDOUT = 1;
+export const STDERR = 2;
+const PATH_RE = /^\/v1\/sessions\/([^/]+)\/exec\/stream$/;
+
+export function attachExecStream(server: import("node:http").Server, cp: ControlPlane): () => Promise<void> {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const m = PATH_RE.exec(new URL(req.url ?? "/", "http://x").pathname);
+    if (!m?.[1]) {
+      socket.end("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+      return;
+    }
+    const id = decodeURIComponent(m[1]);
+    wss.handleUpgrade(req, socket, head, (ws) => serve(ws, cp, id));
+  });
+  return () =>
+    new Promise((resolve) => {
+      for (const c of wss.clients) c.terminate();
+      wss.close(() => resolve());
+    });
+}
+
+function serve(ws: WebSocket, cp: ControlPlane, id: string): void {
+  const stdin = new PassThrough();
+  const abort = new AbortController();
+  let started = false;
+  const fail = (err: unknown) => {
+    const e = asPaddockError(err);
+    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: "error", code: e.code, message: e.message }), () => ws.close(1000));
+  };
+  ws.on("close", () => {
+    abort.abort();
+    stdin.end();
+  });
+  ws.on("message", (data: RawData, isBinary: boolean) => {
+    const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+    if (!started) {
+      started = true;
+      let request;
+      try {
+        request = ExecBody.omit({ stdin: true }).parse(JSON.parse(buf.toString("utf8")));
+      } catch (err) {
+        fail(new Error(`bad exec request: ${err instanceof Error ? err.message : String(err)}`));
+        return;
+      }
+      cp.sessions
+        .exec(id, {
+          argv: request.argv,
+          ...(request.cwd ? { cwd: request.cwd } : {}),
+          ...(request.env ? { env: request.env } : {}),
+          ...(request.timeoutMs ? { timeoutMs: request.timeoutMs } : {}),
+          stdin,
+          signal: abort.signal,
+          onStdout: (c) => ws.send(Buffer.concat([Buffer.of(STDOUT), c])),
+          onStderr: (c) => ws.send(Buffer.concat([Buffer.of(STDERR), c])),
+        })
+        .then((r) => ws.send(JSON.stringify({ type: "exit", ...r }), () => ws.close(1000)))
+        .catch(fail);
+      return;
+    }
+    if (isBinary) {
+      stdin.write(buf);
+      return;
+    }
+    let msg: { type?: string; signal?: string };
+    try {
+      msg = JSON.parse(buf.toString("utf8")) as typeof msg;
+    } catch {
+      return;
+    }
+    if (msg.type === "stdin-eof") stdin.end();
+    else if (msg.type === "signal" && msg.signal && msg.signal in osConstants.signals) abort.abort(msg.signal);
+  });
+}

@@ -1,0 +1,99 @@
+/**
+ * The server box: the HTTP API (/v1) over the control plane. `startServer` opens the control plane
+ * (reconciling what a previous incarnation left), serves the route table with request validation
+ * and one error format, the OpenAPI document, and the exec WebSocket.
+ */
+import Fastify, { type FastifyInstance } from "fastify";
+import type { z } from "zod";
+import type { ControlPlane, ControlPlaneOptions } from "../control/index.ts";
+import { openControlPlane } from "../control/index.ts";
+import { PaddockError, asPaddockError, httpStatusOf, invalid } from "../core/index.ts";
+import { routes, type Route } from "./routes.ts";
+import { openApiDocument } from "./openapi.ts";
+import { attachExecStream } from "./exec-stream.ts";
+
+export { routes } from "./routes.ts";
+export { openApiDocument } from "./openapi.ts";
+
+export interface ServerOptions extends ControlPlaneOptions {
+  host?: string;
+  port?: number;
+}
+
+export interface RunningServer {
+  url: string;
+  cp: ControlPlane;
+  close(opts?: { unmountLayers?: boolean }): Promise<void>;
+}
+
+const MAX_FILE_BYTES = 256 * 1024 * 1024;
+
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const cp = await openControlPlane(opts);
+  const app = Fastify({ logger: false, bodyLimit: MAX_FILE_BYTES });
+  app.addContentTypeParser("application/octet-stream", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
+  app.setErrorHandler((err, _req, reply) => {
+    const e = err instanceof PaddockError ? err : fastifyError(err);
+    void reply.code(httpStatusOf(e.code)).send({ error: { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) } });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({ error: { code: "not_found", message: `no route ${req.method} ${req.url.split("?")[0]} (see /v1/openapi.json)` } });
+  });
+  const doc = openApiDocument(routes);
+  app.get("/v1/openapi.json", async () => doc);
+  for (const r of routes) register(app, cp, r);
+  const closeStreams = attachExecStream(app.server, cp);
+  try {
+    await app.listen({ host: opts.host ?? "127.0.0.1", port: opts.port ?? 7070 });
+  } catch (err) {
+    await cp.close();
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EADDRINUSE") throw new PaddockError("unavailable", `port ${opts.port ?? 7070} is already in use: is Paddock already running? (pick another with --port)`);
+    throw err;
+  }
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : (opts.port ?? 7070);
+  return {
+    url: `http://${opts.host ?? "127.0.0.1"}:${port}`,
+    cp,
+    async close(o = {}) {
+      await closeStreams();
+      await app.close();
+      await cp.close(o);
+    },
+  };
+}
+
+function register(app: FastifyInstance, cp: ControlPlane, r: Route): void {
+  app.route({
+    method: r.method,
+    url: r.path,
+    handler: async (req, reply) => {
+      const params = parse(r.params, req.params, "path parameters");
+      const query = parse(r.query, req.query, "query");
+      let body: unknown = req.body;
+      if (r.body === "binary") {
+        if (!Buffer.isBuffer(body)) throw invalid("send the file's bytes with Content-Type: application/octet-stream");
+      } else if (r.body) body = parse(r.body, req.body ?? {}, "body");
+      const result = await r.handler({ cp, params: params as Record<string, string>, query: query as Record<string, string>, body, req, reply });
+      if (reply.sent) return reply;
+      if (r.response.schema === "none") return reply.send();
+      return result;
+    },
+  });
+}
+
+function parse(schema: z.ZodType | undefined, value: unknown, where: string): unknown {
+  if (!schema) return value;
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const problems = r.error.issues.map((i) => `${i.path.length ? i.path.join(".") : where}: ${i.message}`);
+  throw invalid(`bad ${where}: ${problems.join("; ")}`, { problems });
+}
+
+function fastifyError(err: unknown): PaddockError {
+  const e = err as { statusCode?: number; message?: string; code?: string };
+  if (e.statusCode === 413) return new PaddockError("invalid_argument", `request body too large (limit ${MAX_FILE_BYTES} bytes)`);
+  if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) return new PaddockError("invalid_argument", e.message ?? "bad request");
+  return asPaddockError(err);
+}

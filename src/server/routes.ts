@@ -1,0 +1,265 @@
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { z } from "zod";
+import type { ControlPlane } from "../control/index.ts";
+import { invalid } from "../core/index.ts";
+import * as S from "./schemas.ts";
+
+/**
+ * The HTTP API as one table: method, path, shapes and handler per route. The server registers
+ * it, the OpenAPI document is generated from it, and tests walk it — so the three cannot drift.
+ */
+export interface RouteContext {
+  cp: ControlPlane;
+  params: Record<string, string>;
+  query: Record<string, string>;
+  body: unknown;
+  req: FastifyRequest;
+  reply: FastifyReply;
+}
+
+export interface Route {
+  method: "GET" | "POST" | "PUT" | "DELETE";
+  /** Fastify path syntax (`:id`); OpenAPI gets `{id}`. */
+  path: string;
+  operationId: string;
+  summary: string;
+  params?: z.ZodType;
+  query?: z.ZodType;
+  /** A zod schema for JSON bodies, or "binary" for raw bytes. */
+  body?: z.ZodType | "binary";
+  /** Success status and shape: a zod schema, "binary", "ndjson" (streamed events), "none" (204) or "websocket". */
+  response: { status: number; schema: z.ZodType | "binary" | "ndjson" | "none" | "websocket"; description?: string };
+  /** Returns the JSON body (or Buffer for binary); for streamed responses it writes to `reply` itself. */
+  handler: (ctx: RouteContext) => Promise<unknown>;
+}
+
+const createdBy = "local-admin";
+
+export const routes: Route[] = [
+  {
+    method: "GET",
+    path: "/v1/health",
+    operationId: "health",
+    summary: "Liveness: the server answers.",
+    response: { status: 200, schema: z.object({ ok: z.boolean(), version: z.string() }) },
+    handler: async () => ({ ok: true, version: "0.1.0" }),
+  },
+  {
+    method: "POST",
+    path: "/v1/environments/validate",
+    operationId: "validateEnvironment",
+    summary: "Validate an environment file without registering it; every problem is reported at once with its location.",
+    body: S.ValidateBody,
+    response: { status: 200, schema: z.object({ valid: z.boolean(), issues: z.array(S.Issue), spec: z.unknown() }) },
+    handler: async ({ cp, body }) => {
+      const b = body as z.infer<typeof S.ValidateBody>;
+      const { spec, issues } = cp.environments.validate(b.source, b.fileName);
+      return { valid: spec !== null, issues, spec };
+    },
+  },
+  {
+    method: "POST",
+    path: "/v1/environments",
+    operationId: "applyEnvironment",
+    summary:
+      "Register a new version of an environment and build its template. With `Accept: application/x-ndjson` the response streams build events (version, step, output, step-done, done | failed), one JSON object per line.",
+    body: S.ApplyBody,
+    response: { status: 201, schema: "ndjson", description: "Build events, or with Accept: application/json the final {version, template}." },
+    handler: async ({ cp, body, req, reply }) => {
+      const b = body as z.infer<typeof S.ApplyBody>;
+      const streaming = String(req.headers.accept ?? "").includes("application/x-ndjson");
+      const abort = new AbortController();
+      // The response closing before it finished means the client went away: stop the build.
+      // (The request's own "close" fires as soon as its body is read, so it cannot tell us that.)
+      reply.raw.on("close", () => {
+        if (!reply.raw.writableFinished) abort.abort();
+      });
+      if (!streaming) {
+        const done = await cp.environments.apply({ ...b, createdBy, signal: abort.signal }, () => undefined);
+        reply.code(201);
+        return done;
+      }
+      // Validate before committing to a 200 stream, so a bad file is a plain 400 with its issues.
+      const { spec, issues } = cp.environments.validate(b.source, b.fileName);
+      if (!spec) throw invalid(`${b.fileName} is not a valid environment file`, { issues });
+      reply.hijack();
+      reply.raw.writeHead(201, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
+      const send = (e: unknown) => reply.raw.write(JSON.stringify(e) + "\n");
+      try {
+        await cp.environments.apply({ ...b, createdBy, signal: abort.signal }, send);
+      } catch {
+        /* the `failed` event already carries the reason */
+      }
+      reply.raw.end();
+      return undefined;
+    },
+  },
+  {
+    method: "GET",
+    path: "/v1/environments",
+    operationId: "listEnvironments",
+    summary: "List environments.",
+    response: { status: 200, schema: z.array(S.Environment) },
+    handler: async ({ cp }) => cp.environments.list(),
+  },
+  {
+    method: "GET",
+    path: "/v1/environments/:name",
+    operationId: "getEnvironment",
+    summary: "An environment with its current version and template.",
+    params: S.NameParams,
+    response: { status: 200, schema: z.object({ environment: S.Environment, current: S.EnvironmentVersion.nullable(), template: S.Template.nullable() }) },
+    handler: async ({ cp, params }) => cp.environments.get(params.name ?? ""),
+  },
+  {
+    method: "GET",
+    path: "/v1/environments/:name/versions",
+    operationId: "listEnvironmentVersions",
+    summary: "Every version of an environment, newest first, with its build status.",
+    params: S.NameParams,
+    response: { status: 200, schema: z.array(S.EnvironmentVersion) },
+    handler: async ({ cp, params }) => cp.environments.history(params.name ?? ""),
+  },
+  {
+    method: "POST",
+    path: "/v1/sessions",
+    operationId: "startSession",
+    summary: "Start a session from an environment's current template; resolves when commands can run in it.",
+    body: S.StartSessionBody,
+    response: { status: 201, schema: S.Session },
+    handler: async ({ cp, body, reply }) => {
+      const s = await cp.sessions.start((body as z.infer<typeof S.StartSessionBody>).environment, { createdBy });
+      reply.code(201);
+      return publicSession(s);
+    },
+  },
+  {
+    method: "GET",
+    path: "/v1/sessions",
+    operationId: "listSessions",
+    summary: "Live sessions, newest first (all=true includes ended ones).",
+    query: S.SessionListQuery,
+    response: { status: 200, schema: z.array(S.Session) },
+    handler: async ({ cp, query }) =>
+      (await cp.sessions.list({ all: query.all === "true", ...(query.environment ? { environment: query.environment } : {}) })).map(publicSession),
+  },
+  {
+    method: "GET",
+    path: "/v1/sessions/:id",
+    operationId: "getSession",
+    summary: "One session.",
+    params: S.IdParams,
+    response: { status: 200, schema: S.Session },
+    handler: async ({ cp, params }) => publicSession(await cp.sessions.get(params.id ?? "")),
+  },
+  {
+    method: "POST",
+    path: "/v1/sessions/:id/stop",
+    operationId: "stopSession",
+    summary: "Stop a session: every process ends and its writable layer is freed. Stopping an ended session returns it unchanged.",
+    params: S.IdParams,
+    response: { status: 200, schema: S.Session },
+    handler: async ({ cp, params }) => publicSession(await cp.sessions.stop(params.id ?? "")),
+  },
+  {
+    method: "DELETE",
+    path: "/v1/sessions/:id",
+    operationId: "deleteSession",
+    summary: "Stop a session if needed and forget it.",
+    params: S.IdParams,
+    response: { status: 204, schema: "none" },
+    handler: async ({ cp, params, reply }) => {
+      await cp.sessions.remove(params.id ?? "");
+      reply.code(204);
+      return undefined;
+    },
+  },
+  {
+    method: "POST",
+    path: "/v1/sessions/:id/exec",
+    operationId: "exec",
+    summary: "Run a command to completion and return its output. For live output and stdin, use the WebSocket at /v1/sessions/{id}/exec/stream.",
+    params: S.IdParams,
+    body: S.ExecBody,
+    response: { status: 200, schema: S.ExecResponse },
+    handler: async ({ cp, params, body }) => {
+      const b = body as z.infer<typeof S.ExecBody>;
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      const result = await cp.sessions.exec(params.id ?? "", {
+        argv: b.argv,
+        ...(b.cwd ? { cwd: b.cwd } : {}),
+        ...(b.env ? { env: b.env } : {}),
+        ...(b.timeoutMs ? { timeoutMs: b.timeoutMs } : {}),
+        ...(b.stdin ? { stdin: Buffer.from(b.stdin, "base64") } : {}),
+        onStdout: (c) => out.push(c),
+        onStderr: (c) => err.push(c),
+      });
+      return { ...result, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") };
+    },
+  },
+  {
+    method: "GET",
+    path: "/v1/sessions/:id/exec/stream",
+    operationId: "execStream",
+    summary:
+      "WebSocket. First message (text): the exec request as JSON ({argv, cwd?, env?, timeoutMs?}). Then client→server binary messages are stdin; text {\"type\":\"stdin-eof\"} closes stdin; {\"type\":\"signal\",\"signal\":\"SIGINT\"} signals the command. Server→client binary messages start with 1 (stdout) or 2 (stderr) followed by the bytes; the last message is text {\"type\":\"exit\",exitCode,signal,timedOut,durationMs} or {\"type\":\"error\",code,message}.",
+    params: S.IdParams,
+    response: { status: 101, schema: "websocket" },
+    handler: async () => {
+      throw invalid("this route needs a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)");
+    },
+  },
+  {
+    method: "GET",
+    path: "/v1/sessions/:id/files",
+    operationId: "readFile",
+    summary: "Read a file from the sandbox, as the session user sees it.",
+    params: S.IdParams,
+    query: S.PathQuery,
+    response: { status: 200, schema: "binary" },
+    handler: async ({ cp, params, query, reply }) => {
+      reply.type("application/octet-stream");
+      return cp.sessions.readFile(params.id ?? "", query.path ?? "");
+    },
+  },
+  {
+    method: "PUT",
+    path: "/v1/sessions/:id/files",
+    operationId: "writeFile",
+    summary: "Write a file into the sandbox (atomically, as the session user; never through a symlink).",
+    params: S.IdParams,
+    query: S.PutFileQuery,
+    body: "binary",
+    response: { status: 204, schema: "none" },
+    handler: async ({ cp, params, query, body, reply }) => {
+      await cp.sessions.writeFile(params.id ?? "", query.path ?? "", body as Buffer, query.mode ? parseInt(query.mode, 8) : undefined);
+      reply.code(204);
+      return undefined;
+    },
+  },
+  {
+    method: "GET",
+    path: "/v1/sessions/:id/files/list",
+    operationId: "listFiles",
+    summary: "List a directory in the sandbox.",
+    params: S.IdParams,
+    query: S.PathQuery,
+    response: { status: 200, schema: z.array(S.FileEntry) },
+    handler: async ({ cp, params, query }) => cp.sessions.listDir(params.id ?? "", query.path ?? ""),
+  },
+  {
+    method: "GET",
+    path: "/v1/doctor",
+    operationId: "doctor",
+    summary: "Host readiness (kernel features, packages) and any leaked kernel object or file.",
+    response: { status: 200, schema: S.DoctorReport },
+    handler: async ({ cp }) => cp.doctor(),
+  },
+];
+
+/** Sessions as served: the provider's private handle (pids, paths) stays inside the server. */
+function publicSession(s: import("../core/index.ts").Session): z.infer<typeof S.Session> {
+  const { providerState: _hidden, ...rest } = s;
+  return rest;
+}

@@ -1,0 +1,107 @@
+import { z } from "zod";
+
+/** Wire shapes of the HTTP API. They feed request validation and the OpenAPI document alike. */
+export const ErrorBody = z
+  .object({
+    error: z.object({
+      code: z.enum(["not_found", "invalid_argument", "unauthorized", "forbidden", "conflict", "unavailable", "internal"]),
+      message: z.string().describe("What went wrong and how to fix it."),
+      details: z.record(z.string(), z.unknown()).optional().describe("Machine-readable detail, e.g. every located issue of an invalid file."),
+    }),
+  })
+  .describe("Every error response has this shape.");
+
+export const ApplyBody = z.object({
+  fileName: z.string().min(1).max(255).describe("File name used in located messages, e.g. runtime.yml."),
+  source: z.string().max(1_000_000).describe("The environment file's text."),
+  noCache: z.boolean().optional().describe("Rebuild every install step even when a cached layer exists."),
+});
+
+export const ValidateBody = ApplyBody.omit({ noCache: true });
+
+export const Issue = z.object({ file: z.string(), line: z.number(), column: z.number(), path: z.string(), message: z.string() });
+
+export const Environment = z.object({
+  name: z.string(),
+  currentVersion: z.number().nullable().describe("Version sessions start from; null until a build succeeded."),
+  latestVersion: z.number(),
+  updatedAt: z.string(),
+});
+
+export const EnvironmentVersion = z.object({
+  name: z.string(),
+  version: z.number(),
+  fileName: z.string(),
+  source: z.string(),
+  spec: z.unknown(),
+  sourceDigest: z.string(),
+  createdAt: z.string(),
+  createdBy: z.string(),
+  buildStatus: z.enum(["building", "ready", "failed"]),
+  templateId: z.string().nullable(),
+  buildError: z.string().nullable(),
+});
+
+export const Template = z.object({
+  id: z.string(),
+  environment: z.string(),
+  version: z.number(),
+  base: z.string(),
+  layers: z.array(z.string()),
+  createdAt: z.string(),
+});
+
+export const Session = z.object({
+  id: z.string(),
+  environment: z.string(),
+  version: z.number(),
+  templateId: z.string(),
+  provider: z.string(),
+  state: z.enum(["starting", "running", "stopped", "lost", "failed"]),
+  createdAt: z.string(),
+  expiresAt: z.string().nullable(),
+  endedAt: z.string().nullable(),
+  endReason: z.string().nullable(),
+});
+
+export const StartSessionBody = z.object({ environment: z.string().min(1).describe("Environment name; the session starts from its current template.") });
+
+export const ExecBody = z.object({
+  argv: z.array(z.string()).min(1).describe("Program and arguments, e.g. [\"npm\", \"test\"]. For a shell line use [\"sh\", \"-c\", \"…\"]."),
+  cwd: z.string().optional().describe("Working directory inside the sandbox; default /workspace."),
+  env: z.record(z.string(), z.string()).optional(),
+  timeoutMs: z.number().int().min(0).max(7 * 24 * 3600 * 1000).optional().describe("Kill the command after this long; 0 or absent for none. Exit code 124 on timeout."),
+  stdin: z.string().optional().describe("Standard input, base64."),
+});
+
+export const ExecResponse = z.object({
+  exitCode: z.number(),
+  signal: z.string().nullable(),
+  timedOut: z.boolean(),
+  durationMs: z.number(),
+  stdout: z.string().describe("Standard output, UTF-8 (use the WebSocket stream for binary output)."),
+  stderr: z.string(),
+});
+
+export const FileEntry = z.object({
+  name: z.string(),
+  type: z.enum(["file", "dir", "symlink", "other"]),
+  size: z.number(),
+  mode: z.number(),
+  mtime: z.string(),
+});
+
+export const PathQuery = z.object({ path: z.string().min(1).describe("Path inside the sandbox; relative paths are under /workspace.") });
+export const PutFileQuery = PathQuery.extend({ mode: z.string().regex(/^[0-7]{3,4}$/).optional().describe("Octal permission bits, default 644.") });
+export const IdParams = z.object({ id: z.string() });
+export const NameParams = z.object({ name: z.string() });
+export const SessionListQuery = z.object({
+  all: z.enum(["true", "false"]).optional().describe("Include ended sessions."),
+  environment: z.string().optional(),
+});
+
+export const DoctorReport = z.object({
+  ok: z.boolean(),
+  checks: z.array(z.object({ name: z.string(), ok: z.boolean(), detail: z.string() })),
+  leaks: z.array(z.string()),
+});

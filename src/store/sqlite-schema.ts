@@ -1,0 +1,135 @@
+/**
+ * The SQLite schema as an ordered list of migrations. A migration is never edited once released:
+ * a later issue that needs a table or column appends `{ version: N + 1, … }`. `applyMigrations`
+ * runs every migration the database has not recorded in `schema_migrations`, all in one IMMEDIATE
+ * transaction (so two processes opening the same file cannot both migrate, and a crash half-way
+ * leaves the previous schema intact).
+ */
+import type Database from "better-sqlite3";
+import { internal, unavailable } from "../core/errors.ts";
+
+export interface Migration {
+  /** 1, 2, 3… strictly increasing; recorded in `schema_migrations.version`. */
+  readonly version: number;
+  /** Short description, recorded alongside the version for people reading the database. */
+  readonly name: string;
+  /** Statements run with `exec`, inside the migration transaction. */
+  readonly sql: string;
+}
+
+// STRICT tables: SQLite otherwise stores a string in an INTEGER column without complaint.
+// JSON columns (spec, layers, provider_state) are TEXT written only through JSON.stringify.
+// Sessions and templates deliberately have no foreign key to environments: deleting an environment
+// keeps the history of sessions that ran from it.
+const INITIAL = `
+CREATE TABLE environments (
+  name TEXT PRIMARY KEY,
+  current_version INTEGER,
+  latest_version INTEGER NOT NULL,
+  updated_at TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE environment_versions (
+  name TEXT NOT NULL REFERENCES environments(name) ON DELETE CASCADE,
+  version INTEGER NOT NULL,
+  file_name TEXT NOT NULL,
+  source TEXT NOT NULL,
+  spec TEXT NOT NULL,
+  source_digest TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  created_by TEXT NOT NULL,
+  build_status TEXT NOT NULL,
+  template_id TEXT,
+  build_error TEXT,
+  PRIMARY KEY (name, version)
+) STRICT;
+
+CREATE TABLE layers (
+  id TEXT PRIMARY KEY,
+  parent_id TEXT,
+  command TEXT NOT NULL,
+  content_digest TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL,
+  created_at TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE templates (
+  id TEXT PRIMARY KEY,
+  environment TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  base TEXT NOT NULL,
+  layers TEXT NOT NULL,
+  created_at TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE sessions (
+  id TEXT PRIMARY KEY,
+  environment TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  template_id TEXT NOT NULL,
+  provider TEXT NOT NULL,
+  state TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  expires_at TEXT,
+  ended_at TEXT,
+  end_reason TEXT,
+  provider_state TEXT NOT NULL
+) STRICT;
+
+CREATE INDEX sessions_newest_first ON sessions (created_ms DESC, id);
+CREATE INDEX sessions_by_environment ON sessions (environment, created_ms DESC, id);
+CREATE INDEX sessions_by_state ON sessions (state);
+`;
+
+/** Every migration, oldest first. Append only. */
+export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: "environments, versions, layers, templates, sessions", sql: INITIAL }];
+
+function checkOrder(migrations: readonly Migration[]): void {
+  migrations.forEach((m, i) => {
+    const previous = i === 0 ? 0 : (migrations[i - 1]?.version ?? 0);
+    if (!Number.isInteger(m.version) || m.version <= previous) {
+      throw internal(`migration ${JSON.stringify(m.name)} has version ${m.version}; versions must be integers increasing from 1`);
+    }
+  });
+}
+
+/**
+ * Bring `db` up to the newest migration. Resolves the versions applied now (empty when the schema
+ * was current). Rejects `unavailable` when the database was migrated by a newer Paddock, rather
+ * than running old code against a schema it does not know.
+ */
+export function applyMigrations(
+  db: Database.Database,
+  migrations: readonly Migration[] = MIGRATIONS,
+  now: () => string = () => new Date().toISOString(),
+): number[] {
+  checkOrder(migrations);
+  const migrate = db.transaction((): number[] => {
+    db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      version INTEGER PRIMARY KEY,
+      name TEXT NOT NULL,
+      applied_at TEXT NOT NULL
+    ) STRICT`);
+    const recorded = db.prepare<[], number>("SELECT version FROM schema_migrations").pluck().all();
+    const applied = new Set(recorded);
+    const newestKnown = migrations.at(-1)?.version ?? 0;
+    const newestRecorded = Math.max(0, ...recorded);
+    if (newestRecorded > newestKnown) {
+      throw unavailable(
+        `the SQLite store ${db.name} has schema version ${newestRecorded} but this Paddock knows up to ${newestKnown}; ` +
+          "upgrade Paddock, or point it at another database file",
+      );
+    }
+    const record = db.prepare<[number, string, string]>("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)");
+    const done: number[] = [];
+    for (const m of migrations) {
+      if (applied.has(m.version)) continue;
+      db.exec(m.sql);
+      record.run(m.version, m.name, now());
+      done.push(m.version);
+    }
+    return done;
+  });
+  return migrate.immediate();
+}

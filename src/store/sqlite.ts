@@ -1,0 +1,285 @@
+/**
+ * The embedded SQLite store: one file (or `:memory:`), one connection per store instance.
+ * better-sqlite3 is synchronous, so each method runs to completion before its promise settles: a
+ * resolved write has been committed. Multi-statement writes run in IMMEDIATE transactions, which
+ * take the write lock up front, so two processes sharing the file wait (busy_timeout) instead of
+ * failing half-way.
+ */
+import Database from "better-sqlite3";
+import type { Environment, EnvironmentVersion, Layer, Session, SessionState, Template } from "../core/domain.ts";
+import { asPaddockError, conflict, internal, notFound, PaddockError, unavailable } from "../core/errors.ts";
+import type { Store } from "../core/store.ts";
+import {
+  environmentFromRow,
+  layerFromRow,
+  layerToRow,
+  nowIso,
+  sessionFromRow,
+  sessionToRow,
+  templateFromRow,
+  templateToRow,
+  versionFromRow,
+  versionToRow,
+} from "./sqlite-rows.ts";
+import { applyMigrations } from "./sqlite-schema.ts";
+import { prepareStatements, type Statements } from "./sqlite-statements.ts";
+
+/** How long a write waits for another process's write lock before rejecting `unavailable`. */
+const BUSY_TIMEOUT_MS = 5000;
+
+/**
+ * Open (creating if needed) the SQLite store at `path` and bring its schema up to date.
+ * `":memory:"` gives a private, empty, in-memory store (tests). Rejects `unavailable` when the file
+ * cannot be opened or was migrated by a newer Paddock.
+ *
+ * @example
+ * const store = await openSqliteStore("/var/lib/paddock/paddock.db");
+ * await store.close();
+ */
+export async function openSqliteStore(path: string): Promise<Store & { readonly path: string }> {
+  let db: Database.Database;
+  try {
+    db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw unavailable(`cannot open the SQLite store ${path}: ${reason}; check that its directory exists and is writable`, err);
+  }
+  try {
+    configure(db, path);
+    applyMigrations(db);
+    return new SqliteStore(path, db, prepareStatements(db));
+  } catch (err) {
+    db.close();
+    throw translate(err, path);
+  }
+}
+
+function configure(db: Database.Database, path: string): void {
+  // Durability: in WAL mode a COMMIT appends the transaction's pages to the -wal file with write(2)
+  // before it returns; synchronous=NORMAL only skips the fsync, which SQLite then does at
+  // checkpoints. Written pages live in the kernel's page cache, not in this process, so a crash or
+  // kill -9 of the process loses no committed transaction: the next open replays the WAL. Only an
+  // OS crash or power cut can roll back the last few commits (never corrupting the file); FULL
+  // would cover that at the cost of an fsync per write.
+  const mode = db.pragma("journal_mode = WAL", { simple: true });
+  if (!db.memory && mode !== "wal") {
+    throw unavailable(`the SQLite store ${path} cannot use WAL journaling (got ${String(mode)}); put it on a local filesystem`);
+  }
+  db.pragma("synchronous = NORMAL");
+  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  db.pragma("foreign_keys = ON");
+}
+
+/** SQLite failures as PaddockErrors; `duplicate` is the message for a uniqueness violation. */
+function translate(err: unknown, path: string, duplicate?: string): PaddockError {
+  if (err instanceof PaddockError) return err;
+  if (err instanceof Database.SqliteError) {
+    const code = err.code;
+    if (duplicate !== undefined && (code === "SQLITE_CONSTRAINT_PRIMARYKEY" || code === "SQLITE_CONSTRAINT_UNIQUE")) {
+      return conflict(duplicate);
+    }
+    if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) {
+      return unavailable(`the SQLite store ${path} stayed locked by another process for ${BUSY_TIMEOUT_MS} ms; retry, or stop the other process`, err);
+    }
+    if (["SQLITE_READONLY", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN"].some((c) => code.startsWith(c))) {
+      return unavailable(`the SQLite store ${path} cannot be written (${err.message}); check free disk space and permissions`, err);
+    }
+  }
+  return asPaddockError(err);
+}
+
+/** Keep only the fields a patch sets: `{ endedAt: undefined }` changes nothing. */
+function definedFields<T extends object>(patch: T): Partial<T> {
+  return Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function sameTemplate(a: Template, b: Template): boolean {
+  return a.environment === b.environment && a.version === b.version && a.base === b.base && JSON.stringify(a.layers) === JSON.stringify(b.layers);
+}
+
+class SqliteStore implements Store {
+  readonly path: string;
+  readonly #db: Database.Database;
+  readonly #q: Statements;
+
+  constructor(path: string, db: Database.Database, statements: Statements) {
+    this.path = path;
+    this.#db = db;
+    this.#q = statements;
+  }
+
+  /** Run `fn` against the open database, translating failures; `duplicate` names a conflict. */
+  #run<T>(fn: (q: Statements) => T, duplicate?: string): T {
+    if (!this.#db.open) throw unavailable(`the store ${this.path} is closed; open it again`);
+    try {
+      return fn(this.#q);
+    } catch (err) {
+      throw translate(err, this.path, duplicate);
+    }
+  }
+
+  /** Like #run, inside one IMMEDIATE transaction: all of `fn` commits, or none of it. */
+  #write<T>(fn: (q: Statements) => T, duplicate?: string): T {
+    return this.#run((q) => this.#db.transaction(() => fn(q)).immediate(), duplicate);
+  }
+
+  async addEnvironmentVersion(
+    v: Omit<EnvironmentVersion, "version" | "createdAt" | "buildStatus" | "templateId" | "buildError">,
+  ): Promise<EnvironmentVersion> {
+    return this.#write((q) => {
+      const now = nowIso();
+      const version = q.nextVersion.get({ name: v.name, now });
+      if (version === undefined) throw internal(`could not number the next version of environment ${JSON.stringify(v.name)}`);
+      const row = versionToRow({
+        name: v.name,
+        version,
+        fileName: v.fileName,
+        source: v.source,
+        spec: v.spec,
+        sourceDigest: v.sourceDigest,
+        createdAt: now,
+        createdBy: v.createdBy,
+        buildStatus: "building",
+        templateId: null,
+        buildError: null,
+      });
+      q.insertVersion.run(row);
+      return versionFromRow(row);
+    });
+  }
+
+  /**
+   * Rejects `not_found` for an unknown version and `conflict` when its build already finished
+   * (a finished build is history: a rebuild is a new version).
+   */
+  async finishBuild(name: string, version: number, result: { templateId: string } | { error: string }): Promise<void> {
+    this.#write((q) => {
+      const row = q.getVersion.get(name, version);
+      if (row === undefined) throw notFound("environment version", `${name} v${version}`);
+      if (row.build_status !== "building") {
+        throw conflict(`the build of environment ${JSON.stringify(name)} v${version} already finished (${row.build_status}); apply the file again to build a new version`);
+      }
+      if ("templateId" in result) {
+        q.finishVersion.run({ name, version, status: "ready", templateId: result.templateId, error: null });
+        q.advanceCurrent.run({ name, version, now: nowIso() });
+      } else {
+        q.finishVersion.run({ name, version, status: "failed", templateId: null, error: result.error });
+      }
+    });
+  }
+
+  async getEnvironment(name: string): Promise<Environment | null> {
+    return this.#run((q) => {
+      const row = q.getEnvironment.get(name);
+      return row === undefined ? null : environmentFromRow(row);
+    });
+  }
+
+  /** Environments by name. */
+  async listEnvironments(): Promise<Environment[]> {
+    return this.#run((q) => q.listEnvironments.all().map(environmentFromRow));
+  }
+
+  async getEnvironmentVersion(name: string, version: number): Promise<EnvironmentVersion | null> {
+    return this.#run((q) => {
+      const row = q.getVersion.get(name, version);
+      return row === undefined ? null : versionFromRow(row);
+    });
+  }
+
+  async listEnvironmentVersions(name: string): Promise<EnvironmentVersion[]> {
+    return this.#run((q) => q.listVersions.all(name).map(versionFromRow));
+  }
+
+  async deleteEnvironment(name: string): Promise<boolean> {
+    return this.#write((q) => {
+      q.deleteVersions.run(name);
+      return q.deleteEnvironment.run(name).changes > 0;
+    });
+  }
+
+  async putLayer(layer: Layer): Promise<void> {
+    this.#run((q) => q.putLayer.run(layerToRow(layer)));
+  }
+
+  async getLayer(id: string): Promise<Layer | null> {
+    return this.#run((q) => {
+      const row = q.getLayer.get(id);
+      return row === undefined ? null : layerFromRow(row);
+    });
+  }
+
+  /** Layers oldest first (createdAt, then id). */
+  async listLayers(): Promise<Layer[]> {
+    return this.#run((q) => q.listLayers.all().map(layerFromRow));
+  }
+
+  async deleteLayer(id: string): Promise<boolean> {
+    return this.#run((q) => q.deleteLayer.run(id).changes > 0);
+  }
+
+  /**
+   * Templates are immutable: putting an id again with the same environment, version, base and
+   * layers is a no-op (the first stays); with anything else it rejects `conflict`.
+   */
+  async putTemplate(t: Template): Promise<void> {
+    const duplicate = `template ${JSON.stringify(t.id)} already exists with different content; templates are immutable, build under a new id`;
+    this.#write((q) => {
+      const existing = q.getTemplate.get(t.id);
+      if (existing === undefined) {
+        q.insertTemplate.run(templateToRow(t));
+      } else if (!sameTemplate(templateFromRow(existing), t)) {
+        throw conflict(duplicate);
+      }
+    }, duplicate);
+  }
+
+  async getTemplate(id: string): Promise<Template | null> {
+    return this.#run((q) => {
+      const row = q.getTemplate.get(id);
+      return row === undefined ? null : templateFromRow(row);
+    });
+  }
+
+  /** Templates oldest first (createdAt, then id). */
+  async listTemplates(): Promise<Template[]> {
+    return this.#run((q) => q.listTemplates.all().map(templateFromRow));
+  }
+
+  async createSession(s: Session): Promise<void> {
+    this.#run((q) => q.insertSession.run(sessionToRow(s)), `session ${JSON.stringify(s.id)} already exists; session ids must be new`);
+  }
+
+  async updateSession(id: string, patch: Partial<Omit<Session, "id">>): Promise<Session> {
+    return this.#write((q) => {
+      const row = q.getSession.get(id);
+      if (row === undefined) throw notFound("session", id);
+      const next = sessionToRow({ ...sessionFromRow(row), ...definedFields(patch), id });
+      q.replaceSession.run(next);
+      return sessionFromRow(next);
+    });
+  }
+
+  async getSession(id: string): Promise<Session | null> {
+    return this.#run((q) => {
+      const row = q.getSession.get(id);
+      return row === undefined ? null : sessionFromRow(row);
+    });
+  }
+
+  /** Newest first (createdAt descending, ties by id ascending). `states: []` matches no session. */
+  async listSessions(filter?: { states?: SessionState[]; environment?: string }): Promise<Session[]> {
+    const states = filter?.states === undefined ? null : JSON.stringify(filter.states);
+    const environment = filter?.environment ?? null;
+    return this.#run((q) => q.listSessions.all({ states, environment }).map(sessionFromRow));
+  }
+
+  async deleteSession(id: string): Promise<boolean> {
+    return this.#run((q) => q.deleteSession.run(id).changes > 0);
+  }
+
+  /** Close the connection (checkpointing the WAL). Closing twice is a no-op; other calls then reject `unavailable`. */
+  async close(): Promise<void> {
+    if (this.#db.open) this.#db.close();
+  }
+}

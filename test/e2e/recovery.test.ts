@@ -1,0 +1,112 @@
+import { describe, it, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import type { ChildProcess } from "node:child_process";
+import { releaseHome, spawnServer } from "../helpers/server.ts";
+import { tempDir } from "../helpers/tmp.ts";
+import { detectCgroupLayout, installationScope, listCgroupIds } from "../../src/providers/local/index.ts";
+import type { PaddockClient } from "../../src/client/index.ts";
+
+/** Invariant 9: kill -9 the control plane at any point; restart finds or reconciles everything. */
+void describe("crash recovery with the real server process", () => {
+  let home: { path: string; remove: () => Promise<void> };
+  let proc: ChildProcess | undefined;
+
+  const start = async () => {
+    const s = await spawnServer(home.path);
+    proc = s.proc;
+    return s;
+  };
+  const kill9 = async () => {
+    const p = proc;
+    if (!p || p.exitCode !== null) return;
+    await new Promise<void>((r) => {
+      p.once("exit", () => r());
+      p.kill("SIGKILL");
+    });
+  };
+  const waitFor = async (what: string, check: () => Promise<boolean>, timeoutMs = 15_000) => {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+
+  before(async () => {
+    home = await tempDir();
+  });
+  after(async () => {
+    await kill9();
+    const s = await start().catch(() => null);
+    if (s) {
+      for (const x of await s.client.sessions.list()) await s.client.sessions.stop(x.id).catch(() => undefined);
+      await kill9();
+    }
+    await releaseHome(home.path);
+    await home.remove();
+  });
+
+  void it("a running session survives kill -9 of the server and works after restart", async () => {
+    let s = await start();
+    await s.client.environments.apply("paddock.yml", "name: crashy\ncompute:\n  timeout: 1h\ninstall:\n  - echo layer > /workspace/l.txt\n");
+    const session = await s.client.sessions.start("crashy");
+    await s.client.sessions.run(session.id, { argv: ["sh", "-c", "echo before-crash > /workspace/state.txt"] });
+    await kill9();
+    s = await start();
+    const again = await s.client.sessions.get(session.id);
+    assert.equal(again.state, "running");
+    const r = await s.client.sessions.run(session.id, { argv: ["cat", "/workspace/state.txt", "/workspace/l.txt"] });
+    assert.equal(r.stdout, "before-crash\nlayer\n");
+    await s.client.sessions.stop(session.id);
+  });
+
+  void it("a session whose sandbox died while the server was down is marked lost and its kernel objects freed", async () => {
+    let s: { client: PaddockClient } = await start();
+    const session = await s.client.sessions.start("crashy");
+    assert.equal((await s.client.sessions.run(session.id, { argv: ["true"] })).exitCode, 0);
+    await kill9();
+    // Kill the sandbox behind the control plane's back: find its supervisor through its cgroup.
+    const layout = await detectCgroupLayout(installationScope(home.path));
+    const ids = await listCgroupIds(layout);
+    assert.ok(ids.includes(session.id));
+    const procsFile = layout.version === 2 ? `${layout.root}/paddock/${layout.scope}/${session.id}/cgroup.procs` : `${layout.pids}/paddock/${layout.scope}/${session.id}/cgroup.procs`;
+    for (const p of (await readFile(procsFile, "utf8")).split("\n").filter(Boolean)) process.kill(Number(p), "SIGKILL");
+    s = await start();
+    const lost = await s.client.sessions.get(session.id);
+    assert.equal(lost.state, "lost");
+    assert.match(lost.endReason ?? "", /lost/);
+    assert.equal((await listCgroupIds(layout)).includes(session.id), false);
+    const doctor = await s.client.doctor();
+    assert.deepEqual(doctor.leaks, []);
+  });
+
+  void it("a build interrupted by kill -9 is marked failed, leaves nothing behind, and the previous template stays current", async () => {
+    let s = await start();
+    const events: string[] = [];
+    const applying = s.client.environments
+      .apply("paddock.yml", "name: crashy\ncompute:\n  timeout: 1h\ninstall:\n  - echo layer > /workspace/l.txt\n  - echo started; sleep 60\n", {
+        onEvent: (e) => events.push(String(e.type) + ":" + String(e.data ?? e.status ?? "")),
+      })
+      .catch((e: unknown) => e);
+    await waitFor("the slow step to start", async () => events.some((e) => e.startsWith("output:started")));
+    await kill9();
+    await applying;
+    s = await start();
+    const history = await s.client.environments.history("crashy");
+    assert.equal(history[0]?.buildStatus, "failed");
+    assert.match(history[0]?.buildError ?? "", /interrupted/);
+    assert.equal((await s.client.environments.get("crashy")).environment.currentVersion, 1);
+    assert.deepEqual((await s.client.doctor()).leaks, []);
+  });
+
+  void it("compute.timeout ends a session on its own, also across a restart", async () => {
+    let s = await start();
+    await s.client.environments.apply("short.yml", "name: short\ncompute:\n  timeout: 3s\n");
+    const session = await s.client.sessions.start("short");
+    await kill9();
+    s = await start();
+    await waitFor("the timeout", async () => (await s.client.sessions.get(session.id)).state === "stopped");
+    assert.equal((await s.client.sessions.get(session.id)).endReason, "compute.timeout reached");
+  });
+});

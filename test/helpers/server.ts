@@ -1,0 +1,79 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
+import { startServer, type RunningServer } from "../../src/server/index.ts";
+import { PaddockClient } from "../../src/client/index.ts";
+import { openLayerStore } from "../../src/layers/index.ts";
+import { detectCgroupLayout, installationScope, removeCgroupScope, listCgroupIds, cgroupDirs, destroyCgroups } from "../../src/providers/local/index.ts";
+import { tempDir } from "./tmp.ts";
+import { rm } from "node:fs/promises";
+
+export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+/**
+ * A real server on a random port with a fresh data directory, for one test file. `cleanup` stops
+ * every session, unmounts the layer image, removes this installation's cgroups and run directory
+ * and deletes the data directory — also after a failed test.
+ */
+export async function testServer(): Promise<{ server: RunningServer; client: PaddockClient; home: string; cleanup: () => Promise<void> }> {
+  const dir = await tempDir();
+  const server = await startServer({ home: dir.path, port: 0 });
+  const client = new PaddockClient({ url: server.url });
+  return {
+    server,
+    client,
+    home: dir.path,
+    cleanup: async () => {
+      for (const s of await server.cp.sessions.list()) await server.cp.sessions.stop(s.id).catch(() => undefined);
+      await server.close({ unmountLayers: true });
+      await releaseHome(dir.path);
+      await dir.remove();
+    },
+  };
+}
+
+/** Free every kernel object an installation at `home` may hold (after its server is gone). */
+export async function releaseHome(home: string): Promise<void> {
+  const scope = installationScope(home);
+  const layout = await detectCgroupLayout(scope);
+  for (const id of await listCgroupIds(layout)) await destroyCgroups(cgroupDirs(layout, id));
+  await removeCgroupScope(layout);
+  await rm(join("/run/paddock", scope), { recursive: true, force: true });
+  const layers = await openLayerStore({ home, kind: "btrfs" }).catch(() => null);
+  await layers?.close({ unmount: true });
+}
+
+/** The server as its own process (`paddock up`), so a test can kill -9 it. */
+export async function spawnServer(home: string): Promise<{ url: string; proc: ChildProcess; client: PaddockClient; stderr: () => string }> {
+  const proc = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "src/cli/main.ts"), "up", "--port", "0", "--home", home], {
+    cwd: repoRoot,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let log = "";
+  const lines = createInterface({ input: proc.stderr! });
+  const url = await new Promise<string>((resolve, reject) => {
+    lines.on("line", (line) => {
+      log += line + "\n";
+      const m = /listening on (http:\/\/\S+)/.exec(line);
+      if (m?.[1]) resolve(m[1]);
+    });
+    proc.on("exit", (code) => reject(new Error(`server exited with ${code} before listening:\n${log}`)));
+  });
+  return { url, proc, client: new PaddockClient({ url }), stderr: () => log };
+}
+
+/** Run the real CLI (bin/paddock) against a server. */
+export function cli(url: string, args: string[], opts: { input?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(join(repoRoot, "bin/paddock"), args, { env: { ...process.env, PADDOCK_URL: url }, stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    proc.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
+    proc.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+    proc.on("error", reject);
+    proc.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    proc.stdin.on("error", () => undefined);
+    proc.stdin.end(opts.input ?? "");
+  });
+}
