@@ -26,9 +26,8 @@ export function exitCodeOf(code: ErrorCode): number {
 /** Print an error on stderr and exit with its code. */
 export function die(err: unknown): never {
   if (err instanceof PaddockError) {
+    // Messages carry their own detail (an invalid file's message lists every located issue).
     process.stderr.write(`paddock: ${err.message}\n`);
-    const issues = err.details?.issues;
-    if (Array.isArray(issues)) for (const i of issues as { file: string; line: number; column: number; path: string; message: string }[]) process.stderr.write(`${formatIssue(i)}\n`);
     process.exit(exitCodeOf(err.code));
   }
   process.stderr.write(`paddock: ${err instanceof Error ? err.message : String(err)}\n`);

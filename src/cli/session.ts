@@ -1,5 +1,6 @@
 import { createWriteStream } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { constants as osConstants } from "node:os";
 import type { Command } from "commander";
 import type { PaddockClient, PublicSession } from "../client/index.ts";
 import { PaddockError } from "../core/index.ts";
@@ -74,7 +75,8 @@ export function registerSessionCommands(program: Command, client: () => PaddockC
       const forward = (sig: NodeJS.Signals) => () => abort.abort(sig);
       process.on("SIGINT", forward("SIGINT"));
       process.on("SIGTERM", forward("SIGTERM"));
-      const r = await client().sessions.exec(id, {
+      const r = await client()
+        .sessions.exec(id, {
         argv: command,
         ...(o.cwd ? { cwd: o.cwd } : {}),
         env,
@@ -83,7 +85,12 @@ export function registerSessionCommands(program: Command, client: () => PaddockC
         onStdout: (b) => process.stdout.write(b),
         onStderr: (b) => process.stderr.write(b),
         signal: abort.signal,
-      });
+      })
+        .catch((err: unknown) => {
+          // Interrupted by the user: the command's process group was killed; exit like a shell does.
+          if (abort.signal.aborted) process.exit(128 + (osConstants.signals[abort.signal.reason as NodeJS.Signals] ?? 2));
+          throw err;
+        });
       if (r.timedOut) process.stderr.write(`paddock: command timed out after ${o.timeout}\n`);
       await new Promise<void>((resolve) => process.stdout.write("", () => resolve()));
       process.exit(r.exitCode);

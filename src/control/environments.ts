@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import type { Environment, EnvironmentVersion, LayerStore, Provider, Store, Template } from "../core/index.ts";
 import { PaddockError, invalid, notFound } from "../core/index.ts";
 import type { ConfigIssue, EnvironmentSpec } from "../config/index.ts";
-import { parseEnvironment } from "../config/index.ts";
+import { formatIssue, parseEnvironment } from "../config/index.ts";
 import type { BuildEvent } from "./builder.ts";
 import { buildTemplate } from "./builder.ts";
 
@@ -10,6 +10,11 @@ import { buildTemplate } from "./builder.ts";
  * Environments: validate a file, register it as a new version, build its template. A version
  * whose build fails stays in the history with its error and the previous template stays current.
  */
+/** The error for a bad file: every located issue in the message and, structured, in details. */
+export function invalidFile(fileName: string, issues: ConfigIssue[]): PaddockError {
+  return invalid(`${fileName} is not a valid environment file:\n${issues.map(formatIssue).join("\n")}`, { issues });
+}
+
 export class Environments {
   /** One build at a time per environment: a second apply waits its turn instead of racing. */
   private readonly building = new Map<string, Promise<unknown>>();
@@ -25,7 +30,7 @@ export class Environments {
     onEvent: (e: BuildEvent | { type: "version"; name: string; version: number }) => void,
   ): Promise<{ version: EnvironmentVersion; template: Template }> {
     const parsed = parseEnvironment(req.source, req.fileName);
-    if (!parsed.spec) throw invalid(`${req.fileName} is not a valid environment file`, { issues: parsed.issues });
+    if (!parsed.spec) throw invalidFile(req.fileName, parsed.issues);
     const spec = parsed.spec;
     const previous = this.building.get(spec.name) ?? Promise.resolve();
     const run = previous.catch(() => undefined).then(async () => {

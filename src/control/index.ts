@@ -15,7 +15,7 @@ import { Sessions } from "./sessions.ts";
 import { runDoctor, type DoctorReport } from "./doctor.ts";
 
 export type { BuildEvent } from "./builder.ts";
-export { Environments } from "./environments.ts";
+export { Environments, invalidFile } from "./environments.ts";
 export { Sessions } from "./sessions.ts";
 export type { DoctorReport } from "./doctor.ts";
 

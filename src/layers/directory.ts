@@ -1,19 +1,33 @@
-import { mkdir, readdir, rename, rm } from "node:fs/promises";
+import { mkdir, readdir, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { ActiveLayer, LayerStore } from "../core/index.ts";
 import { PaddockError, conflict, runCommand } from "../core/index.ts";
-import { directoryUsage, checkLayerName } from "./common.ts";
+import { directoryUsage, checkLayerName, isMountPoint } from "./common.ts";
 
 /**
  * The fallback layer store: plain directories on whatever filesystem holds the data directory.
  * Commit is a rename (O(1)); fork copies the upper (`cp -a --reflink=auto`, so it is O(1) only
- * where the filesystem has reflinks). There is no per-layer size limit here: `paddock doctor`
+ * where the filesystem has reflinks). On the root filesystem the directories live in a loop-mounted
+ * ext4 image (see openLayerStore), which also caps what all layers together can take. There is no
+ * per-layer size limit here: `paddock doctor`
  * says so, and the btrfs store is the default wherever btrfs-progs exist.
  */
-export async function openDirectoryLayerStore(root: string): Promise<LayerStore> {
+export async function openDirectoryLayerStore(
+  root: string,
+  opts: { image?: string; imageBytes?: number } = {},
+): Promise<LayerStore & { close(o?: { unmount?: boolean }): Promise<void> }> {
+  await mkdir(root, { recursive: true, mode: 0o700 });
+  if (opts.image && !(await isMountPoint(root))) {
+    if (!existsSync(opts.image)) {
+      await writeFile(opts.image, "", { mode: 0o600 });
+      await truncate(opts.image, opts.imageBytes ?? 64 * 2 ** 30);
+      await runCommand(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", opts.image]);
+    }
+    await runCommand(["mount", "-o", "loop,discard,noatime", opts.image, root]);
+  }
   for (const d of ["committed", "active", "work"]) await mkdir(join(root, d), { recursive: true, mode: 0o700 });
-  return new DirectoryLayerStore(root);
+  return new DirectoryLayerStore(root, Boolean(opts.image));
 }
 
 class DirectoryLayerStore implements LayerStore {
@@ -22,7 +36,10 @@ class DirectoryLayerStore implements LayerStore {
   private readonly activeDir: string;
   private readonly workRoot: string;
 
-  constructor(root: string) {
+  constructor(
+    private readonly root: string,
+    private readonly mounted: boolean,
+  ) {
     this.committedDir = join(root, "committed");
     this.activeDir = join(root, "active");
     this.workRoot = join(root, "work");
@@ -98,5 +115,7 @@ class DirectoryLayerStore implements LayerStore {
     return { committed: (await readdir(this.committedDir)).sort(), active: (await readdir(this.activeDir)).sort() };
   }
 
-  async close(): Promise<void> {}
+  async close(o: { unmount?: boolean } = {}): Promise<void> {
+    if (o.unmount && this.mounted && (await isMountPoint(this.root))) await runCommand(["umount", this.root]);
+  }
 }

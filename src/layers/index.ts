@@ -4,6 +4,7 @@
  * the directory fallback otherwise, or what `kind` asks for.
  */
 import { join } from "node:path";
+import { mkdir, stat } from "node:fs/promises";
 import type { LayerStore } from "../core/index.ts";
 import { runCommand } from "../core/index.ts";
 import { openBtrfsLayerStore } from "./btrfs.ts";
@@ -32,8 +33,18 @@ export async function openLayerStore(opts: OpenLayerStoreOptions): Promise<Closa
     case "btrfs":
       return openBtrfsLayerStore({ root, image: join(opts.home, "layers.img"), imageBytes: opts.imageBytes ?? 64 * 2 ** 30 });
     case "directory":
-      return openDirectoryLayerStore(root);
+      return openDirectoryLayerStore(root, await onRootFilesystem(opts.home) ? { image: join(opts.home, "layers-ext4.img"), imageBytes: opts.imageBytes ?? 64 * 2 ** 30 } : {});
   }
+}
+
+/**
+ * overlayfs refuses a lower layer that lies inside another lower on the same filesystem, and
+ * `base: host` uses the host's `/` as the bottom lower: layers kept on the root filesystem cannot
+ * work. There the directory store lives in a loop-mounted ext4 image instead.
+ */
+async function onRootFilesystem(dir: string): Promise<boolean> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  return (await stat(dir)).dev === (await stat("/")).dev;
 }
 
 async function hasBtrfsTools(): Promise<boolean> {

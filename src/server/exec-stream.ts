@@ -1,4 +1,4 @@
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, Server as HttpServer } from "node:http";
 import type { Duplex } from "node:stream";
 import { PassThrough } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
@@ -15,7 +15,7 @@ export const STDOUT = 1;
 export const STDERR = 2;
 const PATH_RE = /^\/v1\/sessions\/([^/]+)\/exec\/stream$/;
 
-export function attachExecStream(server: import("node:http").Server, cp: ControlPlane): () => Promise<void> {
+export function attachExecStream(server: HttpServer, cp: ControlPlane): () => Promise<void> {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const m = PATH_RE.exec(new URL(req.url ?? "/", "http://x").pathname);

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
-import type { ControlPlane } from "../control/index.ts";
-import { invalid } from "../core/index.ts";
+import { invalidFile, type ControlPlane } from "../control/index.ts";
+import { invalid, type Session } from "../core/index.ts";
 import * as S from "./schemas.ts";
 
 /**
@@ -81,7 +81,7 @@ export const routes: Route[] = [
       }
       // Validate before committing to a 200 stream, so a bad file is a plain 400 with its issues.
       const { spec, issues } = cp.environments.validate(b.source, b.fileName);
-      if (!spec) throw invalid(`${b.fileName} is not a valid environment file`, { issues });
+      if (!spec) throw invalidFile(b.fileName, issues);
       reply.hijack();
       reply.raw.writeHead(201, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
       const send = (e: unknown) => reply.raw.write(JSON.stringify(e) + "\n");
@@ -259,7 +259,7 @@ export const routes: Route[] = [
 ];
 
 /** Sessions as served: the provider's private handle (pids, paths) stays inside the server. */
-function publicSession(s: import("../core/index.ts").Session): z.infer<typeof S.Session> {
+function publicSession(s: Session): z.infer<typeof S.Session> {
   const { providerState: _hidden, ...rest } = s;
   return rest;
 }

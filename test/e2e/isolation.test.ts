@@ -46,8 +46,10 @@ void describe("sandbox isolation (attacks/sandbox.md)", () => {
   });
 
   void it("runs as the unprivileged session user with no_new_privs and a seccomp filter", async () => {
-    const r = await sh(a, "id -u; id -g; grep -E '^(NoNewPrivs|Seccomp|CapEff):' /proc/self/status");
-    assert.match(r.stdout, /^1000\n1000\nNoNewPrivs:\s+1\nSeccomp:\s+2\nCapEff:\s+0+\n$/);
+    const r = await sh(a, "id -u; id -g; grep -E '^(NoNewPrivs|Seccomp|CapEff|CapPrm|CapBnd):' /proc/self/status | sort");
+    // The bounding set keeps only KILL, SETGID, SETUID (the agent's needs); with no_new_privs no
+    // process can gain even those back.
+    assert.match(r.stdout, /^1000\n1000\nCapBnd:\s+0+e0\nCapEff:\s+0+\nCapPrm:\s+0+\nNoNewPrivs:\s+1\nSeccomp:\s+2\n$/);
   });
 
   void it("cannot read host secrets: /etc/shadow, the data directory, /proc/1/root", async () => {
@@ -126,8 +128,9 @@ void describe("sandbox isolation (attacks/sandbox.md)", () => {
   });
 
   void it("disk writes past compute.disk fail inside the sandbox and never fill the host", async () => {
-    const r = await sh(a, "dd if=/dev/zero of=/workspace/fill bs=1M count=256 conv=fsync 2>&1 | tail -1; echo exit=$?");
+    const r = await sh(a, "dd if=/dev/zero of=/workspace/fill bs=1M count=256 conv=fsync 2>&1; echo exit=$?");
     assert.match(r.stdout, /quota exceeded|No space left/i);
+    assert.match(r.stdout, /exit=1\n$/);
     await sh(a, "rm -f /workspace/fill");
   });
 

@@ -4,7 +4,8 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { startServer, type RunningServer } from "../../src/server/index.ts";
 import { PaddockClient } from "../../src/client/index.ts";
-import { openLayerStore } from "../../src/layers/index.ts";
+import { isMountPoint } from "../../src/layers/index.ts";
+import { runCommand } from "../../src/core/index.ts";
 import { detectCgroupLayout, installationScope, removeCgroupScope, listCgroupIds, cgroupDirs, destroyCgroups } from "../../src/providers/local/index.ts";
 import { tempDir } from "./tmp.ts";
 import { rm } from "node:fs/promises";
@@ -16,9 +17,11 @@ export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", ".."
  * every session, unmounts the layer image, removes this installation's cgroups and run directory
  * and deletes the data directory — also after a failed test.
  */
-export async function testServer(): Promise<{ server: RunningServer; client: PaddockClient; home: string; cleanup: () => Promise<void> }> {
+export async function testServer(
+  opts: { layerStore?: "btrfs" | "directory" } = {},
+): Promise<{ server: RunningServer; client: PaddockClient; home: string; cleanup: () => Promise<void> }> {
   const dir = await tempDir();
-  const server = await startServer({ home: dir.path, port: 0 });
+  const server = await startServer({ home: dir.path, port: 0, ...opts });
   const client = new PaddockClient({ url: server.url });
   return {
     server,
@@ -40,8 +43,8 @@ export async function releaseHome(home: string): Promise<void> {
   for (const id of await listCgroupIds(layout)) await destroyCgroups(cgroupDirs(layout, id));
   await removeCgroupScope(layout);
   await rm(join("/run/paddock", scope), { recursive: true, force: true });
-  const layers = await openLayerStore({ home, kind: "btrfs" }).catch(() => null);
-  await layers?.close({ unmount: true });
+  const layers = join(home, "layers");
+  if (await isMountPoint(layers)) await runCommand(["umount", layers]);
 }
 
 /** The server as its own process (`paddock up`), so a test can kill -9 it. */
