@@ -23,7 +23,7 @@ lint:
 	npx eslint .
 
 unit:
-	node --import tsx --test --test-concurrency=1 --test-reporter=spec 'test/**/*.test.ts'
+	node --import tsx --test --test-concurrency=1 --test-reporter=spec $$(find test -name '*.test.ts' | sort)
 
 bench: setup
 	node --import tsx bench/run.ts

@@ -13,13 +13,15 @@ void describe("crash recovery with the real server process", () => {
   let proc: ChildProcess | undefined;
 
   const start = async () => {
+    // One control plane per data directory at a time: a new one replaces (kills) the previous.
+    await kill9();
     const s = await spawnServer(home.path);
     proc = s.proc;
     return s;
   };
   const kill9 = async () => {
     const p = proc;
-    if (!p || p.exitCode !== null) return;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
     await new Promise<void>((r) => {
       p.once("exit", () => r());
       p.kill("SIGKILL");
