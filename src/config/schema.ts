@@ -189,6 +189,12 @@ const networkPolicy = z
   }, expecting("a mapping of allow, deny"))
   .superRefine(noConflicts(["allow", "deny"]), ALWAYS);
 
+const buildPolicy = z.strictObject({
+  network: withDefault(networkPolicy, () => ({ allow: ["*"], deny: [] })).describe(
+    'Extension. Hosts install steps may reach through the egress gateway, same forms as guardrails.network. Absent: ["*"] (any public host; private addresses stay refused). Builds never get secrets.',
+  ),
+}, expecting("a mapping with network"));
+
 const guardrails = z.strictObject({
   commands: withDefault(commandPolicy, () => ({ allow: [], deny: [], ask: [] })).describe(
     "Which programs may run. Entries are program names (rm) or absolute paths (/usr/bin/rm), never command lines.",
@@ -243,6 +249,9 @@ export const environmentSchema = z.strictObject({
   ).describe("Secrets the sandbox may use through placeholders. Absent or []: none."),
   guardrails: withDefault(guardrails, () => ({ commands: { allow: [], deny: [], ask: [] }, network: { allow: [], deny: [] } })).describe(
     "Command and network policy. Absent lists are the same as empty ones.",
+  ),
+  build: withDefault(buildPolicy, () => ({ network: { allow: ["*"], deny: [] } })).describe(
+    "Extension. Settings for template builds. Absent: install steps may reach any public host.",
   ),
   rbac: withDefault(rbac, () => ({})).describe(
     'Role name → permissions ("read", "write", "deploy") on this environment. Absent and {} are the same: no role mappings.',

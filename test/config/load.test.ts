@@ -22,6 +22,7 @@ interface ExpectedSpec {
   install: { run: string }[];
   secrets: { name: string; hosts: string[] | null; in: ("header" | "query" | "body")[] }[];
   guardrails: { commands: { allow: string[]; deny: string[]; ask: string[] }; network: { allow: string[]; deny: string[] } };
+  build: { network: { allow: string[]; deny: string[] } };
   rbac: Record<string, ("read" | "write" | "deploy")[]>;
   locations: Record<string, { line: number; column: number }>;
 }
@@ -65,6 +66,7 @@ void describe("examples/runtime.yml (the DESIGN.md file)", () => {
         commands: { allow: ["npm", "git", "docker", "pytest"], deny: ["rm", "sudo"], ask: [] },
         network: { allow: ["api.stripe.com", "sentry.io", "github.com"], deny: ["*"] },
       },
+      build: { network: { allow: ["*"], deny: [] } },
       rbac: { engineering: ["read", "write", "deploy"], support: ["read"] },
     });
   });
@@ -111,6 +113,7 @@ void describe("defaults", () => {
       install: [],
       secrets: [],
       guardrails: { commands: { allow: [], deny: [], ask: [] }, network: { allow: [], deny: [] } },
+      build: { network: { allow: ["*"], deny: [] } },
       rbac: {},
     });
     assert.deepEqual(spec.locations, { name: { line: 1, column: 1 } });

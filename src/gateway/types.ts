@@ -1,0 +1,115 @@
+/**
+ * The egress gateway's contract with the rest of Paddock. Every byte that leaves a sandbox goes
+ * through the gateway: HTTP and HTTPS (explicitly via HTTP(S)_PROXY, or transparently because the
+ * sandbox's network namespace DNATs TCP 80/443 to it) and DNS (answered by the gateway itself; no
+ * query leaves the machine). The gateway knows which session a connection belongs to by its source
+ * address, which is unique per sandbox (see providers/local/network.ts).
+ *
+ * Secrets never enter a sandbox: it sees a placeholder per secret, and the gateway swaps the
+ * placeholder for the real value only in requests from that session to the secret's bound hosts,
+ * in the locations the binding allows. Values come from the vault at request time, so a new value
+ * takes effect on the next request.
+ */
+
+/** `guardrails.network` of the environment (normalised by config: lower-case, no trailing dot). */
+export interface NetworkPolicy {
+  /** Entries: exact host, `*.example.com` (subdomains), `*` (everything), any of those with `:port`. */
+  allow: string[];
+  deny: string[];
+  /** Where each entry was written, e.g. "runtime.yml:27" for messages and records. Same order as the lists. */
+  allowSources?: string[];
+  denySources?: string[];
+}
+
+export type SecretLocation = "header" | "query" | "body";
+
+/** Where a secret may be sent: hosts (exact or `*.x`) and the request parts a placeholder is swapped in. */
+export interface SecretBinding {
+  name: string;
+  /** Exact hosts or `*.example.com`; never `*`. */
+  hosts: string[];
+  in: SecretLocation[];
+  /** `http`: swapped by the HTTP(S) proxy. `database`: reserved for the database gateway (no HTTP swap). */
+  kind: "http" | "database";
+}
+
+/** Where to find a secret's value: the most specific scope that has one wins (agent > team > environment > global). */
+export interface SecretScope {
+  environment: string;
+  team?: string;
+  agent?: string;
+}
+
+/** Read access to secret values, for the gateway only. `null` when no value is set for any matching scope. */
+export interface SecretSource {
+  resolve(name: string, scope: SecretScope): Promise<string | null>;
+  /** Record that a secret was used (name only; never the value). */
+  touch(name: string, scope: SecretScope): void;
+}
+
+/** One request through the gateway, allowed or denied. Never holds a secret value. */
+export interface EgressRecord {
+  sessionId: string;
+  time: string;
+  method: string;
+  /** The host the gateway dialled (or would have), lower-case. */
+  host: string;
+  port: number;
+  /** Path with query values dropped (`/v1/charges?limit=&expand=`). */
+  path: string;
+  /** Upstream status, or the gateway's own status for a refusal. */
+  status: number;
+  bytesOut: number;
+  bytesIn: number;
+  durationMs: number;
+  /** Names of the secrets swapped into this request. */
+  swapped: string[];
+  decision: "allowed" | "denied";
+  /** The rule that decided, e.g. `guardrails.network.allow[0] (runtime.yml:27)`, or a built-in reason. */
+  rule: string;
+  /** Why a request was refused, in words (no secret values). */
+  reason?: string;
+}
+
+export interface GatewaySessionSpec {
+  /** Session (or build) id. */
+  id: string;
+  /** The sandbox's address on its link to the host: how the gateway knows who is calling. */
+  sourceIp: string;
+  policy: NetworkPolicy;
+  /** Secrets the session may use, with their bindings. Empty for template builds. */
+  secrets: SecretBinding[];
+  scope: SecretScope;
+}
+
+export interface GatewayRegistration {
+  /** Secret name → placeholder the sandbox sees in its environment. */
+  placeholders: Record<string, string>;
+  /** PEM of the CA the sandbox must trust (its key never leaves the host). */
+  caCertPem: string;
+}
+
+export interface GatewayEndpoints {
+  /** Host-side address the gateway listens on (the sandboxes' next hop). */
+  address: string;
+  /** Explicit proxy (HTTP absolute-form and CONNECT): HTTP_PROXY / HTTPS_PROXY point here. */
+  proxyPort: number;
+  /** Transparent plain HTTP (sandbox TCP 80 is DNATed here). */
+  httpPort: number;
+  /** Transparent TLS (sandbox TCP 443 is DNATed here). */
+  httpsPort: number;
+  /** DNS over UDP and TCP (sandbox port 53 is DNATed here). */
+  dnsPort: number;
+}
+
+export interface Gateway {
+  readonly endpoints: GatewayEndpoints;
+  /**
+   * Start serving a session. Re-registering an id (after a control-plane restart) with the same
+   * spec returns the same placeholders and CA when `restore` carries the earlier registration.
+   */
+  register(spec: GatewaySessionSpec, restore?: GatewayRegistration & { caKeyPem?: string }): Promise<GatewayRegistration & { caKeyPem: string }>;
+  /** Stop serving a session; its open connections are closed. Unknown id resolves false. */
+  unregister(id: string): Promise<boolean>;
+  close(): Promise<void>;
+}
