@@ -9,6 +9,8 @@ import { PaddockClient } from "../client/index.ts";
 import { die, printJson } from "./output.ts";
 import { registerEnvCommands } from "./env.ts";
 import { registerSessionCommands } from "./session.ts";
+import { registerSecretCommands } from "./secret.ts";
+import { registerLogsCommands } from "./logs.ts";
 
 const program = new Command();
 let clientInstance: PaddockClient | undefined;
@@ -48,6 +50,8 @@ program
 
 registerEnvCommands(program, client);
 registerSessionCommands(program, client);
+registerSecretCommands(program, client);
+registerLogsCommands(program, client);
 
 program
   .command("doctor")

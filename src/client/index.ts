@@ -10,7 +10,7 @@
  */
 import WebSocket from "ws";
 import type { Readable } from "node:stream";
-import type { Environment, EnvironmentVersion, ExecResult, FileEntry, Session, Template } from "../core/index.ts";
+import type { Environment, EnvironmentVersion, ExecResult, FileEntry, Session, StoredEgressRecord, Template } from "../core/index.ts";
 import { PaddockError, codeOfHttpStatus, unavailable } from "../core/index.ts";
 
 export interface ClientOptions {
@@ -27,6 +27,28 @@ export interface Issue {
   path: string;
   message: string;
 }
+
+/** Where a secret applies: at most one of the three; none means global. */
+export interface SecretScopeOptions {
+  environment?: string;
+  team?: string;
+  agent?: string;
+}
+
+/** A secret as listed by the server: never its value. */
+export interface SecretInfo {
+  name: string;
+  /** `{}` for global; else exactly one of environment, team, agent. */
+  scope: SecretScopeOptions;
+  /** Hosts the secret is swapped into by default, when the server knows them. */
+  hosts?: string[];
+  createdAt: string;
+  updatedAt: string;
+  lastUsedAt: string | null;
+}
+
+/** One request that left a session through the egress gateway. */
+export type EgressRecord = StoredEgressRecord;
 
 export interface StreamExecOptions {
   argv: string[];
@@ -76,6 +98,39 @@ export class PaddockClient {
       }),
     /** Run a command with live output and stdin over a WebSocket. */
     exec: (id: string, opts: StreamExecOptions) => this.execStream(id, opts),
+    /**
+     * Requests that left the session through the egress gateway, oldest first. Without `after`, the
+     * newest `limit` (default 100, at most 1000); with it, the first `limit` after that record id.
+     * @example
+     * const page = await paddock.sessions.egress(id, { after: last?.id });
+     */
+    egress: (id: string, opts: { limit?: number; after?: number } = {}) => {
+      const q = new URLSearchParams();
+      if (opts.limit !== undefined) q.set("limit", String(opts.limit));
+      if (opts.after !== undefined) q.set("after", String(opts.after));
+      return this.json<EgressRecord[]>("GET", `/v1/sessions/${enc(id)}/egress${q.size ? `?${q}` : ""}`);
+    },
+  };
+
+  /**
+   * Secrets: values go in and never come out. The gateway swaps them into requests to their bound
+   * hosts; sandboxes see placeholders.
+   */
+  readonly secrets = {
+    /**
+     * Set a value in one scope (none = global); the next request through the gateway uses it.
+     * @example
+     * await paddock.secrets.set("STRIPE_API_KEY", process.env.STRIPE_API_KEY!, { environment: "monorepo-agent" });
+     */
+    set: (name: string, value: string, scope: SecretScopeOptions = {}) =>
+      this.json<void>("PUT", `/v1/secrets/${enc(name)}`, { value, ...scope }),
+    /** Every secret by name and scope, with when it was set and last used. */
+    list: () => this.json<SecretInfo[]>("GET", "/v1/secrets"),
+    /** Delete the value in exactly that scope; rejects `not_found` when there is none. */
+    remove: (name: string, scope: SecretScopeOptions = {}) => {
+      const q = new URLSearchParams(Object.entries(scope).filter((e): e is [string, string] => typeof e[1] === "string" && e[1] !== ""));
+      return this.json<void>("DELETE", `/v1/secrets/${enc(name)}${q.size ? `?${q}` : ""}`);
+    },
   };
 
   readonly files = {

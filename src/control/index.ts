@@ -11,6 +11,7 @@ import { openLayerStore } from "../layers/index.ts";
 import { openStore } from "../store/index.ts";
 import { createLocalProvider, destroyCgroups, detectCgroupLayout, listCgroupIds, cgroupDirs, installationScope } from "../providers/local/index.ts";
 import { Environments } from "./environments.ts";
+import { openVault, type Vault } from "../gateway/vault.ts";
 import { Sessions } from "./sessions.ts";
 import { runDoctor, type DoctorReport } from "./doctor.ts";
 
@@ -34,6 +35,7 @@ export interface ControlPlane {
   readonly layers: ClosableLayerStore;
   readonly providers: Map<string, Provider>;
   readonly environments: Environments;
+  readonly vault: Vault;
   readonly sessions: Sessions;
   doctor(): Promise<DoctorReport>;
   close(opts?: { unmountLayers?: boolean }): Promise<void>;
@@ -43,6 +45,7 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
   const log = opts.log ?? (() => undefined);
   await mkdir(opts.home, { recursive: true, mode: 0o700 });
   const store = await openStore(opts.storeUrl ?? join(opts.home, "paddock.db"));
+  const vault = await openVault({ home: opts.home, store, log });
   const layers = await openLayerStore({ home: opts.home, ...(opts.layerStore ? { kind: opts.layerStore } : {}) });
   const local = await createLocalProvider({ home: opts.home, layers, log });
   const providers = new Map<string, Provider>([["local", local]]);
@@ -60,10 +63,12 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
     providers,
     environments,
     sessions,
+    vault,
     doctor: () => runDoctor({ home: opts.home, store, layers }),
     async close(o = {}) {
       sessions.close();
       for (const p of providers.values()) await p.close();
+      await vault.idle();
       await store.close();
       await layers.close({ unmount: o.unmountLayers ?? false });
     },

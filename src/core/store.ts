@@ -41,5 +41,95 @@ export interface Store {
   listSessions(filter?: { states?: SessionState[]; environment?: string }): Promise<Session[]>;
   deleteSession(id: string): Promise<boolean>;
 
+  /**
+   * Insert or replace the sealed value of a secret, keyed by (name, scope). Replacing keeps the
+   * row's `createdAt` and `lastUsedAt` and moves `updatedAt` to now. The store never sees a
+   * plaintext value: `ciphertext` is opaque to it (the vault in src/gateway/vault.ts seals it).
+   */
+  putSecret(row: SecretInput): Promise<SecretInfo>;
+  /** The sealed row of one secret in exactly that scope (no precedence here), or null. */
+  getSecret(name: string, scope: StoredSecretScope): Promise<StoredSecret | null>;
+  /** Every secret, by name then scope kind (global, environment, team, agent) then scope value. Never ciphertext. */
+  listSecrets(): Promise<SecretInfo[]>;
+  /** Delete one secret in exactly that scope; resolves false when unknown. */
+  deleteSecret(name: string, scope: StoredSecretScope): Promise<boolean>;
+  /** Move `lastUsedAt` forward to `at` (never backwards); resolves false when the secret is unknown. */
+  touchSecret(name: string, scope: StoredSecretScope, at: string): Promise<boolean>;
+
+  /** Append egress records, all or none, in order; each gets the next id (ids only grow). */
+  addEgressRecords(records: EgressRecordInput[]): Promise<void>;
+  /**
+   * A session's egress records, oldest first (ascending id). With `afterId`: the first `limit`
+   * records whose id is greater (paging forward, following). Without: the newest `limit` records
+   * (the tail). `limit` absent means all of them. Unknown sessions resolve `[]`.
+   */
+  listEgressRecords(query: { sessionId: string; limit?: number; afterId?: number }): Promise<StoredEgressRecord[]>;
+
+  /** Insert or replace a small sealed document under `key` (e.g. a session's CA key and placeholders). */
+  putSealed(key: string, sealed: Sealed): Promise<void>;
+  getSealed(key: string): Promise<(Sealed & { updatedAt: string }) | null>;
+  /** Resolves false when unknown. */
+  deleteSealed(key: string): Promise<boolean>;
+
   close(): Promise<void>;
+}
+
+/** Where a stored secret applies: `global` has the value `""`; the others name an environment, team or agent. */
+export interface StoredSecretScope {
+  kind: "global" | "environment" | "team" | "agent";
+  value: string;
+}
+
+/** AES-256-GCM output as the store keeps it; `keyId` names the key (a digest, never the key). */
+export interface Sealed {
+  ciphertext: Uint8Array;
+  iv: Uint8Array;
+  tag: Uint8Array;
+  keyId: string;
+}
+
+/** What putSecret takes: the sealed value and where it applies. */
+export interface SecretInput extends Sealed {
+  name: string;
+  scope: StoredSecretScope;
+}
+
+/** A secret without its value: what listings show. */
+export interface SecretInfo {
+  name: string;
+  scope: StoredSecretScope;
+  keyId: string;
+  createdAt: string;
+  updatedAt: string;
+  lastUsedAt: string | null;
+}
+
+export type StoredSecret = SecretInfo & Sealed;
+
+/**
+ * One request through the egress gateway, as stored. The same fields as the gateway's
+ * `EgressRecord` (src/gateway/types.ts), declared here so the store does not import the gateway box;
+ * test/vault checks that the two stay assignable both ways. Never holds a secret value.
+ */
+export interface EgressRecordInput {
+  sessionId: string;
+  time: string;
+  method: string;
+  host: string;
+  port: number;
+  path: string;
+  status: number;
+  bytesOut: number;
+  bytesIn: number;
+  durationMs: number;
+  /** Names of the secrets swapped into the request. */
+  swapped: string[];
+  decision: "allowed" | "denied";
+  rule: string;
+  reason?: string;
+}
+
+/** An egress record with its id: increasing in insertion order, usable as a cursor (`afterId`). */
+export interface StoredEgressRecord extends EgressRecordInput {
+  id: number;
 }

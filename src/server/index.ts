@@ -9,9 +9,12 @@ import type { ControlPlane, ControlPlaneOptions } from "../control/index.ts";
 import { openControlPlane } from "../control/index.ts";
 import { PaddockError, asPaddockError, httpStatusOf, invalid } from "../core/index.ts";
 import { routes, type Route } from "./routes.ts";
+import { secretRoutes } from "./routes-secrets.ts";
 import { openApiDocument } from "./openapi.ts";
 import { attachExecStream } from "./exec-stream.ts";
 
+/** Every route the server serves: the core table and the secrets/egress table. */
+export const allRoutes: Route[] = [...routes, ...secretRoutes];
 export { routes } from "./routes.ts";
 export { openApiDocument } from "./openapi.ts";
 
@@ -39,9 +42,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send({ error: { code: "not_found", message: `no route ${req.method} ${req.url.split("?")[0]} (see /v1/openapi.json)` } });
   });
-  const doc = openApiDocument(routes);
+  const doc = openApiDocument(allRoutes);
   app.get("/v1/openapi.json", async () => doc);
-  for (const r of routes) register(app, cp, r);
+  for (const r of allRoutes) register(app, cp, r);
   const closeStreams = attachExecStream(app.server, cp);
   try {
     await app.listen({ host: opts.host ?? "127.0.0.1", port: opts.port ?? 7070 });

@@ -82,8 +82,61 @@ CREATE INDEX sessions_by_environment ON sessions (environment, created_ms DESC, 
 CREATE INDEX sessions_by_state ON sessions (state);
 `;
 
+// The vault's tables. Secret values are stored only as AES-256-GCM ciphertext sealed by the vault
+// (src/gateway/vault.ts) with the name and scope as associated data; the store never sees plaintext.
+// `scope_value` is '' for global so the uniqueness rule needs no NULL handling. Egress records have
+// no foreign key to sessions: the log of what left a sandbox outlives the session's row.
+const VAULT = `
+CREATE TABLE secrets (
+  name TEXT NOT NULL,
+  scope_kind TEXT NOT NULL CHECK (scope_kind IN ('global', 'environment', 'team', 'agent')),
+  scope_value TEXT NOT NULL,
+  ciphertext BLOB NOT NULL,
+  iv BLOB NOT NULL,
+  tag BLOB NOT NULL,
+  key_id TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  last_used_at TEXT,
+  UNIQUE (name, scope_kind, scope_value),
+  CHECK ((scope_kind = 'global') = (scope_value = ''))
+) STRICT;
+
+CREATE TABLE egress_records (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  session_id TEXT NOT NULL,
+  time TEXT NOT NULL,
+  method TEXT NOT NULL,
+  host TEXT NOT NULL,
+  port INTEGER NOT NULL,
+  path TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  bytes_out INTEGER NOT NULL,
+  bytes_in INTEGER NOT NULL,
+  duration_ms INTEGER NOT NULL,
+  swapped TEXT NOT NULL,
+  decision TEXT NOT NULL CHECK (decision IN ('allowed', 'denied')),
+  rule TEXT NOT NULL,
+  reason TEXT
+) STRICT;
+
+CREATE INDEX egress_by_session ON egress_records (session_id, id);
+
+CREATE TABLE sealed_blobs (
+  key TEXT PRIMARY KEY,
+  ciphertext BLOB NOT NULL,
+  iv BLOB NOT NULL,
+  tag BLOB NOT NULL,
+  key_id TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+) STRICT;
+`;
+
 /** Every migration, oldest first. Append only. */
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: "environments, versions, layers, templates, sessions", sql: INITIAL }];
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: "environments, versions, layers, templates, sessions", sql: INITIAL },
+  { version: 2, name: "secrets, egress records, sealed blobs", sql: VAULT },
+];
 
 function checkOrder(migrations: readonly Migration[]): void {
   migrations.forEach((m, i) => {

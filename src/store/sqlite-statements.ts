@@ -4,6 +4,7 @@
  */
 import type Database from "better-sqlite3";
 import type { EnvironmentRow, LayerRow, SessionRow, TemplateRow, VersionRow } from "./sqlite-rows.ts";
+import type { EgressRow, SealedRow, SecretInfoRow, SecretKeyParams, SecretRow } from "./sqlite-vault-rows.ts";
 
 /** Parameters of the session list query: `states` is a JSON array, or null for "any state". */
 interface SessionFilterParams {
@@ -70,6 +71,40 @@ export function prepareStatements(db: Database.Database) {
         AND (@environment IS NULL OR environment = @environment)
       ORDER BY created_ms DESC, id ASC`),
     deleteSession: db.prepare<[string]>("DELETE FROM sessions WHERE id = ?"),
+
+    // Secrets: replacing a value keeps when it was created and last used.
+    putSecret: db.prepare<SecretRow, SecretInfoRow>(`
+      INSERT INTO secrets (name, scope_kind, scope_value, ciphertext, iv, tag, key_id, created_at, updated_at, last_used_at)
+      VALUES (@name, @scope_kind, @scope_value, @ciphertext, @iv, @tag, @key_id, @created_at, @updated_at, @last_used_at)
+      ON CONFLICT (name, scope_kind, scope_value) DO UPDATE SET
+        ciphertext = excluded.ciphertext, iv = excluded.iv, tag = excluded.tag, key_id = excluded.key_id, updated_at = excluded.updated_at
+      RETURNING name, scope_kind, scope_value, key_id, created_at, updated_at, last_used_at`),
+    getSecret: db.prepare<SecretKeyParams, SecretRow>(
+      "SELECT * FROM secrets WHERE name = @name AND scope_kind = @scope_kind AND scope_value = @scope_value",
+    ),
+    listSecrets: db.prepare<[], SecretInfoRow>(`
+      SELECT name, scope_kind, scope_value, key_id, created_at, updated_at, last_used_at FROM secrets
+      ORDER BY name, CASE scope_kind WHEN 'global' THEN 0 WHEN 'environment' THEN 1 WHEN 'team' THEN 2 ELSE 3 END, scope_value`),
+    deleteSecret: db.prepare<SecretKeyParams>("DELETE FROM secrets WHERE name = @name AND scope_kind = @scope_kind AND scope_value = @scope_value"),
+    touchSecret: db.prepare<SecretKeyParams & { at: string }>(`
+      UPDATE secrets SET last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < @at THEN @at ELSE last_used_at END
+      WHERE name = @name AND scope_kind = @scope_kind AND scope_value = @scope_value`),
+
+    addEgress: db.prepare<Omit<EgressRow, "id">>(`
+      INSERT INTO egress_records (session_id, time, method, host, port, path, status, bytes_out, bytes_in, duration_ms, swapped, decision, rule, reason)
+      VALUES (@session_id, @time, @method, @host, @port, @path, @status, @bytes_out, @bytes_in, @duration_ms, @swapped, @decision, @rule, @reason)`),
+    // limit -1 is SQLite's "no limit".
+    egressAfter: db.prepare<{ session: string; after: number; limit: number }, EgressRow>(`
+      SELECT * FROM egress_records WHERE session_id = @session AND id > @after ORDER BY id ASC LIMIT @limit`),
+    egressTail: db.prepare<{ session: string; limit: number }, EgressRow>(`
+      SELECT * FROM (SELECT * FROM egress_records WHERE session_id = @session ORDER BY id DESC LIMIT @limit) ORDER BY id ASC`),
+
+    putSealed: db.prepare<SealedRow>(`
+      INSERT INTO sealed_blobs (key, ciphertext, iv, tag, key_id, updated_at) VALUES (@key, @ciphertext, @iv, @tag, @key_id, @updated_at)
+      ON CONFLICT (key) DO UPDATE SET ciphertext = excluded.ciphertext, iv = excluded.iv, tag = excluded.tag,
+        key_id = excluded.key_id, updated_at = excluded.updated_at`),
+    getSealed: db.prepare<[string], SealedRow>("SELECT * FROM sealed_blobs WHERE key = ?"),
+    deleteSealed: db.prepare<[string]>("DELETE FROM sealed_blobs WHERE key = ?"),
   };
 }
 

@@ -23,6 +23,7 @@ import {
 } from "./sqlite-rows.ts";
 import { applyMigrations } from "./sqlite-schema.ts";
 import { prepareStatements, type Statements } from "./sqlite-statements.ts";
+import { SqliteVaultRecords } from "./sqlite-vault.ts";
 
 /** How long a write waits for another process's write lock before rejecting `unavailable`. */
 const BUSY_TIMEOUT_MS = 5000;
@@ -97,12 +98,13 @@ function sameTemplate(a: Template, b: Template): boolean {
   return a.environment === b.environment && a.version === b.version && a.base === b.base && JSON.stringify(a.layers) === JSON.stringify(b.layers);
 }
 
-class SqliteStore implements Store {
+class SqliteStore extends SqliteVaultRecords implements Store {
   readonly path: string;
   readonly #db: Database.Database;
   readonly #q: Statements;
 
   constructor(path: string, db: Database.Database, statements: Statements) {
+    super();
     this.path = path;
     this.#db = db;
     this.#q = statements;
@@ -121,6 +123,15 @@ class SqliteStore implements Store {
   /** Like #run, inside one IMMEDIATE transaction: all of `fn` commits, or none of it. */
   #write<T>(fn: (q: Statements) => T, duplicate?: string): T {
     return this.#run((q) => this.#db.transaction(() => fn(q)).immediate(), duplicate);
+  }
+
+  // The runners as the vault records (sqlite-vault.ts) see them.
+  protected run<T>(fn: (q: Statements) => T, duplicate?: string): T {
+    return this.#run(fn, duplicate);
+  }
+
+  protected write<T>(fn: (q: Statements) => T, duplicate?: string): T {
+    return this.#write(fn, duplicate);
   }
 
   async addEnvironmentVersion(

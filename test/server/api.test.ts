@@ -1,6 +1,6 @@
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { routes } from "../../src/server/index.ts";
+import { allRoutes as routes } from "../../src/server/index.ts";
 import { testServer } from "../helpers/server.ts";
 
 /** The HTTP API's contract: the OpenAPI document matches the route table, errors have one shape. */

@@ -7,7 +7,7 @@ import Database from "better-sqlite3";
 import { after, describe, it } from "node:test";
 import { openSqliteStore } from "../../src/store/sqlite.ts";
 import { applyMigrations, MIGRATIONS, type Migration } from "../../src/store/sqlite-schema.ts";
-import { rejectsWith } from "./suite-fixtures.ts";
+import { rejectsWith, session } from "./suite-fixtures.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "paddock-schema-"));
 let files = 0;
@@ -52,7 +52,18 @@ void describe("sqlite schema migrations", () => {
       applyMigrations(db);
       return db.prepare<[], string>("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").pluck().all();
     });
-    assert.deepEqual(tables, ["environment_versions", "environments", "layers", "schema_migrations", "sessions", "templates"]);
+    assert.deepEqual(tables, [
+      "egress_records",
+      "environment_versions",
+      "environments",
+      "layers",
+      "schema_migrations",
+      "sealed_blobs",
+      "secrets",
+      "sessions",
+      "sqlite_sequence",
+      "templates",
+    ]);
   });
 
   void it("applies only the migrations a database has not recorded, in order", async () => {
@@ -77,6 +88,25 @@ void describe("sqlite schema migrations", () => {
       assert.deepEqual(recorded(db).map((r) => r.version), MIGRATIONS.map((m) => m.version));
       assert.equal(db.prepare("SELECT name FROM sqlite_schema WHERE name = 'half'").get(), undefined);
     });
+  });
+
+  void it("upgrades a version-1 database to the vault tables, keeping its data", async () => {
+    const path = freshPath();
+    withRaw(path, (db) => applyMigrations(db, MIGRATIONS.slice(0, 1)));
+    withRaw(path, (db) =>
+      db
+        .prepare("INSERT INTO sessions VALUES ('s1', 'runtime', 1, 'tpl-1', 'local', 'running', '2026-11-02T10:00:00.000Z', 0, NULL, NULL, NULL, '{}')")
+        .run(),
+    );
+    const store = await openSqliteStore(path);
+    try {
+      assert.equal((await store.getSession("s1"))?.id, session("s1").id);
+      await store.putSealed("k", { ciphertext: Buffer.from("x"), iv: Buffer.alloc(12), tag: Buffer.alloc(16), keyId: "k1" });
+      assert.ok(await store.getSealed("k"));
+    } finally {
+      await store.close();
+    }
+    assert.deepEqual(withRaw(path, (db) => recorded(db).map((r) => r.version)), [1, 2]);
   });
 
   void it("rejects migration lists that are not strictly increasing", () => {

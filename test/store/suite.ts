@@ -14,6 +14,7 @@ import type { Store } from "../../src/core/store.ts";
 import { environmentCases } from "./suite-environments.ts";
 import { layer, session, template, versionInput } from "./suite-fixtures.ts";
 import { recordCases } from "./suite-records.ts";
+import { vaultRecordCases } from "./suite-vault.ts";
 
 export function runStoreSuite(name: string, factory: () => Promise<Store>): void {
   void describe(`Store conformance: ${name}`, () => {
@@ -34,6 +35,7 @@ export function runStoreSuite(name: string, factory: () => Promise<Store>): void
     void describe("copies, not aliases", () => copyCases(store));
     void describe("environments and builds", () => environmentCases(store));
     void describe("layers, templates and sessions", () => recordCases(store));
+    void describe("secrets, egress records and sealed blobs", () => vaultRecordCases(store));
   });
 }
 

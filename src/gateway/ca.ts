@@ -1,0 +1,142 @@
+/**
+ * One certificate authority per session. The sandbox trusts its session's CA certificate; the key
+ * stays on the host (the control plane persists it so a restart can restore the same CA). The CA
+ * carries name constraints built from the policy's allowed hosts (unless the policy allows `*`), so
+ * a client that honours them refuses a certificate for any other name even if the key leaked.
+ */
+import "reflect-metadata";
+import { webcrypto, randomBytes, createPrivateKey } from "node:crypto";
+import { createSecureContext, type SecureContext } from "node:tls";
+import * as x509 from "@peculiar/x509";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { GeneralName, GeneralSubtree, GeneralSubtrees, NameConstraints, id_ce_nameConstraints } from "@peculiar/asn1-x509";
+
+const ALG = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
+const DAY_MS = 86_400_000;
+const CA_VALIDITY_MS = 7 * DAY_MS;
+const LEAF_VALIDITY_MS = 2 * DAY_MS;
+/** Allow for clock skew between host and sandbox. */
+const BACKDATE_MS = 5 * 60_000;
+
+type CryptoKey = webcrypto.CryptoKey;
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
+const crypto = webcrypto;
+
+export interface SessionCa {
+  certPem: string;
+  keyPem: string;
+  /** A TLS context for `name`, minted on first use and cached until close to expiry. */
+  contextFor(name: string): Promise<SecureContext>;
+}
+
+function serial(): string {
+  const b = randomBytes(16);
+  b[0] = (b[0] ?? 0) & 0x7f; // positive
+  return b.toString("hex");
+}
+
+function toPem(der: ArrayBuffer, label: string): string {
+  const b64 = Buffer.from(der).toString("base64").replace(/.{64}/g, "$&\n");
+  return `-----BEGIN ${label}-----\n${b64}${b64.endsWith("\n") ? "" : "\n"}-----END ${label}-----\n`;
+}
+
+function pemToDer(pem: string): ArrayBuffer {
+  const b64 = pem.replace(/-----[^-]+-----/g, "").replace(/\s+/g, "");
+  const buf = Buffer.from(b64, "base64");
+  return buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+}
+
+function nameConstraints(permitted: string[]): x509.Extension {
+  // An empty permitted list would allow every name (the field would be absent), so permit only the
+  // reserved name `invalid` instead: fail closed.
+  const names = permitted.length > 0 ? permitted : ["invalid"];
+  const subtrees = new GeneralSubtrees(names.map((n) => new GeneralSubtree({ base: new GeneralName({ dNSName: n }) })));
+  const value = AsnConvert.serialize(new NameConstraints({ permittedSubtrees: subtrees }));
+  return new x509.Extension(id_ce_nameConstraints, true, value);
+}
+
+async function newCa(id: string, permitted: string[] | null): Promise<{ cert: x509.X509Certificate; keys: CryptoKeyPair }> {
+  const keys = (await crypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as CryptoKeyPair;
+  const now = Date.now();
+  const extensions: x509.Extension[] = [
+    new x509.BasicConstraintsExtension(true, 0, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+    await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
+  ];
+  if (permitted !== null) extensions.push(nameConstraints(permitted));
+  const cn = `Paddock sandbox CA ${id}`.replace(/[,+="<>#;\\]/g, "_");
+  const cert = await x509.X509CertificateGenerator.createSelfSigned(
+    { serialNumber: serial(), name: `CN=${cn}`, notBefore: new Date(now - BACKDATE_MS), notAfter: new Date(now + CA_VALIDITY_MS), keys, signingAlgorithm: ALG, extensions },
+    crypto,
+  );
+  return { cert, keys };
+}
+
+async function importKey(keyPem: string): Promise<CryptoKey> {
+  // Normalise whatever PEM flavour was stored (SEC1 or PKCS#8) into PKCS#8 for WebCrypto.
+  const pkcs8 = createPrivateKey(keyPem).export({ format: "pem", type: "pkcs8" }).toString();
+  return crypto.subtle.importKey("pkcs8", pemToDer(pkcs8), ALG, true, ["sign"]);
+}
+
+/**
+ * Create a session CA, or restore one from PEM. `permitted` is the list of DNS names for the name
+ * constraints (null: unconstrained, the policy allows `*`). Rejects when a restored CA is unusable.
+ */
+export async function createSessionCa(id: string, permitted: string[] | null, restore?: { certPem: string; keyPem: string }): Promise<SessionCa> {
+  let caCert: x509.X509Certificate;
+  let caKey: CryptoKey;
+  let keyPem: string;
+  if (restore) {
+    caCert = new x509.X509Certificate(restore.certPem);
+    caKey = await importKey(restore.keyPem);
+    keyPem = restore.keyPem;
+  } else {
+    const made = await newCa(id, permitted);
+    caCert = made.cert;
+    caKey = made.keys.privateKey;
+    keyPem = toPem(await crypto.subtle.exportKey("pkcs8", caKey), "PRIVATE KEY");
+  }
+  const certPem = caCert.toString("pem") + "\n";
+  const cache = new Map<string, { ctx: Promise<SecureContext>; expires: number }>();
+
+  async function mint(name: string): Promise<SecureContext> {
+    const keys = (await crypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as CryptoKeyPair;
+    const now = Date.now();
+    const notAfter = Math.min(now + LEAF_VALIDITY_MS, caCert.notAfter.getTime());
+    const leaf = await x509.X509CertificateGenerator.create(
+      {
+        serialNumber: serial(),
+        subject: `CN=${name}`,
+        issuer: caCert.subject,
+        notBefore: new Date(now - BACKDATE_MS),
+        notAfter: new Date(notAfter),
+        signingKey: caKey,
+        publicKey: keys.publicKey,
+        signingAlgorithm: ALG,
+        extensions: [
+          new x509.BasicConstraintsExtension(false, undefined, true),
+          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
+          new x509.SubjectAlternativeNameExtension([{ type: "dns", value: name }], false),
+          await x509.AuthorityKeyIdentifierExtension.create(caCert, false, crypto),
+        ],
+      },
+      crypto,
+    );
+    const leafKey = toPem(await crypto.subtle.exportKey("pkcs8", keys.privateKey), "PRIVATE KEY");
+    return createSecureContext({ key: leafKey, cert: leaf.toString("pem") + "\n" + certPem, minVersion: "TLSv1.2" });
+  }
+
+  return {
+    certPem,
+    keyPem,
+    contextFor(name: string): Promise<SecureContext> {
+      const hit = cache.get(name);
+      if (hit && hit.expires > Date.now() + DAY_MS / 2) return hit.ctx;
+      const ctx = mint(name);
+      cache.set(name, { ctx, expires: Date.now() + LEAF_VALIDITY_MS });
+      ctx.catch(() => cache.delete(name));
+      return ctx;
+    },
+  };
+}

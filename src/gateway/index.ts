@@ -1,0 +1,114 @@
+/**
+ * The egress gateway: public entry. `createGateway` starts the four listeners (explicit proxy,
+ * transparent HTTP, transparent TLS, DNS) on one address and returns a Gateway that serves the
+ * sessions registered with it. See docs/gateway.md and types.ts for the contract.
+ *
+ * @example
+ * const gw = await createGateway({ address: "10.200.0.1", secrets: vault, onRecord: audit });
+ * const { placeholders, caCertPem, caKeyPem } = await gw.register(spec);
+ */
+import type http from "node:http";
+import type net from "node:net";
+import { asPaddockError } from "../core/errors.ts";
+import { startDns, type DnsServer } from "./dns.ts";
+import type { Deps } from "./forward.ts";
+import { createListeners } from "./listeners.ts";
+import { logLine } from "./records.ts";
+import { SessionTable } from "./sessions.ts";
+import type { UpstreamOptions } from "./upstream.ts";
+import type { EgressRecord, Gateway, GatewayEndpoints, SecretSource } from "./types.ts";
+
+export { decideHost } from "./policy.ts";
+export { defaultBinding, isSecretBound } from "./placeholders.ts";
+export type { UpstreamOptions } from "./upstream.ts";
+export * from "./types.ts";
+
+export interface CreateGatewayOptions {
+  /** Listen address (the sandboxes' next hop; tests use 127.0.0.1). */
+  address: string;
+  /** 0 or absent: pick a free port. */
+  ports?: Partial<Omit<GatewayEndpoints, "address">>;
+  /** Secret values, read at request time. */
+  secrets: SecretSource;
+  /** One record per request, allowed or denied. Must not throw (a throw is caught and logged). */
+  onRecord: (r: EgressRecord) => void;
+  upstream?: UpstreamOptions;
+  /** Receives one line per request and lifecycle events; never a secret value. */
+  log?: (line: string) => void;
+}
+
+function listen(server: net.Server, address: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, address, () => {
+      server.off("error", reject);
+      const a = server.address();
+      resolve(typeof a === "object" && a ? a.port : port);
+    });
+  });
+}
+
+function closeServer(server: net.Server): Promise<void> {
+  return new Promise((resolve) => {
+    (server as http.Server).closeAllConnections?.();
+    server.close(() => resolve());
+  });
+}
+
+/** Start a gateway. Rejects (listeners closed again) when a port cannot be bound. */
+export async function createGateway(opts: CreateGatewayOptions): Promise<Gateway> {
+  const log = opts.log ?? (() => undefined);
+  const sessions = new SessionTable(opts.secrets);
+  const deps: Deps = {
+    sessions,
+    upstream: opts.upstream ?? {},
+    record: (r) => {
+      try {
+        opts.onRecord(r);
+      } catch (err) {
+        log(`gateway: onRecord threw (${asPaddockError(err).code})`);
+      }
+      log(logLine(r));
+    },
+  };
+  const l = createListeners(deps);
+  const started: net.Server[] = [];
+  let dns: DnsServer | null = null;
+  try {
+    const proxyPort = await listen(l.proxy, opts.address, opts.ports?.proxyPort ?? 0);
+    started.push(l.proxy);
+    const httpPort = await listen(l.http, opts.address, opts.ports?.httpPort ?? 0);
+    started.push(l.http);
+    const httpsPort = await listen(l.https, opts.address, opts.ports?.httpsPort ?? 0);
+    started.push(l.https);
+    dns = await startDns(sessions, opts.address, opts.ports?.dnsPort ?? 0);
+    const endpoints: GatewayEndpoints = { address: opts.address, proxyPort, httpPort, httpsPort, dnsPort: dns.port };
+    log(`gateway: listening on ${opts.address} proxy=${proxyPort} http=${httpPort} https=${httpsPort} dns=${dns.port}`);
+    const dnsServer = dns;
+    let closed = false;
+    return {
+      endpoints,
+      async register(spec, restore) {
+        const reg = await sessions.register(spec, restore);
+        log(`gateway: registered session ${spec.id} from ${spec.sourceIp} with ${spec.secrets.length} secret(s)`);
+        return reg;
+      },
+      async unregister(id) {
+        const ok = sessions.unregister(id);
+        if (ok) log(`gateway: unregistered session ${id}`);
+        return ok;
+      },
+      async close() {
+        if (closed) return;
+        closed = true;
+        for (const s of sessions.all()) sessions.unregister(s.spec.id);
+        await Promise.all([...started.map(closeServer), dnsServer.close()]);
+        log("gateway: closed");
+      },
+    };
+  } catch (err) {
+    await Promise.all(started.map(closeServer));
+    if (dns) await dns.close();
+    throw asPaddockError(err);
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The sessions a gateway serves, keyed by id and by source address. A session holds its policy,
+ * its secret bindings, its placeholders and its CA; it never holds a secret value (values are read
+ * from the SecretSource per request, so a rotated value takes effect on the next request).
+ */
+import type { Socket } from "node:net";
+import { inspect } from "node:util";
+import { PaddockError, conflict, invalid } from "../core/errors.ts";
+import { canonicalIp } from "./addresses.ts";
+import { createSessionCa, type SessionCa } from "./ca.ts";
+import { makePlaceholder, parsePlaceholder, type Placeholder } from "./placeholders.ts";
+import { permittedDnsNames } from "./policy.ts";
+import type { GatewayRegistration, GatewaySessionSpec, SecretBinding, SecretSource } from "./types.ts";
+
+export interface Session {
+  readonly spec: GatewaySessionSpec;
+  readonly placeholders: ReadonlyMap<string, Placeholder>;
+  readonly ca: SessionCa;
+  /** Client connections of this session: destroyed on unregister. */
+  readonly sockets: Set<Socket>;
+}
+
+/**
+ * A secret as one request sees it: binding, placeholder, and the value read for this request. It
+ * redacts itself when logged, inspected or serialised (STYLE.md point 7).
+ */
+export class SecretMaterial {
+  constructor(
+    readonly binding: SecretBinding,
+    readonly placeholder: Placeholder,
+    readonly value: string | null,
+  ) {}
+
+  redacted(): { name: string; hosts: string[]; placeholder: string; value: "[redacted]" | null } {
+    return { name: this.binding.name, hosts: this.binding.hosts, placeholder: this.placeholder.text, value: this.value === null ? null : "[redacted]" };
+  }
+
+  toJSON(): unknown {
+    return this.redacted();
+  }
+
+  [inspect.custom](): unknown {
+    return this.redacted();
+  }
+
+  toString(): string {
+    return `SecretMaterial(${this.binding.name})`;
+  }
+}
+
+export class SessionTable {
+  private readonly byId = new Map<string, Session>();
+  private readonly bySource = new Map<string, Session>();
+
+  constructor(private readonly secrets: SecretSource) {}
+
+  /** Register (or re-register) a session; see Gateway.register. Rejects with a PaddockError. */
+  async register(spec: GatewaySessionSpec, restore?: GatewayRegistration & { caKeyPem?: string }): Promise<GatewayRegistration & { caKeyPem: string }> {
+    const source = canonicalIp(spec.sourceIp);
+    if (!source) throw invalid(`sourceIp ${JSON.stringify(spec.sourceIp)} is not an IP address`);
+    const holder = this.bySource.get(source.address);
+    if (holder && holder.spec.id !== spec.id) throw conflict(`source address ${source.address} is already registered to session ${holder.spec.id}; unregister it first`);
+    const placeholders = new Map<string, Placeholder>();
+    for (const binding of spec.secrets) {
+      const restored = restore?.placeholders[binding.name];
+      if (restored) {
+        placeholders.set(binding.name, parsePlaceholder(restored));
+        continue;
+      }
+      // The value is read only to learn its shape (URL with userinfo or not); it is not kept.
+      const value = await this.secrets.resolve(binding.name, spec.scope);
+      placeholders.set(binding.name, makePlaceholder(value));
+    }
+    if (restore && !restore.caKeyPem) throw invalid("restoring a registration needs caKeyPem as well as caCertPem");
+    let ca: SessionCa;
+    try {
+      const keep = restore?.caKeyPem ? { certPem: restore.caCertPem, keyPem: restore.caKeyPem } : undefined;
+      ca = await createSessionCa(spec.id, permittedDnsNames(spec.policy), keep);
+    } catch (err) {
+      // Never echo key material: say what failed, keep the cause for debugging off the wire.
+      throw new PaddockError("invalid_argument", "the stored session CA could not be loaded; register without restore to make a new one", undefined, { cause: err });
+    }
+    const old = this.byId.get(spec.id);
+    if (old) this.drop(old);
+    const session: Session = { spec: { ...spec, sourceIp: source.address }, placeholders, ca, sockets: old?.sockets ?? new Set() };
+    this.byId.set(spec.id, session);
+    this.bySource.set(source.address, session);
+    return { placeholders: Object.fromEntries([...placeholders].map(([k, v]) => [k, v.text])), caCertPem: ca.certPem, caKeyPem: ca.keyPem };
+  }
+
+  unregister(id: string): boolean {
+    const session = this.byId.get(id);
+    if (!session) return false;
+    this.drop(session);
+    for (const s of session.sockets) s.destroy();
+    session.sockets.clear();
+    return true;
+  }
+
+  /** The session registered for a connection's source address (`::ffff:` already stripped). */
+  bySourceAddress(address: string): Session | null {
+    return this.bySource.get(address) ?? null;
+  }
+
+  isLive(session: Session): boolean {
+    return this.byId.get(session.spec.id) === session;
+  }
+
+  all(): Session[] {
+    return [...this.byId.values()];
+  }
+
+  /** Read every secret of the session for one request. A failing source fails the request. */
+  async material(session: Session): Promise<SecretMaterial[]> {
+    const out: SecretMaterial[] = [];
+    for (const binding of session.spec.secrets) {
+      const placeholder = session.placeholders.get(binding.name);
+      if (!placeholder) continue;
+      const value = await this.secrets.resolve(binding.name, session.spec.scope);
+      out.push(new SecretMaterial(binding, placeholder, value));
+    }
+    return out;
+  }
+
+  touch(session: Session, name: string): void {
+    this.secrets.touch(name, session.spec.scope);
+  }
+
+  private drop(session: Session): void {
+    this.byId.delete(session.spec.id);
+    if (this.bySource.get(session.spec.sourceIp) === session) this.bySource.delete(session.spec.sourceIp);
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * Dialling upstream. Addresses are vetted at connect time on the address actually dialled: the
+ * host is resolved once, private/loopback/link-local/metadata addresses are dropped (unless an
+ * allow rule names that exact IP literal), and the request is given a `lookup` that returns only
+ * the vetted address, so there is no window for DNS rebinding between the check and the connect.
+ */
+import { lookup as dnsLookup } from "node:dns/promises";
+import http from "node:http";
+import https from "node:https";
+import type { LookupFunction } from "node:net";
+import { rootCertificates } from "node:tls";
+import { blockedReason, canonicalHost, canonicalIp } from "./addresses.ts";
+import { ipLiteralAllowed } from "./policy.ts";
+import type { NetworkPolicy } from "./types.ts";
+
+export interface UpstreamOptions {
+  /** Extra CAs to trust for upstream TLS (tests' own CA); system CAs are always trusted. */
+  extraCaPem?: string[];
+  /** DNS override (tests); default: dns.lookup with all addresses. */
+  resolve?: (host: string) => Promise<string[]>;
+  /** TEST ONLY: the port actually dialled for a logical host:port (tests' upstreams listen on
+   * random ports). Policy and records always use the logical port. Never set in production. */
+  portOverride?: (host: string, port: number) => number;
+}
+
+export type Vetted = { ok: true; address: string; family: 4 | 6 } | { ok: false; reason: string };
+
+async function defaultResolve(host: string): Promise<string[]> {
+  const all = await dnsLookup(host, { all: true, verbatim: true });
+  return all.map((a) => a.address);
+}
+
+/** Resolve `host` and pick an address that may be dialled for `port` under `policy`. */
+export async function vetAddress(policy: NetworkPolicy, host: string, port: number, resolve = defaultResolve): Promise<Vetted> {
+  const c = canonicalHost(host);
+  if (!c) return { ok: false, reason: "not a valid host" };
+  let candidates: string[];
+  if (c.ip) candidates = [c.ip.address];
+  else {
+    try {
+      candidates = await resolve(c.host);
+    } catch {
+      return { ok: false, reason: `${c.host} does not resolve` };
+    }
+  }
+  const refused: string[] = [];
+  const usable: { address: string; family: 4 | 6 }[] = [];
+  for (const raw of candidates) {
+    const ip = canonicalIp(raw);
+    if (!ip) continue;
+    const why = blockedReason(ip.address);
+    if (why !== null && !ipLiteralAllowed(policy, ip.address, port)) {
+      refused.push(`${ip.address} (${why})`);
+      continue;
+    }
+    usable.push({ address: ip.address, family: ip.kind === "ipv4" ? 4 : 6 });
+  }
+  // Prefer IPv4: sandboxes have no IPv6 route and many hosts lack one too.
+  const pick = usable.find((u) => u.family === 4) ?? usable[0];
+  if (pick) return { ok: true, ...pick };
+  if (refused.length > 0) return { ok: false, reason: `${c.host} resolves only to refused addresses: ${refused.join(", ")}; add an allow rule naming the address to reach it` };
+  return { ok: false, reason: `${c.host} has no usable address` };
+}
+
+/** A lookup that can only ever return the vetted address. */
+function pinnedLookup(address: string, family: 4 | 6): LookupFunction {
+  return ((_host: string, options: { all?: boolean }, cb: (...args: unknown[]) => void) => {
+    if (options?.all) cb(null, [{ address, family }]);
+    else cb(null, address, family);
+  }) as unknown as LookupFunction;
+}
+
+export interface DialOptions {
+  tls: boolean;
+  host: string;
+  port: number;
+  vetted: { address: string; family: 4 | 6 };
+  method: string;
+  path: string;
+  headers: [string, string][];
+  options: UpstreamOptions;
+}
+
+/** Start the upstream request (not yet ended). Certificates are verified; a failure errors the request. */
+export function dial(d: DialOptions): http.ClientRequest {
+  const port = d.options.portOverride ? d.options.portOverride(d.host, d.port) : d.port;
+  const isIp = canonicalHost(d.host)?.ip !== undefined;
+  const headers: Record<string, string | string[]> = {};
+  for (const [name, value] of d.headers) {
+    const key = name.toLowerCase();
+    const prev = headers[key];
+    headers[key] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
+  }
+  const common = {
+    host: d.host,
+    port,
+    method: d.method,
+    path: d.path,
+    headers,
+    setHost: false,
+    agent: false as const,
+    lookup: pinnedLookup(d.vetted.address, d.vetted.family),
+    timeout: 120_000,
+  };
+  if (!d.tls) return http.request(common);
+  return https.request({
+    ...common,
+    ...(isIp ? {} : { servername: d.host }),
+    ca: [...rootCertificates, ...(d.options.extraCaPem ?? [])],
+    rejectUnauthorized: true,
+    minVersion: "TLSv1.2",
+  });
+}

@@ -1,0 +1,144 @@
+/**
+ * Network manager lifecycle without sandboxes: naming, restart (adoption of what sessions left),
+ * leaks, range clashes, cleanup, and acquire/release latency (printed, not asserted).
+ */
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import type { NetworkManager } from "../../src/providers/local/network.ts";
+import { networkNames, openNetworkManager } from "../../src/providers/local/network.ts";
+import { rootOnly } from "../native/helpers.ts";
+import type { Ports } from "./helpers.ts";
+import { freePorts, hostObjects, percentile, testScope } from "./helpers.ts";
+
+const opened: { scope: string; mgr: NetworkManager }[] = [];
+
+async function open(scope: string, ports: Ports, extra: { poolSize?: number; octet?: number } = {}): Promise<NetworkManager> {
+  const mgr = await openNetworkManager({ scope, ports, ...extra });
+  opened.push({ scope, mgr });
+  return mgr;
+}
+
+async function testPorts(): Promise<Ports> {
+  const [proxyPort, httpPort, httpsPort, dnsPort] = (await freePorts(4)) as [number, number, number, number];
+  return { proxyPort, httpPort, httpsPort, dnsPort };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+void describe("network manager lifecycle", rootOnly, () => {
+  after(async () => {
+    for (const { mgr } of opened.reverse()) await mgr.close({ removeHostObjects: true }).catch(() => undefined);
+    for (const { scope } of opened) assert.deepEqual(hostObjects(scope), [], `nothing left of ${scope}`);
+  });
+
+  void it("names everything from the scope, within 15 characters", () => {
+    const n = networkNames("0123456789ab");
+    assert.deepEqual(n, { dummy: "pdk012345", table: "paddock_0123456789ab", vethPrefix: "pk0123", netnsPrefix: "paddock-0123456789ab-" });
+    assert.ok(`${n.vethPrefix}ffff`.length <= 15);
+    assert.throws(() => networkNames("../etc"), /bad installation scope/);
+  });
+
+  void it("survives a control-plane restart: sessions keep their networks, the stale pool goes", async () => {
+    const scope = testScope();
+    const ports = await testPorts();
+    const m1 = await open(scope, ports);
+    const s1 = await m1.acquire("s1");
+    await assert.rejects(m1.acquire("s1"), /already has a network/);
+    // A second manager on the same scope while m1's pool exists = a restart after a crash.
+    await sleep(100);
+    const m2 = await open(scope, ports, { poolSize: 0 });
+    assert.equal(m2.gatewayIp, m1.gatewayIp, "an existing gateway interface pins the range");
+    assert.deepEqual(await m2.list(), ["s1"]);
+    assert.deepEqual(await m2.leaks(new Set(["s1"])), [], "the dead manager's pool was removed");
+    assert.match((await m2.leaks(new Set())).join("\n"), /network of sandbox s1 \(no live session\)/);
+    const s2 = await m2.acquire("s2");
+    assert.notEqual(s2.sandboxIp, s1.sandboxIp);
+    assert.notEqual(s2.hostIface, s1.hostIface);
+    await m1.close(); // leaves host objects: m2 still runs
+    assert.ok(hostObjects(scope).includes(`link ${networkNames(scope).dummy}`));
+    await m2.release("s1");
+    await m2.release("s1");
+    await m2.release("never-existed");
+    assert.deepEqual(await m2.list(), ["s2"]);
+    await m2.close();
+    assert.deepEqual(
+      hostObjects(scope).filter((o) => o.startsWith("netns")),
+      [`netns ${s2.netnsPath.split("/").pop() ?? ""}`],
+      "close() without removeHostObjects keeps running sessions' networks",
+    );
+    const m3 = await open(scope, ports);
+    assert.deepEqual(await m3.list(), ["s2"]);
+    await m3.close({ removeHostObjects: true });
+    assert.deepEqual(hostObjects(scope), []);
+    assert.doesNotMatch(execFileSync("ip", ["route", "show", "table", "all"], { encoding: "utf8" }), new RegExp(m3.subnet.replace(/\./g, "\\.")));
+  });
+
+  void it("reports half-made objects as leaks and removes them with the host objects", async () => {
+    const scope = testScope();
+    const mgr = await open(scope, await testPorts(), { poolSize: 0 });
+    const orphan = `${networkNames(scope).netnsPrefix}00ff`;
+    execFileSync("ip", ["netns", "add", orphan]);
+    assert.deepEqual(await mgr.leaks(new Set()), [`network namespace without a veth: /run/netns/${orphan}`]);
+    await mgr.close({ removeHostObjects: true });
+    assert.deepEqual(hostObjects(scope), []);
+  });
+
+  void it("refuses a range that overlaps an existing route, and picks a free one otherwise", async () => {
+    const scope = testScope();
+    const octet = 200 + (parseInt(scope.slice(0, 4), 16) % 50);
+    // A local-only blackhole route stands in for someone else's network in that range.
+    execFileSync("ip", ["route", "add", "blackhole", `10.${octet}.7.0/24`]);
+    try {
+      await assert.rejects(open(scope, await testPorts(), { octet }), new RegExp(`10\\.${octet}\\.0\\.0/16 overlaps route 10\\.${octet}\\.7\\.0/24`));
+      assert.deepEqual(hostObjects(scope), [], "a refused open leaves nothing");
+      const mgr = await open(scope, await testPorts(), { poolSize: 0 });
+      assert.notEqual(mgr.gatewayIp, `10.${octet}.0.1`);
+      await mgr.close({ removeHostObjects: true });
+    } finally {
+      execFileSync("ip", ["route", "del", "blackhole", `10.${octet}.7.0/24`]);
+    }
+  });
+
+  void it("hands out networks concurrently beyond the pool", async () => {
+    const scope = testScope();
+    const mgr = await open(scope, await testPorts(), { poolSize: 2 });
+    const ids = ["c1", "c2", "c3", "c4", "c5"];
+    const nets = await Promise.all(ids.map((id) => mgr.acquire(id)));
+    assert.equal(new Set(nets.map((n) => n.sandboxIp)).size, 5);
+    assert.deepEqual(await mgr.list(), ids);
+    await Promise.all(ids.map((id) => mgr.release(id)));
+    assert.deepEqual(await mgr.list(), []);
+    await mgr.close({ removeHostObjects: true });
+    assert.deepEqual(hostObjects(scope), []);
+  });
+
+  void it("acquire and release latency (p50 of 50)", async () => {
+    const scope = testScope();
+    const ports = await testPorts();
+    const report = async (label: string, poolSize: number, gapMs: number): Promise<void> => {
+      const mgr = await open(scope, ports, { poolSize });
+      await sleep(100);
+      const acq: number[] = [];
+      const rel: number[] = [];
+      for (let i = 0; i < 50; i++) {
+        const t0 = performance.now();
+        await mgr.acquire(`lat-${i}`);
+        acq.push(performance.now() - t0);
+        const t1 = performance.now();
+        await mgr.release(`lat-${i}`);
+        rel.push(performance.now() - t1);
+        if (gapMs) await sleep(gapMs);
+      }
+      await mgr.close();
+      const f = (xs: number[]): string => `p50 ${percentile(xs, 50).toFixed(2)} ms, p90 ${percentile(xs, 90).toFixed(2)} ms`;
+      console.log(`network ${label}: acquire ${f(acq)}; release ${f(rel)}`);
+    };
+    await report("pool 2, warm (50 ms between sessions)", 2, 50);
+    await report("pool 2, back to back", 2, 0);
+    await report("no pool (built on demand)", 0, 0);
+    const mgr = await open(scope, ports, { poolSize: 0 });
+    await mgr.close({ removeHostObjects: true });
+    assert.deepEqual(hostObjects(scope), []);
+  });
+});
