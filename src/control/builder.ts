@@ -3,6 +3,7 @@ import type { LayerStore, Provider, Store, Template } from "../core/index.ts";
 import { PaddockError } from "../core/index.ts";
 import type { EnvironmentSpec } from "../config/index.ts";
 import { contentDigest } from "./digest.ts";
+import type { Egress } from "./egress.ts";
 
 /**
  * Template builds. Each `install:` step runs in a fresh build sandbox on top of the layers before
@@ -21,6 +22,7 @@ export type BuildEvent =
 export interface BuildRequest {
   name: string;
   version: number;
+  fileName: string;
   spec: EnvironmentSpec;
   noCache?: boolean;
   onEvent: (e: BuildEvent) => void;
@@ -29,13 +31,22 @@ export interface BuildRequest {
 
 const TAIL_LINES = 20;
 /** Messages programs print when they have no network; a failed step that printed one gets a hint. */
+const NETWORK_ERROR_HINT =
+  " — it looks like it needed the network: install steps reach only the hosts build.network allows (default: any public host), through the egress gateway; see `paddock logs --egress` for what was refused";
 const NETWORK_ERROR = /ENOTFOUND|EAI_AGAIN|getaddrinfo|Temporary failure in name resolution|Could not resolve|Network is unreachable|network is unreachable|ENETUNREACH|Name or service not known|Failed to connect|Connection refused|ECONNREFUSED/;
 
 export function layerKey(base: string, parent: string | null, command: string): string {
   return createHash("sha256").update(`paddock-layer-v1\n${base}\n${parent ?? "-"}\n${command}`).digest("hex");
 }
 
-export async function buildTemplate(req: BuildRequest, deps: { store: Store; provider: Provider; layers: LayerStore }): Promise<Template> {
+export interface BuildDeps {
+  store: Store;
+  provider: Provider;
+  layers: LayerStore;
+  egress: Egress | null;
+}
+
+export async function buildTemplate(req: BuildRequest, deps: BuildDeps): Promise<Template> {
   const started = Date.now();
   const { spec } = req;
   const total = spec.install.length;
@@ -61,7 +72,7 @@ export async function buildTemplate(req: BuildRequest, deps: { store: Store; pro
 
 async function runStep(
   req: BuildRequest,
-  deps: { store: Store; provider: Provider; layers: LayerStore },
+  deps: BuildDeps,
   step: { index: number; command: string; key: string; parent: string | null; below: string[] },
 ): Promise<void> {
   const sandboxId = `b-${randomBytes(6).toString("hex")}`;
@@ -75,6 +86,7 @@ async function runStep(
     compute: req.spec.compute,
     hostname: req.spec.name,
     env: {},
+    ...(deps.egress ? { egress: deps.egress.forBuild(sandboxId, req.name, req.spec, req.fileName) } : {}),
   });
   let exitCode: number;
   try {
@@ -89,16 +101,16 @@ async function runStep(
     exitCode = result.exitCode;
   } catch (err) {
     await deps.provider.stop(sandboxId);
+    await deps.egress?.detach(sandboxId);
     throw err;
   }
+  await deps.egress?.detach(sandboxId);
   const durationMs = Date.now() - started;
   if (exitCode !== 0) {
     await deps.provider.stop(sandboxId);
     req.onEvent({ type: "step-done", index: step.index, exitCode, durationMs, layerId: null });
     const lastLines = tail.lines();
-    const hint = lastLines.some((l) => NETWORK_ERROR.test(l))
-      ? " — it looks like it needed the network: sandboxes have no network but loopback until the egress gateway exists"
-      : "";
+    const hint = lastLines.some((l) => NETWORK_ERROR.test(l)) ? NETWORK_ERROR_HINT : "";
     throw new PaddockError("invalid_argument", `install step ${step.index + 1} (${JSON.stringify(step.command)}) failed with exit code ${exitCode}${hint}`, {
       step: step.index,
       exitCode,

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import type { Store } from "../core/index.ts";
 import { runCommand } from "../core/index.ts";
 import type { ClosableLayerStore } from "../layers/index.ts";
-import { cgroupDirs, detectCgroupLayout, installationScope, listCgroupIds, sandboxBinaryPath } from "../providers/local/index.ts";
+import { cgroupDirs, detectCgroupLayout, installationScope, listCgroupIds, sandboxBinaryPath, type NetworkManager } from "../providers/local/index.ts";
 
 /**
  * `paddock doctor`: is this host ready to run sandboxes, and has anything leaked? Each check says
@@ -23,7 +23,14 @@ export interface DoctorReport {
   leaks: string[];
 }
 
-export async function runDoctor(deps: { home: string; store: Store; layers: ClosableLayerStore }): Promise<DoctorReport> {
+export interface DoctorDeps {
+  home: string;
+  store: Store;
+  layers: ClosableLayerStore;
+  network: NetworkManager;
+}
+
+export async function runDoctor(deps: DoctorDeps): Promise<DoctorReport> {
   const checks: DoctorCheck[] = [];
   const add = (name: string, ok: boolean, detail: string) => checks.push({ name, ok, detail });
   const filesystems = await readFile("/proc/filesystems", "utf8").catch(() => "");
@@ -40,7 +47,7 @@ export async function runDoctor(deps: { home: string; store: Store; layers: Clos
     add("cgroups", false, (err as Error).message);
   }
   add("launcher", existsSync(sandboxBinaryPath()), `${sandboxBinaryPath()} (build it with: make build)`);
-  for (const tool of ["mkfs.btrfs", "btrfs", "setfattr", "mmdebstrap", "bwrap"]) {
+  for (const tool of ["mkfs.btrfs", "btrfs", "setfattr", "mmdebstrap", "nft", "ip", "bwrap"]) {
     const found = (await runCommand(["sh", "-c", `command -v ${tool}`], { allowFailure: true })).code === 0;
     add(`tool ${tool}`, found || tool === "bwrap", found ? "installed" : `missing: apt-get install ${debianPackageOf(tool)} (make up installs it)`);
   }
@@ -57,12 +64,16 @@ function debianPackageOf(tool: string): string {
       return "attr";
     case "bwrap":
       return "bubblewrap";
+    case "nft":
+      return "nftables";
+    case "ip":
+      return "iproute2";
     default:
       return tool;
   }
 }
 
-async function findLeaks(deps: { home: string; store: Store; layers: ClosableLayerStore }, scope: string): Promise<string[]> {
+async function findLeaks(deps: DoctorDeps, scope: string): Promise<string[]> {
   const live = new Set((await deps.store.listSessions({ states: ["starting", "running"] })).map((s) => s.id));
   const leaks: string[] = [];
   try {
@@ -76,5 +87,6 @@ async function findLeaks(deps: { home: string; store: Store; layers: ClosableLay
   for (const id of await readdir(runDir).catch(() => [] as string[])) if (!live.has(id)) leaks.push(`run directory ${join(runDir, id)}`);
   const mounts = await readFile("/proc/self/mountinfo", "utf8");
   for (const line of mounts.split("\n")) if (line.includes(`${runDir}/`)) leaks.push(`mount ${line.split(" ")[4]}`);
+  leaks.push(...(await deps.network.leaks(live)));
   return leaks;
 }

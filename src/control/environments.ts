@@ -3,7 +3,8 @@ import type { Environment, EnvironmentVersion, LayerStore, Provider, Store, Temp
 import { PaddockError, invalid, notFound } from "../core/index.ts";
 import type { ConfigIssue, EnvironmentSpec } from "../config/index.ts";
 import { formatIssue, parseEnvironment } from "../config/index.ts";
-import type { BuildEvent } from "./builder.ts";
+import type { BuildEvent, BuildDeps } from "./builder.ts";
+import { isSecretBound } from "../gateway/index.ts";
 import { buildTemplate } from "./builder.ts";
 
 /**
@@ -19,17 +20,21 @@ export class Environments {
   /** One build at a time per environment: a second apply waits its turn instead of racing. */
   private readonly building = new Map<string, Promise<unknown>>();
 
-  constructor(private readonly deps: { store: Store; provider: Provider; layers: LayerStore }) {}
+  constructor(private readonly deps: BuildDeps) {}
 
+  /** The file's own rules, plus what the installation knows: every secret must be bound to hosts. */
   validate(source: string, fileName: string): { spec: EnvironmentSpec | null; issues: ConfigIssue[] } {
-    return parseEnvironment(source, fileName);
+    const parsed = parseEnvironment(source, fileName);
+    if (!parsed.spec) return parsed;
+    const issues = unboundSecrets(parsed.spec, fileName);
+    return issues.length ? { spec: null, issues } : parsed;
   }
 
   async apply(
     req: { source: string; fileName: string; createdBy: string; noCache?: boolean; signal?: AbortSignal },
     onEvent: (e: BuildEvent | { type: "version"; name: string; version: number }) => void,
   ): Promise<{ version: EnvironmentVersion; template: Template }> {
-    const parsed = parseEnvironment(req.source, req.fileName);
+    const parsed = this.validate(req.source, req.fileName);
     if (!parsed.spec) throw invalidFile(req.fileName, parsed.issues);
     const spec = parsed.spec;
     const previous = this.building.get(spec.name) ?? Promise.resolve();
@@ -45,7 +50,7 @@ export class Environments {
       onEvent({ type: "version", name: spec.name, version: version.version });
       try {
         const template = await buildTemplate(
-          { name: spec.name, version: version.version, spec, onEvent, ...(req.noCache ? { noCache: true } : {}), ...(req.signal ? { signal: req.signal } : {}) },
+          { name: spec.name, version: version.version, fileName: req.fileName, spec, onEvent, ...(req.noCache ? { noCache: true } : {}), ...(req.signal ? { signal: req.signal } : {}) },
           this.deps,
         );
         await this.deps.store.finishBuild(spec.name, version.version, { templateId: template.id });
@@ -114,4 +119,21 @@ export class Environments {
     }
     return { version: current, spec: current.spec as EnvironmentSpec, template };
   }
+}
+
+/** A secret with no `hosts:` and no well-known default could never be sent anywhere: say how to bind it. */
+function unboundSecrets(spec: EnvironmentSpec, file: string): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  spec.secrets.forEach((s, i) => {
+    if (s.hosts || isSecretBound(s.name)) return;
+    const at = spec.locations[`secrets[${i}]`] ?? { line: 0, column: 0 };
+    issues.push({
+      file,
+      line: at.line,
+      column: at.column,
+      path: `secrets[${i}]`,
+      message: `${s.name} is not bound to any host, so it could never be used: write it as "- name: ${s.name}" with "hosts: [api.example.com]" naming where it may be sent`,
+    });
+  });
+  return issues;
 }

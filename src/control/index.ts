@@ -9,7 +9,19 @@ import type { Provider, Store } from "../core/index.ts";
 import type { ClosableLayerStore, LayerStoreKind } from "../layers/index.ts";
 import { openLayerStore } from "../layers/index.ts";
 import { openStore } from "../store/index.ts";
-import { createLocalProvider, destroyCgroups, detectCgroupLayout, listCgroupIds, cgroupDirs, installationScope } from "../providers/local/index.ts";
+import {
+  createLocalProvider,
+  destroyCgroups,
+  detectCgroupLayout,
+  listCgroupIds,
+  cgroupDirs,
+  installationScope,
+  openNetworkManager,
+  type NetworkManager,
+} from "../providers/local/index.ts";
+import { createGateway, type Gateway, type GatewayEndpoints, type UpstreamOptions } from "../gateway/index.ts";
+import { Egress } from "./egress.ts";
+import { RecordWriter } from "./records.ts";
 import { Environments } from "./environments.ts";
 import { openVault, type Vault } from "../gateway/vault.ts";
 import { Sessions } from "./sessions.ts";
@@ -27,7 +39,16 @@ export interface ControlPlaneOptions {
   storeUrl?: string;
   layerStore?: LayerStoreKind;
   log?: (line: string) => void;
+  gateway?: {
+    /** Ports on the installation's gateway address; defaults below. */
+    ports?: Partial<Omit<GatewayEndpoints, "address">>;
+    /** Upstream TLS trust and DNS overrides (tests point the gateway at local upstreams). */
+    upstream?: UpstreamOptions;
+  };
 }
+
+/** Fixed so a restarted control plane serves the sandboxes' DNAT rules again on the same ports. */
+export const DEFAULT_GATEWAY_PORTS = { proxyPort: 3128, httpPort: 15080, httpsPort: 15443, dnsPort: 15053 };
 
 export interface ControlPlane {
   readonly home: string;
@@ -36,9 +57,12 @@ export interface ControlPlane {
   readonly providers: Map<string, Provider>;
   readonly environments: Environments;
   readonly vault: Vault;
+  readonly gateway: Gateway;
+  readonly network: NetworkManager;
   readonly sessions: Sessions;
   doctor(): Promise<DoctorReport>;
-  close(opts?: { unmountLayers?: boolean }): Promise<void>;
+  /** Running sandboxes are left alone; tests ask for the layer image and host network objects to go too. */
+  close(opts?: { unmountLayers?: boolean; removeHostNetwork?: boolean }): Promise<void>;
 }
 
 export async function openControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
@@ -47,15 +71,27 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
   const store = await openStore(opts.storeUrl ?? join(opts.home, "paddock.db"));
   const vault = await openVault({ home: opts.home, store, log });
   const layers = await openLayerStore({ home: opts.home, ...(opts.layerStore ? { kind: opts.layerStore } : {}) });
-  const local = await createLocalProvider({ home: opts.home, layers, log });
+  const ports = { ...DEFAULT_GATEWAY_PORTS, ...opts.gateway?.ports };
+  const network = await openNetworkManager({ scope: installationScope(opts.home), ports });
+  const records = new RecordWriter(store, log);
+  const gateway = await createGateway({
+    address: network.gatewayIp,
+    ports,
+    secrets: vault,
+    onRecord: (r) => records.push(r),
+    ...(opts.gateway?.upstream ? { upstream: opts.gateway.upstream } : {}),
+    log,
+  });
+  const egress = new Egress({ gateway, vault, store });
+  const local = await createLocalProvider({ home: opts.home, layers, log, network });
   const providers = new Map<string, Provider>([["local", local]]);
-  const environments = new Environments({ store, provider: local, layers });
-  const sessions = new Sessions({ store, providers, environments, log });
+  const environments = new Environments({ store, provider: local, layers, egress });
+  const sessions = new Sessions({ store, providers, environments, egress, log });
   const interrupted = await environments.reconcile();
   if (interrupted) log(`marked ${interrupted} interrupted build(s) as failed`);
   const { recovered, lost } = await sessions.reconcile();
   if (recovered.length || lost.length) log(`reconciled sessions: ${recovered.length} running, ${lost.length} lost`);
-  await collectOrphans(opts.home, store, layers, log);
+  await collectOrphans(opts.home, store, layers, network, log);
   return {
     home: opts.home,
     store,
@@ -64,10 +100,15 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
     environments,
     sessions,
     vault,
-    doctor: () => runDoctor({ home: opts.home, store, layers }),
+    gateway,
+    network,
+    doctor: () => runDoctor({ home: opts.home, store, layers, network }),
     async close(o = {}) {
       sessions.close();
       for (const p of providers.values()) await p.close();
+      await gateway.close();
+      await records.flush();
+      await network.close({ removeHostObjects: o.removeHostNetwork ?? false });
       await vault.idle();
       await store.close();
       await layers.close({ unmount: o.unmountLayers ?? false });
@@ -79,7 +120,7 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
  * Free what no live session owns: cgroups, writable layers and run directories left by sandboxes
  * whose sessions ended while the control plane was down (or by builds it was killed during).
  */
-async function collectOrphans(home: string, store: Store, layers: ClosableLayerStore, log: (line: string) => void): Promise<void> {
+async function collectOrphans(home: string, store: Store, layers: ClosableLayerStore, network: NetworkManager, log: (line: string) => void): Promise<void> {
   const live = new Set((await store.listSessions({ states: ["starting", "running"] })).map((s) => s.id));
   const scope = installationScope(home);
   const layout = await detectCgroupLayout(scope);
@@ -93,6 +134,11 @@ async function collectOrphans(home: string, store: Store, layers: ClosableLayerS
     if (owner && live.has(owner)) continue;
     log(`removing orphaned writable layer ${key}`);
     await layers.remove(key);
+  }
+  for (const id of await network.list()) {
+    if (live.has(id)) continue;
+    log(`removing orphaned network of ${id}`);
+    await network.release(id);
   }
   const runDir = join("/run/paddock", scope);
   for (const id of await readdir(runDir).catch(() => [] as string[])) {

@@ -2,6 +2,8 @@ import { randomBytes } from "node:crypto";
 import type { ExecOptions, ExecResult, FileEntry, Provider, Session, Store } from "../core/index.ts";
 import { PaddockError, notFound } from "../core/index.ts";
 import type { Environments } from "./environments.ts";
+import type { Egress } from "./egress.ts";
+import type { EnvironmentSpec } from "../config/index.ts";
 
 /**
  * Sessions: start one from an environment's current template on the provider its file prefers,
@@ -16,6 +18,7 @@ export class Sessions {
       store: Store;
       providers: Map<string, Provider>;
       environments: Environments;
+      egress: Egress | null;
       log: (line: string) => void;
     },
   ) {}
@@ -47,11 +50,13 @@ export class Sessions {
         compute: spec.compute,
         hostname: environment,
         env: { PADDOCK_SESSION: session.id, PADDOCK_ENVIRONMENT: environment },
+        ...(this.deps.egress ? { egress: this.deps.egress.forSession(session.id, environment, spec, version.fileName) } : {}),
       });
       const running = await this.deps.store.updateSession(session.id, { state: "running", providerState: handle.providerState });
       this.armTimeout(running);
       return running;
     } catch (err) {
+      await this.deps.egress?.detach(session.id).catch(() => undefined);
       const message = err instanceof Error ? err.message : String(err);
       await this.deps.store.updateSession(session.id, { state: "failed", endedAt: new Date().toISOString(), endReason: `failed to start: ${message}` });
       throw err;
@@ -93,6 +98,7 @@ export class Sessions {
     if (s.state !== "running" && s.state !== "starting") return s;
     this.clearTimer(id);
     await this.providerOf(s).stop(id);
+    await this.deps.egress?.detach(id);
     return this.deps.store.updateSession(id, { state: "stopped", endedAt: new Date().toISOString(), endReason: reason });
   }
 
@@ -113,9 +119,11 @@ export class Sessions {
       const state = provider ? await provider.recover(s.id, s.providerState) : "gone";
       if (state === "running" && s.state === "running") {
         recovered.push(s.id);
+        await this.restoreEgress(s);
         this.armTimeout(s);
       } else {
         if (state === "running" && provider) await provider.stop(s.id);
+        await this.deps.egress?.detach(s.id).catch(() => undefined);
         lost.push(s.id);
         await this.deps.store.updateSession(s.id, {
           state: "lost",
@@ -125,6 +133,15 @@ export class Sessions {
       }
     }
     return { recovered, lost };
+  }
+
+  /** A recovered session's sandbox still has its placeholders and CA: serve it again with them. */
+  private async restoreEgress(s: Session): Promise<void> {
+    const ip = s.providerState.sandboxIp;
+    if (!this.deps.egress || typeof ip !== "string") return;
+    const v = await this.deps.store.getEnvironmentVersion(s.environment, s.version);
+    if (!v) return;
+    await this.deps.egress.restore(s.id, ip, s.environment, v.spec as EnvironmentSpec, v.fileName);
   }
 
   close(): void {

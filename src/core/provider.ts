@@ -29,6 +29,13 @@ export type SandboxMode =
   /** A template build step: commands run as root of the sandbox's own user namespace. */
   | "build";
 
+/** What a sandbox gets to reach the egress gateway: environment variables and files (mounted read-only). */
+export interface EgressAttachment {
+  env: Record<string, string>;
+  /** Absolute paths inside the sandbox, e.g. /etc/resolv.conf and the gateway's CA certificate. */
+  files: { path: string; content: string }[];
+}
+
 export interface SandboxSpec {
   /** Caller-chosen id, unique among live sandboxes of this provider. */
   id: string;
@@ -41,10 +48,18 @@ export interface SandboxSpec {
   hostname: string;
   /** Environment every command starts with (before per-exec `env`). */
   env: Record<string, string>;
+  /**
+   * Give the sandbox a network whose only way out is the egress gateway. Called once the
+   * sandbox's address is known and before any of its processes exist; absent, the sandbox has
+   * loopback only.
+   */
+  egress?: (sandboxIp: string) => Promise<EgressAttachment>;
 }
 
 export interface SandboxHandle {
   id: string;
+  /** The sandbox's address on its link to the gateway, when it has a network. */
+  sandboxIp?: string;
   /** What the provider needs to find this sandbox again after a restart (stored by the caller). */
   providerState: Record<string, unknown>;
 }

@@ -115,7 +115,7 @@ export async function handleRequest(deps: Deps, conn: Conn, req: IncomingMessage
     const reps = responseReplacements(material);
     d.path = redactText(d.path, reps);
     const swapped = swapRequest({ headers: endToEndHeaders(req.rawHeaders), path: t.path, body }, t.host, material);
-    const vetted = await vetAddress(session.spec.policy, t.host, t.port, deps.upstream.resolve);
+    const vetted = await vetAddress(session.spec.policy, t.host, t.port, deps.upstream.resolve, deps.upstream.trustedAddresses);
     if (!vetted.ok) return refuse(deps, res, d, 403, "gateway.address", vetted.reason);
     if (!deps.sessions.isLive(session)) return refuse(deps, res, d, 403, "gateway.unknown-source", "the session ended");
     const defaultPort = conn.mode === "connect" || conn.mode === "https" ? 443 : 80;

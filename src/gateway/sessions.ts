@@ -72,10 +72,16 @@ export class SessionTable {
       placeholders.set(binding.name, makePlaceholder(value));
     }
     if (restore && !restore.caKeyPem) throw invalid("restoring a registration needs caKeyPem as well as caCertPem");
+    let permitted: string[] | null;
+    try {
+      permitted = permittedDnsNames(spec.policy);
+    } catch (err) {
+      throw new PaddockError("invalid_argument", "the session's network policy does not parse; entries must be strings like api.example.com, *.example.com or host:port", undefined, { cause: err });
+    }
     let ca: SessionCa;
     try {
       const keep = restore?.caKeyPem ? { certPem: restore.caCertPem, keyPem: restore.caKeyPem } : undefined;
-      ca = await createSessionCa(spec.id, permittedDnsNames(spec.policy), keep);
+      ca = await createSessionCa(spec.id, permitted, keep);
     } catch (err) {
       // Never echo key material: say what failed, keep the cause for debugging off the wire.
       throw new PaddockError("invalid_argument", "the stored session CA could not be loaded; register without restore to make a new one", undefined, { cause: err });

@@ -18,6 +18,12 @@ export interface UpstreamOptions {
   extraCaPem?: string[];
   /** DNS override (tests); default: dns.lookup with all addresses. */
   resolve?: (host: string) => Promise<string[]>;
+  /**
+   * Installation-level exceptions to the private-address refusal: upstreams the operator runs on
+   * a private or loopback address (an internal registry mirror; the test suite's local stand-ins
+   * for Stripe and GitHub). Configured on the server, never by an environment file.
+   */
+  trustedAddresses?: string[];
   /** TEST ONLY: the port actually dialled for a logical host:port (tests' upstreams listen on
    * random ports). Policy and records always use the logical port. Never set in production. */
   portOverride?: (host: string, port: number) => number;
@@ -31,7 +37,13 @@ async function defaultResolve(host: string): Promise<string[]> {
 }
 
 /** Resolve `host` and pick an address that may be dialled for `port` under `policy`. */
-export async function vetAddress(policy: NetworkPolicy, host: string, port: number, resolve = defaultResolve): Promise<Vetted> {
+export async function vetAddress(
+  policy: NetworkPolicy,
+  host: string,
+  port: number,
+  resolve = defaultResolve,
+  trusted: readonly string[] = [],
+): Promise<Vetted> {
   const c = canonicalHost(host);
   if (!c) return { ok: false, reason: "not a valid host" };
   let candidates: string[];
@@ -49,7 +61,7 @@ export async function vetAddress(policy: NetworkPolicy, host: string, port: numb
     const ip = canonicalIp(raw);
     if (!ip) continue;
     const why = blockedReason(ip.address);
-    if (why !== null && !ipLiteralAllowed(policy, ip.address, port)) {
+    if (why !== null && !ipLiteralAllowed(policy, ip.address, port) && !trusted.includes(ip.address)) {
       refused.push(`${ip.address} (${why})`);
       continue;
     }

@@ -26,7 +26,7 @@ export interface ServerOptions extends ControlPlaneOptions {
 export interface RunningServer {
   url: string;
   cp: ControlPlane;
-  close(opts?: { unmountLayers?: boolean }): Promise<void>;
+  close(opts?: { unmountLayers?: boolean; removeHostNetwork?: boolean }): Promise<void>;
 }
 
 const MAX_FILE_BYTES = 256 * 1024 * 1024;

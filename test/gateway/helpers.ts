@@ -33,7 +33,7 @@ export interface Upstreams {
 function respond(req: http.IncomingMessage, body: string, res: http.ServerResponse): void {
   const auth = String(req.headers["authorization"] ?? req.headers["x-api-key"] ?? "");
   const secret = String(req.headers["x-echo"] ?? auth.replace(/^Bearer /, ""));
-  const path = (req.url ?? "/").split("?")[0];
+  const path = (req.url ?? "/").split("?")[0] ?? "/";
   switch (path) {
     case "/echo-header":
       res.writeHead(200, { "x-echo-back": secret, "content-type": "text/plain" });
@@ -126,6 +126,8 @@ export interface Harness {
   logs: string[];
   /** Names whose A record is a given address (default 127.0.0.1). */
   dns: Map<string, string[]>;
+  /** Every name the gateway resolved, in order. */
+  lookups: string[];
   close(): Promise<void>;
 }
 
@@ -134,6 +136,7 @@ export async function startHarness(source: SecretSource = secretSource()): Promi
   const records: EgressRecord[] = [];
   const logs: string[] = [];
   const dns = new Map<string, string[]>();
+  const lookups: string[] = [];
   const gw = await createGateway({
     address: "127.0.0.1",
     secrets: source,
@@ -142,6 +145,7 @@ export async function startHarness(source: SecretSource = secretSource()): Promi
     upstream: {
       extraCaPem: [up.ca.certPem],
       resolve: async (host) => {
+        lookups.push(host);
         const a = dns.get(host);
         if (a && a.length === 0) throw new Error("ENOTFOUND");
         return a ?? ["127.0.0.1"];
@@ -149,7 +153,7 @@ export async function startHarness(source: SecretSource = secretSource()): Promi
       portOverride: (_host, port) => (port === 443 ? up.httpsPort : port === 80 ? up.httpPort : up.httpsPort),
     },
   });
-  return { gw, up, records, logs, dns, close: async () => void (await gw.close(), await up.close()) };
+  return { gw, up, records, logs, dns, lookups, close: async () => void (await gw.close(), await up.close()) };
 }
 
 /** A spec whose policy reaches the upstreams: names allowed, and 127.0.0.1 named as an IP literal. */

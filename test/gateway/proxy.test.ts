@@ -11,7 +11,7 @@ import { SECRETS, plainHttp, spec, startHarness, viaConnect, viaTransparent, typ
 
 const run = promisify(execFile);
 
-describe("gateway end to end", () => {
+void describe("gateway end to end", () => {
   let h: Harness;
   let ph: Record<string, string>;
   let ca: string;
@@ -24,7 +24,7 @@ describe("gateway end to end", () => {
   after(async () => h.close());
   const last = () => h.up.seen.at(-1)!;
 
-  it("happy path via CONNECT: upstream sees the real secret, the client sees the placeholder", async () => {
+  void it("happy path via CONNECT: upstream sees the real secret, the client sees the placeholder", async () => {
     const r = await viaConnect(h.gw.endpoints.proxyPort, ca, "api.stripe.com:443", { path: "/echo-header?limit=10", headers: { authorization: `Bearer ${ph.STRIPE_API_KEY}` } });
     assert.equal(r.status, 200);
     assert.equal(last().headers.authorization, `Bearer ${SECRETS.STRIPE_API_KEY}`);
@@ -39,7 +39,7 @@ describe("gateway end to end", () => {
     assert.ok(rec.bytesIn > 0 && rec.durationMs >= 0);
   });
 
-  it("happy path with curl through the proxy", async () => {
+  void it("happy path with curl through the proxy", async () => {
     const dir = await mkdtemp(join(tmpdir(), "gw-"));
     await writeFile(join(dir, "ca.pem"), ca);
     const { stdout } = await run("curl", ["-sS", "--proxy", `http://127.0.0.1:${h.gw.endpoints.proxyPort}`, "--cacert", join(dir, "ca.pem"), "-H", `Authorization: Bearer ${ph.STRIPE_API_KEY}`, "https://api.stripe.com/echo-body"]);
@@ -48,14 +48,14 @@ describe("gateway end to end", () => {
     assert.equal(last().headers.authorization, `Bearer ${SECRETS.STRIPE_API_KEY}`);
   });
 
-  it("transparent TLS port judges on SNI and swaps", async () => {
+  void it("transparent TLS port judges on SNI and swaps", async () => {
     const r = await viaTransparent(h.gw.endpoints.httpsPort, ca, "api.github.com", { path: "/echo-header", headers: { authorization: `Bearer ${ph.GITHUB_TOKEN}` } });
     assert.equal(r.status, 200);
     assert.equal(last().headers.authorization, `Bearer ${SECRETS.GITHUB_TOKEN}`);
     assert.equal(r.headers["x-echo-back"], ph.GITHUB_TOKEN);
   });
 
-  it("transparent HTTP port judges on Host; absolute-form through the proxy works", async () => {
+  void it("transparent HTTP port judges on Host; absolute-form through the proxy works", async () => {
     let r = await plainHttp(h.gw.endpoints.httpPort, "/plain", { host: "api.stripe.com" });
     assert.equal(r.status, 200);
     assert.equal(r.body, "hello from api.stripe.com");
@@ -65,14 +65,14 @@ describe("gateway end to end", () => {
     assert.equal(last().url, "/x");
   });
 
-  it("no swap for an allowed host the secret is not bound to (attack 1)", async () => {
+  void it("no swap for an allowed host the secret is not bound to (attack 1)", async () => {
     const r = await viaConnect(h.gw.endpoints.proxyPort, ca, "allowed.example:443", { path: "/echo-header", headers: { authorization: `Bearer ${ph.STRIPE_API_KEY}` } });
     assert.equal(r.status, 200);
     assert.equal(last().headers.authorization, `Bearer ${ph.STRIPE_API_KEY}`);
     assert.deepEqual(h.records.at(-1)!.swapped, []);
   });
 
-  it("Basic auth is swapped for bound hosts only (attack 14)", async () => {
+  void it("Basic auth is swapped for bound hosts only (attack 14)", async () => {
     const basic = `Basic ${Buffer.from(`user:${ph.GITHUB_TOKEN}`).toString("base64")}`;
     await viaConnect(h.gw.endpoints.proxyPort, ca, "github.com:443", { headers: { authorization: basic } });
     assert.equal(last().headers.authorization, `Basic ${Buffer.from(`user:${SECRETS.GITHUB_TOKEN}`).toString("base64")}`);
@@ -80,7 +80,7 @@ describe("gateway end to end", () => {
     assert.equal(last().headers.authorization, basic);
   });
 
-  it("a DSN-shaped placeholder keeps its host and path; its key is swapped in X-Sentry-Auth", async () => {
+  void it("a DSN-shaped placeholder keeps its host and path; its key is swapped in X-Sentry-Auth", async () => {
     assert.match(ph.SENTRY_DSN!, /^https:\/\/paddock-ph-[0-9a-f]{32}@o1\.ingest\.sentry\.io\/42$/);
     assert.match(ph.DATABASE_URL!, /^postgres:\/\/paddock-ph-[0-9a-f]{32}:paddock-ph-[0-9a-f]{32}@db\.internal:5432\/app$/);
     const key = new URL(ph.SENTRY_DSN!).username;
@@ -89,7 +89,7 @@ describe("gateway end to end", () => {
     assert.equal(last().headers["x-sentry-auth"], "Sentry sentry_version=7, sentry_key=f00dREALsentryKEY0003");
   });
 
-  it("query and body are swapped only when the binding allows them (attack 12)", async () => {
+  void it("query and body are swapped only when the binding allows them (attack 12)", async () => {
     const pq = ph.QUERY_KEY!;
     const ps = ph.STRIPE_API_KEY!;
     await viaConnect(h.gw.endpoints.proxyPort, ca, "api.stripe.com:443", { method: "POST", path: `/q?k=${pq}&s=${ps}`, body: `k=${pq}&s=${ps}` });
@@ -102,7 +102,7 @@ describe("gateway end to end", () => {
     assert.deepEqual(h.records.at(-1)!.swapped, []);
   });
 
-  it("echoed secrets are redacted: header, raw, base64, URL-encoded (attack 13)", async () => {
+  void it("echoed secrets are redacted: header, raw, base64, URL-encoded (attack 13)", async () => {
     const r = await viaConnect(h.gw.endpoints.proxyPort, ca, "api.stripe.com:443", { path: "/echo-body", headers: { authorization: `Bearer ${ph.STRIPE_API_KEY}`, "x-echo": `${ph.STRIPE_API_KEY}/+ =` } });
     const s = SECRETS.STRIPE_API_KEY!;
     assert.ok(!r.body.includes(s), r.body);
@@ -113,7 +113,7 @@ describe("gateway end to end", () => {
     assert.ok(r.body.includes(`b64=${Buffer.from(`${ph.STRIPE_API_KEY}/+ =`).toString("base64").slice(0, 40)}`));
   });
 
-  it("gzip responses are decompressed and redacted; chunk-split secrets are redacted", async () => {
+  void it("gzip responses are decompressed and redacted; chunk-split secrets are redacted", async () => {
     let r = await viaConnect(h.gw.endpoints.proxyPort, ca, "api.stripe.com:443", { path: "/echo-gzip", headers: { authorization: `Bearer ${ph.STRIPE_API_KEY}`, "accept-encoding": "gzip" } });
     assert.equal(r.body, `gz=${ph.STRIPE_API_KEY}`);
     assert.equal(r.headers["content-encoding"], undefined);
@@ -121,7 +121,7 @@ describe("gateway end to end", () => {
     assert.equal(r.body, `before ${ph.STRIPE_API_KEY} after`);
   });
 
-  it("redirects are returned unfollowed (attack 11)", async () => {
+  void it("redirects are returned unfollowed (attack 11)", async () => {
     const n = h.up.seen.length;
     const r = await viaConnect(h.gw.endpoints.proxyPort, ca, "api.stripe.com:443", { path: "/redirect", headers: { authorization: `Bearer ${ph.STRIPE_API_KEY}` } });
     assert.equal(r.status, 302);
@@ -129,7 +129,7 @@ describe("gateway end to end", () => {
     assert.equal(h.up.seen.length, n + 1);
   });
 
-  it("several requests on one kept-alive tunnel are each judged", async () => {
+  void it("several requests on one kept-alive tunnel are each judged", async () => {
     const before = h.records.length;
     await viaConnect(h.gw.endpoints.proxyPort, ca, "api.stripe.com:443", { path: "/a" });
     await viaConnect(h.gw.endpoints.proxyPort, ca, "api.stripe.com:443", { path: "/b" });

@@ -2,11 +2,12 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
-import { startServer, type RunningServer } from "../../src/server/index.ts";
+import { startServer, type RunningServer, type ServerOptions } from "../../src/server/index.ts";
 import { PaddockClient } from "../../src/client/index.ts";
 import { isMountPoint } from "../../src/layers/index.ts";
 import { runCommand } from "../../src/core/index.ts";
-import { detectCgroupLayout, installationScope, removeCgroupScope, listCgroupIds, cgroupDirs, destroyCgroups } from "../../src/providers/local/index.ts";
+import { detectCgroupLayout, installationScope, removeCgroupScope, listCgroupIds, cgroupDirs, destroyCgroups, openNetworkManager } from "../../src/providers/local/index.ts";
+import { DEFAULT_GATEWAY_PORTS } from "../../src/control/index.ts";
 import { tempDir } from "./tmp.ts";
 import { rm } from "node:fs/promises";
 
@@ -18,7 +19,7 @@ export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", ".."
  * and deletes the data directory — also after a failed test.
  */
 export async function testServer(
-  opts: { layerStore?: "btrfs" | "directory" } = {},
+  opts: Pick<ServerOptions, "layerStore" | "gateway" | "log"> = {},
 ): Promise<{ server: RunningServer; client: PaddockClient; home: string; cleanup: () => Promise<void> }> {
   const dir = await tempDir();
   const server = await startServer({ home: dir.path, port: 0, ...opts });
@@ -29,7 +30,7 @@ export async function testServer(
     home: dir.path,
     cleanup: async () => {
       for (const s of await server.cp.sessions.list()) await server.cp.sessions.stop(s.id).catch(() => undefined);
-      await server.close({ unmountLayers: true });
+      await server.close({ unmountLayers: true, removeHostNetwork: true });
       await releaseHome(dir.path);
       await dir.remove();
     },
@@ -43,6 +44,9 @@ export async function releaseHome(home: string): Promise<void> {
   for (const id of await listCgroupIds(layout)) await destroyCgroups(cgroupDirs(layout, id));
   await removeCgroupScope(layout);
   await rm(join("/run/paddock", scope), { recursive: true, force: true });
+  // Whatever network objects a killed server left (netns, veths, the dummy interface, nft table).
+  const network = await openNetworkManager({ scope, ports: DEFAULT_GATEWAY_PORTS, poolSize: 0 });
+  await network.close({ removeHostObjects: true });
   const layers = join(home, "layers");
   if (await isMountPoint(layers)) await runCommand(["umount", layers]);
 }

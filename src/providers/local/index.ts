@@ -4,3 +4,5 @@ export type { LocalProviderOptions } from "./provider.ts";
 export { detectCgroupLayout, listCgroupIds, cgroupDirs, destroyCgroups, removeCgroupScope } from "./cgroups.ts";
 export type { CgroupLayout } from "./cgroups.ts";
 export { sandboxBinaryPath } from "./launcher.ts";
+export { openNetworkManager } from "./network.ts";
+export type { NetworkManager, SandboxNetwork } from "./network.ts";

@@ -103,7 +103,8 @@ export async function openNetworkManager(opts: NetworkOptions): Promise<NetworkM
     await run("nft", ["-f", "-"], hostRuleset(names, mgr.gatewayIp, opts.ports));
     await mgr.adopt();
   } catch (err) {
-    await mgr.close({ removeHostObjects: true }).catch(() => undefined);
+    // Never removeHostObjects here: on a restart that would cut off the running sessions.
+    await mgr.close().catch(() => undefined);
     throw err;
   }
   mgr.refill();

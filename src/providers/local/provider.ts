@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join, relative } from "node:path";
@@ -13,6 +13,7 @@ import { HOST_ID_BASE, SESSION_GID, SESSION_HOME, SESSION_UID, SESSION_USER, WOR
 import { ensureScaffold, handOverToSessionUser } from "./scaffold.ts";
 import { ensureDebianBase } from "./debian.ts";
 import { isAlive, processStartTime, waitForExit } from "./procs.ts";
+import { hostsFile, resolvConf, type NetworkManager } from "./network.ts";
 
 /**
  * The `local` provider: sessions are Linux sandboxes on this machine (see docs/sandbox.md). The
@@ -29,6 +30,8 @@ export interface LocalProviderOptions {
   binary?: string;
   /** Progress lines for long one-off work (building the debian-12 base). */
   log?: (line: string) => void;
+  /** Per-sandbox network namespaces whose only way out is the egress gateway. */
+  network?: NetworkManager;
 }
 
 /** What the provider records per sandbox (stored by the control plane, used by `recover`). */
@@ -42,6 +45,8 @@ interface LocalSandboxState {
   layerKey: string;
   upperDir: string;
   env: Record<string, string>;
+  /** Set when the sandbox has a network (its own netns, linked to the gateway). */
+  sandboxIp?: string;
   [k: string]: unknown;
 }
 
@@ -88,6 +93,7 @@ class LocalProvider implements Provider {
       await chown(active.upperDir, HOST_ID_BASE, HOST_ID_BASE);
       const socket = join(dir, "agent.sock");
       const build = spec.mode === "build";
+      const net = await this.attachNetwork(spec, dir);
       const { supervisorPid, initPid } = await launchSandbox(
         this.binary,
         {
@@ -103,7 +109,7 @@ class LocalProvider implements Provider {
           gidMap: idMap,
           cgroups: cgroupDirs,
           masks: this.masks(spec),
-          roBinds: [],
+          roBinds: net?.binds ?? [],
           binds: [],
           // tmpfs pages are charged to the sandbox's memory cgroup, so /tmp cannot outgrow it.
           tmpfs: [
@@ -112,6 +118,7 @@ class LocalProvider implements Provider {
           ],
           listen: socket,
           caps: build ? "build" : "session",
+          ...(net ? { netns: net.netnsPath } : {}),
         },
         join(dir, "launcher.log"),
       );
@@ -124,11 +131,13 @@ class LocalProvider implements Provider {
         runDir: dir,
         layerKey,
         upperDir: active.upperDir,
-        env: this.baseEnv(spec),
+        env: { ...this.baseEnv(spec), ...net?.env },
+        ...(net ? { sandboxIp: net.sandboxIp } : {}),
       };
       this.live.set(spec.id, state);
-      return { id: spec.id, providerState: { ...state } };
+      return { id: spec.id, ...(net ? { sandboxIp: net.sandboxIp } : {}), providerState: { ...state } };
     } catch (err) {
+      await this.opts.network?.release(spec.id).catch(() => undefined);
       await destroyCgroups(cgroupDirs).catch(() => undefined);
       await this.opts.layers.remove(layerKey).catch(() => undefined);
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);
@@ -198,12 +207,42 @@ class LocalProvider implements Provider {
     }
     if (typeof state.supervisorPid === "number") await waitForExit(state.supervisorPid, 5000);
     await destroyCgroups(state.cgroups ?? []);
+    await this.opts.network?.release(id);
     await rm(state.runDir ?? join(this.runDir, id), { recursive: true, force: true });
     const key = state.layerKey ?? `sbx-${id}`;
     if (o.commitAs && state.upperDir) {
       await handOverToSessionUser(state.upperDir);
       await this.opts.layers.commit(key, o.commitAs);
     } else await this.opts.layers.remove(key);
+  }
+
+  /**
+   * A network namespace linked only to the gateway, and the files and variables the sandbox needs
+   * to use it (resolver, CA, proxy settings, placeholders). Fails closed: a sandbox that asked for
+   * egress and cannot get it is not started.
+   */
+  private async attachNetwork(
+    spec: SandboxSpec,
+    dir: string,
+  ): Promise<{ netnsPath: string; sandboxIp: string; env: Record<string, string>; binds: { src: string; dst: string }[] } | null> {
+    if (!spec.egress) return null;
+    if (!this.opts.network) throw new PaddockError("unavailable", "this sandbox needs the egress gateway, but the local provider has no network manager");
+    const net = await this.opts.network.acquire(spec.id);
+    const attachment = await spec.egress(net.sandboxIp);
+    const files = [
+      { path: "/etc/resolv.conf", content: resolvConf(net.gatewayIp) },
+      { path: "/etc/hosts", content: hostsFile(spec.hostname) },
+      ...attachment.files,
+    ];
+    await mkdir(join(dir, "files"), { mode: 0o755 });
+    const binds: { src: string; dst: string }[] = [];
+    for (const [i, f] of files.entries()) {
+      const src = join(dir, "files", String(i));
+      // World-readable on purpose: these are read by the unprivileged sandbox user; none is secret.
+      await writeFile(src, f.content, { mode: 0o644 });
+      binds.push({ src, dst: f.path });
+    }
+    return { netnsPath: net.netnsPath, sandboxIp: net.sandboxIp, env: attachment.env, binds };
   }
 
   private async lowerLayers(spec: SandboxSpec): Promise<{ layers: string[]; abs: string[] }> {
