@@ -33,7 +33,7 @@ const TAIL_LINES = 20;
 /** Messages programs print when they have no network; a failed step that printed one gets a hint. */
 const NETWORK_ERROR_HINT =
   " — it looks like it needed the network: install steps reach only the hosts build.network allows (default: any public host), through the egress gateway; see `paddock logs --egress` for what was refused";
-const NETWORK_ERROR = /ENOTFOUND|EAI_AGAIN|getaddrinfo|Temporary failure in name resolution|Could not resolve|Network is unreachable|network is unreachable|ENETUNREACH|Name or service not known|Failed to connect|Connection refused|ECONNREFUSED/;
+const NETWORK_ERROR = /CONNECT tunnel failed|paddock gateway|ENOTFOUND|EAI_AGAIN|getaddrinfo|Temporary failure in name resolution|Could not resolve|Network is unreachable|network is unreachable|ENETUNREACH|Name or service not known|Failed to connect|Connection refused|ECONNREFUSED/;
 
 export function layerKey(base: string, parent: string | null, command: string): string {
   return createHash("sha256").update(`paddock-layer-v1\n${base}\n${parent ?? "-"}\n${command}`).digest("hex");

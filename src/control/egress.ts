@@ -23,7 +23,7 @@ export class Egress {
         id,
         sourceIp,
         policy: policyOf(spec.guardrails.network, "guardrails.network", spec, fileName),
-        secrets: bindingsOf(spec),
+        secrets: await this.bindings(spec, environment),
         scope: { environment },
       });
       await this.deps.vault.seal(sealKey(id), JSON.stringify(reg));
@@ -50,7 +50,13 @@ export class Egress {
     const sealed = await this.deps.vault.unseal(sealKey(id));
     const restore = sealed ? (JSON.parse(sealed) as GatewayRegistration & { caKeyPem: string }) : undefined;
     await this.deps.gateway.register(
-      { id, sourceIp, policy: policyOf(spec.guardrails.network, "guardrails.network", spec, fileName), secrets: bindingsOf(spec), scope: { environment } },
+      {
+        id,
+        sourceIp,
+        policy: policyOf(spec.guardrails.network, "guardrails.network", spec, fileName),
+        secrets: await this.bindings(spec, environment),
+        scope: { environment },
+      },
       restore,
     );
   }
@@ -58,6 +64,22 @@ export class Egress {
   async detach(id: string): Promise<void> {
     await this.deps.gateway.unregister(id);
     await this.deps.store.deleteSealed(sealKey(id));
+  }
+
+  /**
+   * Each secret with the hosts it may go to: the file's `hosts:`, else the well-known default. A
+   * default that depends on the value (SENTRY_DSN → its DSN's host) reads the value once here; with
+   * no value set yet, the secret gets a placeholder that is swapped nowhere.
+   */
+  private async bindings(spec: EnvironmentSpec, environment: string): Promise<SecretBinding[]> {
+    const out: SecretBinding[] = [];
+    for (const s of spec.secrets) {
+      const known = defaultBinding(s.name) ?? defaultBinding(s.name, (await this.deps.vault.resolve(s.name, { environment })) ?? undefined);
+      if (s.hosts) out.push({ name: s.name, hosts: s.hosts, in: s.in, kind: known?.kind ?? "http" });
+      else if (known) out.push({ ...known, in: s.in });
+      else out.push({ name: s.name, hosts: [], in: s.in, kind: "http" });
+    }
+    return out;
   }
 
   private attachment(reg: GatewayRegistration, placeholders: Record<string, string>): EgressAttachment {
@@ -98,15 +120,4 @@ function policyOf(p: { allow: string[]; deny: string[] }, path: string, spec: En
     return loc ? `${fileName}:${loc.line}` : "default";
   };
   return { allow: p.allow, deny: p.deny, allowSources: p.allow.map((_, i) => where("allow", i)), denySources: p.deny.map((_, i) => where("deny", i)) };
-}
-
-/** Each secret with the hosts it may go to: the file's `hosts:`, else the well-known default. */
-export function bindingsOf(spec: EnvironmentSpec): SecretBinding[] {
-  const out: SecretBinding[] = [];
-  for (const s of spec.secrets) {
-    const known = defaultBinding(s.name);
-    if (s.hosts) out.push({ name: s.name, hosts: s.hosts, in: s.in, kind: known?.kind ?? "http" });
-    else if (known) out.push({ ...known, in: s.in });
-  }
-  return out;
 }

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { Environment, EnvironmentVersion, LayerStore, Provider, Store, Template } from "../core/index.ts";
+import type { Environment, EnvironmentVersion, Template } from "../core/index.ts";
 import { PaddockError, invalid, notFound } from "../core/index.ts";
 import type { ConfigIssue, EnvironmentSpec } from "../config/index.ts";
 import { formatIssue, parseEnvironment } from "../config/index.ts";

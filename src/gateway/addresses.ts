@@ -23,7 +23,9 @@ export function canonicalHost(raw: string): CanonicalHost | null {
   if (h === "") return null;
   // Zone ids (fe80::1%eth0) would let a literal pick an interface: never a valid target.
   if (h.includes("%")) return null;
-  if (ipaddr.isValid(h)) {
+  // Every IP literal form (dotted, hex, octal, IPv6) is made of hex digits, x, dots and colons;
+  // anything else is a name, and skipping the parser for it keeps the per-request cost down.
+  if (/^[0-9a-fx.:]+$/.test(h) && ipaddr.isValid(h)) {
     const ip = canonicalIp(h);
     return ip ? { host: ip.address, ip } : null;
   }

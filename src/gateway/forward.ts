@@ -13,7 +13,7 @@ import { redactText } from "./redact.ts";
 import { relayResponse, UnsupportedEncoding } from "./response.ts";
 import type { Session, SessionTable } from "./sessions.ts";
 import { responseReplacements, swapRequest } from "./swap.ts";
-import { dial, vetAddress, type UpstreamOptions } from "./upstream.ts";
+import { dial, vetAddress, type UpstreamAgents, type UpstreamOptions } from "./upstream.ts";
 import type { EgressRecord } from "./types.ts";
 
 /** Largest request body the gateway buffers (it re-frames every request). */
@@ -22,6 +22,7 @@ export const MAX_BODY_BYTES = 32 * 1024 * 1024;
 export interface Deps {
   sessions: SessionTable;
   upstream: UpstreamOptions;
+  agents: UpstreamAgents;
   record: (r: EgressRecord) => void;
 }
 
@@ -128,7 +129,7 @@ export async function handleRequest(deps: Deps, conn: Conn, req: IncomingMessage
     if (swapped.body.length > 0 || !["GET", "HEAD", "DELETE", "OPTIONS", "TRACE"].includes(method)) headers.push(["Content-Length", String(swapped.body.length)]);
     for (const name of swapped.swapped) deps.sessions.touch(session, name);
     const rule = decision.rule;
-    const up = dial({ tls: defaultPort === 443, host: t.host, port: t.port, vetted, method, path: swapped.path, headers, options: deps.upstream });
+    const up = dial({ agent: deps.agents.get(session.spec.id, defaultPort === 443), tls: defaultPort === 443, host: t.host, port: t.port, vetted, method, path: swapped.path, headers, options: deps.upstream });
     await new Promise<void>((resolve) => {
       let settled = false;
       const fail = (reason: string): void => {

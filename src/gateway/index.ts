@@ -15,7 +15,7 @@ import type { Deps } from "./forward.ts";
 import { createListeners } from "./listeners.ts";
 import { logLine } from "./records.ts";
 import { SessionTable } from "./sessions.ts";
-import type { UpstreamOptions } from "./upstream.ts";
+import { UpstreamAgents, type UpstreamOptions } from "./upstream.ts";
 import type { EgressRecord, Gateway, GatewayEndpoints, SecretSource } from "./types.ts";
 
 export { decideHost } from "./policy.ts";
@@ -59,9 +59,11 @@ function closeServer(server: net.Server): Promise<void> {
 export async function createGateway(opts: CreateGatewayOptions): Promise<Gateway> {
   const log = opts.log ?? (() => undefined);
   const sessions = new SessionTable(opts.secrets);
+  const agents = new UpstreamAgents();
   const deps: Deps = {
     sessions,
     upstream: opts.upstream ?? {},
+    agents,
     record: (r) => {
       try {
         opts.onRecord(r);
@@ -95,6 +97,7 @@ export async function createGateway(opts: CreateGatewayOptions): Promise<Gateway
       },
       async unregister(id) {
         const ok = sessions.unregister(id);
+        agents.drop(id);
         if (ok) log(`gateway: unregistered session ${id}`);
         return ok;
       },
@@ -102,6 +105,7 @@ export async function createGateway(opts: CreateGatewayOptions): Promise<Gateway
         if (closed) return;
         closed = true;
         for (const s of sessions.all()) sessions.unregister(s.spec.id);
+        agents.close();
         await Promise.all([...started.map(closeServer), dnsServer.close()]);
         log("gateway: closed");
       },

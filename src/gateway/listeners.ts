@@ -92,6 +92,8 @@ export function createListeners(deps: Deps): Listeners {
       secured = true;
       if (sni === null) return tlsSocket.destroy(); // unreachable: without SNI there is no certificate
       conns.set(tlsSocket, { mode, session, host: sni, port });
+      // Sockets handed to a server by hand skip its noDelay setting; small responses must not wait.
+      raw.setNoDelay(true);
       inner.emit("connection", tlsSocket);
     });
     tlsSocket.on("error", () => {

@@ -44,34 +44,43 @@ export function replacementsFor(pairs: { secret: string; placeholder: string }[]
     .map(([from, to]) => ({ from: Buffer.from(from), to: Buffer.from(to) }));
 }
 
-function matchesAt(buf: Buffer, i: number, form: Buffer): boolean {
-  return i + form.length <= buf.length && buf[i] === form[0] && buf.compare(form, 0, form.length, i, i + form.length) === 0;
+/**
+ * The first occurrence at or after `start` (and before `limit`) of any form: the earliest wins,
+ * and at one position the longest (`reps` is sorted longest first). Buffer#indexOf is native, so
+ * scanning a body costs little more than reading it; `next` caches each form's next position.
+ */
+function nextHit(buf: Buffer, start: number, limit: number, reps: Replacement[], next: number[]): { at: number; rep: Replacement } | null {
+  let best: { at: number; rep: Replacement } | null = null;
+  reps.forEach((r, k) => {
+    let at = next[k] ?? -1;
+    if (at !== -2 && at < start) {
+      at = buf.indexOf(r.from, start);
+      next[k] = at === -1 ? -2 : at; // -2: no further occurrence in this buffer
+    }
+    if (at < 0 || at >= limit) return;
+    if (!best || at < best.at) best = { at, rep: r };
+  });
+  return best;
+}
+
+/** Redact the matches that start before `limit`; returns the output and where scanning stopped. */
+function redactUpTo(buf: Buffer, limit: number, reps: Replacement[]): { parts: Buffer[]; end: number } {
+  const parts: Buffer[] = [];
+  const next: number[] = reps.map(() => -1);
+  let from = 0;
+  for (let hit = nextHit(buf, 0, limit, reps, next); hit; hit = nextHit(buf, from, limit, reps, next)) {
+    parts.push(buf.subarray(from, hit.at), hit.rep.to);
+    from = hit.at + hit.rep.from.length;
+  }
+  return { parts, end: from };
 }
 
 /** Replace every occurrence of every form in `buf`; left to right, longest form first at each position. */
 export function replaceAll(buf: Buffer, reps: Replacement[]): Buffer {
   if (reps.length === 0) return buf;
-  const parts: Buffer[] = [];
-  let from = 0;
-  let i = 0;
-  while (i < buf.length) {
-    let hit: Replacement | undefined;
-    for (const r of reps) {
-      if (matchesAt(buf, i, r.from)) {
-        hit = r;
-        break;
-      }
-    }
-    if (!hit) {
-      i++;
-      continue;
-    }
-    parts.push(buf.subarray(from, i), hit.to);
-    i += hit.from.length;
-    from = i;
-  }
-  if (from === 0) return buf;
-  parts.push(buf.subarray(from));
+  const { parts, end } = redactUpTo(buf, buf.length, reps);
+  if (parts.length === 0) return buf;
+  parts.push(buf.subarray(end));
   return Buffer.concat(parts);
 }
 
@@ -112,20 +121,10 @@ export class RedactStream extends Transform {
   /** Redact `buf`, then return what is safe to emit and the raw bytes to carry. A match that starts
    * before `cut` is complete within `buf` (no form is longer than keep + 1), so it is replaced here. */
   private split(buf: Buffer, cut: number): [Buffer, Buffer] {
-    const parts: Buffer[] = [];
-    let from = 0;
-    let i = 0;
-    while (i < cut) {
-      const hit = this.reps.find((r) => matchesAt(buf, i, r.from));
-      if (!hit) {
-        i++;
-        continue;
-      }
-      parts.push(buf.subarray(from, i), hit.to);
-      i += hit.from.length;
-      from = i;
-    }
-    parts.push(buf.subarray(from, i));
-    return [Buffer.concat(parts), Buffer.from(buf.subarray(i))];
+    const { parts, end } = redactUpTo(buf, cut, this.reps);
+    // Emit up to the cut (or past it, when a replaced match ran over it); carry the rest raw.
+    const emitTo = Math.max(end, cut);
+    parts.push(buf.subarray(end, emitTo));
+    return [parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts), Buffer.from(buf.subarray(emitTo))];
   }
 }

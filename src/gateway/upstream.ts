@@ -8,7 +8,7 @@ import { lookup as dnsLookup } from "node:dns/promises";
 import http from "node:http";
 import https from "node:https";
 import type { LookupFunction } from "node:net";
-import { rootCertificates } from "node:tls";
+import tls, { rootCertificates } from "node:tls";
 import { blockedReason, canonicalHost, canonicalIp } from "./addresses.ts";
 import { ipLiteralAllowed } from "./policy.ts";
 import type { NetworkPolicy } from "./types.ts";
@@ -82,7 +82,40 @@ function pinnedLookup(address: string, family: 4 | 6): LookupFunction {
   }) as unknown as LookupFunction;
 }
 
+/**
+ * Keep-alive connections upstream, one pool per session (a connection that carried one session's
+ * credentials never carries another's). Pooled sockets were dialled to an address vetted for the
+ * same host; every request is still vetted before it is sent.
+ */
+export class UpstreamAgents {
+  private readonly pools = new Map<string, { http: http.Agent; https: https.Agent }>();
+
+  get(sessionId: string, tls: boolean): http.Agent {
+    let p = this.pools.get(sessionId);
+    if (!p) {
+      const opts = { keepAlive: true, maxSockets: 32, maxFreeSockets: 8, timeout: 60_000, scheduling: "lifo" as const };
+      p = { http: new http.Agent(opts), https: new https.Agent(opts) };
+      this.pools.set(sessionId, p);
+    }
+    return tls ? p.https : p.http;
+  }
+
+  drop(sessionId: string): void {
+    const p = this.pools.get(sessionId);
+    if (!p) return;
+    this.pools.delete(sessionId);
+    p.http.destroy();
+    p.https.destroy();
+  }
+
+  close(): void {
+    for (const id of [...this.pools.keys()]) this.drop(id);
+  }
+}
+
 export interface DialOptions {
+  /** The pool to use (per session). */
+  agent: http.Agent;
   tls: boolean;
   host: string;
   port: number;
@@ -110,16 +143,36 @@ export function dial(d: DialOptions): http.ClientRequest {
     path: d.path,
     headers,
     setHost: false,
-    agent: false as const,
+    agent: d.agent,
     lookup: pinnedLookup(d.vetted.address, d.vetted.family),
     timeout: 120_000,
   };
-  if (!d.tls) return http.request(common);
-  return https.request({
+  // Small writes (headers, then an empty end) must not wait for delayed ACKs (Nagle).
+  if (!d.tls) return withNoDelay(http.request(common));
+  return withNoDelay(https.request({
     ...common,
     ...(isIp ? {} : { servername: d.host }),
-    ca: [...rootCertificates, ...(d.options.extraCaPem ?? [])],
+    // One prebuilt context: passing `ca` would make the agent re-key every request on the whole
+    // CA list (and rebuild a context per connection).
+    secureContext: trustContext(d.options.extraCaPem ?? []),
     rejectUnauthorized: true,
-    minVersion: "TLSv1.2",
-  });
+  } as https.RequestOptions));
+}
+
+const contexts = new WeakMap<string[], tls.SecureContext>();
+const noExtraCa: string[] = [];
+/** The trust store for upstream TLS: the system's roots plus the configured extra CAs. */
+function trustContext(extra: string[]): tls.SecureContext {
+  const key = extra.length ? extra : noExtraCa;
+  let ctx = contexts.get(key);
+  if (!ctx) {
+    ctx = tls.createSecureContext({ ca: [...rootCertificates, ...extra], minVersion: "TLSv1.2" });
+    contexts.set(key, ctx);
+  }
+  return ctx;
+}
+
+function withNoDelay(req: http.ClientRequest): http.ClientRequest {
+  req.setNoDelay(true);
+  return req;
 }

