@@ -113,7 +113,8 @@ void describe("sandbox isolation (attacks/sandbox.md)", () => {
     // else connects. The only links are loopback and the one to the gateway.
     assert.doesNotMatch(r.stdout, /CONNECTED 127\.0\.0\.1/);
     assert.doesNotMatch(r.stdout, new RegExp(`CONNECTED 127.0.0.1:${port}|CONNECTED 127.0.0.1:${hostPort}`));
-    assert.match(r.stdout, /^lo:\neth0@if\d+:\ndone\n$/);
+    assert.match(r.stdout, /\nlo:\neth0@if\d+:\ndone\n$/);
+    for (const line of r.stdout.split("\n").filter((l) => l.startsWith("CONNECTED"))) assert.match(line, /:(80|443)$/, `${line}: only 80/443 reach anything (the gateway)`);
   });
 
   void it("a fork bomb hits the pids limit inside the session only", async () => {

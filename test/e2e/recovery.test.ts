@@ -49,17 +49,29 @@ void describe("crash recovery with the real server process", () => {
     await home.remove();
   });
 
-  void it("a running session survives kill -9 of the server and works after restart", async () => {
+  void it("a running session survives kill -9 of the server and works after restart, egress included", async () => {
     let s = await start();
-    await s.client.environments.apply("paddock.yml", "name: crashy\ncompute:\n  timeout: 1h\ninstall:\n  - echo layer > /workspace/l.txt\n");
+    await s.client.secrets.set("STRIPE_API_KEY", "sk_live_recoveryTestValue123456");
+    await s.client.environments.apply(
+      "paddock.yml",
+      "name: crashy\ncompute:\n  timeout: 1h\nsecrets: [STRIPE_API_KEY]\nguardrails:\n  network:\n    allow: [api.stripe.com]\ninstall:\n  - echo layer > /workspace/l.txt\n",
+    );
     const session = await s.client.sessions.start("crashy");
     await s.client.sessions.run(session.id, { argv: ["sh", "-c", "echo before-crash > /workspace/state.txt"] });
+    const placeholder = (await s.client.sessions.run(session.id, { argv: ["printenv", "STRIPE_API_KEY"] })).stdout;
     await kill9();
     s = await start();
     const again = await s.client.sessions.get(session.id);
     assert.equal(again.state, "running");
     const r = await s.client.sessions.run(session.id, { argv: ["cat", "/workspace/state.txt", "/workspace/l.txt"] });
     assert.equal(r.stdout, "before-crash\nlayer\n");
+    // The gateway knows the session again (same placeholders, same CA): a denied host is refused
+    // by policy and recorded under this session, over TLS the sandbox still trusts.
+    assert.equal((await s.client.sessions.run(session.id, { argv: ["printenv", "STRIPE_API_KEY"] })).stdout, placeholder);
+    const denied = await s.client.sessions.run(session.id, { argv: ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://evil.example/"] });
+    assert.equal(denied.stdout, "403");
+    const records = await s.client.sessions.egress(session.id);
+    assert.ok(records.some((x) => x.host === "evil.example" && x.decision === "denied"));
     await s.client.sessions.stop(session.id);
   });
 
