@@ -78,15 +78,19 @@ async function runStep(
   const sandboxId = `b-${randomBytes(6).toString("hex")}`;
   const started = Date.now();
   const tail = new TailBuffer(TAIL_LINES);
-  await deps.provider.create({
+  const spec = {
     id: sandboxId,
-    mode: "build",
+    mode: "build" as const,
     base: req.spec.base,
     layers: step.below,
     compute: req.spec.compute,
     hostname: req.spec.name,
     env: {},
     ...(deps.egress ? { egress: deps.egress.forBuild(sandboxId, req.name, req.spec, req.fileName) } : {}),
+  };
+  await deps.provider.create(spec).catch(async (err: unknown) => {
+    await deps.egress?.detach(sandboxId).catch(() => undefined);
+    throw err;
   });
   let exitCode: number;
   try {

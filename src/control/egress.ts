@@ -14,18 +14,31 @@ export const CA_PATH = "/etc/paddock/ca.pem";
 const BUNDLE_PATH = "/etc/ssl/certs/ca-certificates.crt";
 
 export class Egress {
+  /**
+   * One CA per environment version (DESIGN allows a CA per session or per environment): its key
+   * stays on the host either way, and reusing it takes CA creation off every session start after
+   * the first. Kept in memory only; sessions recovered after a restart bring their own.
+   */
+  private readonly cas = new Map<string, { caCertPem: string; caKeyPem: string }>();
+
   constructor(private readonly deps: { gateway: Gateway; vault: Vault; store: Store }) {}
 
   /** The `egress` hook of a session's sandbox spec. */
-  forSession(id: string, environment: string, spec: EnvironmentSpec, fileName: string): (ip: string) => Promise<EgressAttachment> {
+  forSession(id: string, environment: string, version: number, spec: EnvironmentSpec, fileName: string): (ip: string) => Promise<EgressAttachment> {
     return async (sourceIp) => {
-      const reg = await this.deps.gateway.register({
-        id,
-        sourceIp,
-        policy: policyOf(spec.guardrails.network, "guardrails.network", spec, fileName),
-        secrets: await this.bindings(spec, environment),
-        scope: { environment },
-      });
+      const caKey = `${environment}@${version}`;
+      const ca = this.cas.get(caKey);
+      const reg = await this.deps.gateway.register(
+        {
+          id,
+          sourceIp,
+          policy: policyOf(spec.guardrails.network, "guardrails.network", spec, fileName),
+          secrets: await this.bindings(spec, environment),
+          scope: { environment },
+        },
+        ca ? { placeholders: {}, ...ca } : undefined,
+      );
+      if (!ca) this.cas.set(caKey, { caCertPem: reg.caCertPem, caKeyPem: reg.caKeyPem });
       await this.deps.vault.seal(sealKey(id), JSON.stringify(reg));
       return this.attachment(reg, reg.placeholders);
     };

@@ -50,7 +50,7 @@ export class Sessions {
         compute: spec.compute,
         hostname: environment,
         env: { PADDOCK_SESSION: session.id, PADDOCK_ENVIRONMENT: environment },
-        ...(this.deps.egress ? { egress: this.deps.egress.forSession(session.id, environment, spec, version.fileName) } : {}),
+        ...(this.deps.egress ? { egress: this.deps.egress.forSession(session.id, environment, version.version, spec, version.fileName) } : {}),
       });
       const running = await this.deps.store.updateSession(session.id, { state: "running", providerState: handle.providerState });
       this.armTimeout(running);

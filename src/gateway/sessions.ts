@@ -51,8 +51,24 @@ export class SecretMaterial {
 export class SessionTable {
   private readonly byId = new Map<string, Session>();
   private readonly bySource = new Map<string, Session>();
+  /**
+   * Loaded CAs by certificate: sessions that share a CA (one per environment version) share the
+   * parsed key and its leaf cache, so registering the next session costs no key import. Bounded.
+   */
+  private readonly loadedCas = new Map<string, Promise<SessionCa>>();
 
   constructor(private readonly secrets: SecretSource) {}
+
+  private loadCa(id: string, permitted: string[] | null, keep: { certPem: string; keyPem: string }): Promise<SessionCa> {
+    let ca = this.loadedCas.get(keep.certPem);
+    if (!ca) {
+      ca = createSessionCa(id, permitted, keep);
+      ca.catch(() => this.loadedCas.delete(keep.certPem));
+      this.loadedCas.set(keep.certPem, ca);
+      if (this.loadedCas.size > 64) this.loadedCas.delete(this.loadedCas.keys().next().value as string);
+    }
+    return ca;
+  }
 
   /** Register (or re-register) a session; see Gateway.register. Rejects with a PaddockError. */
   async register(spec: GatewaySessionSpec, restore?: GatewayRegistration & { caKeyPem?: string }): Promise<GatewayRegistration & { caKeyPem: string }> {
@@ -81,7 +97,7 @@ export class SessionTable {
     let ca: SessionCa;
     try {
       const keep = restore?.caKeyPem ? { certPem: restore.caCertPem, keyPem: restore.caKeyPem } : undefined;
-      ca = await createSessionCa(spec.id, permitted, keep);
+      ca = keep ? await this.loadCa(spec.id, permitted, keep) : await createSessionCa(spec.id, permitted);
     } catch (err) {
       // Never echo key material: say what failed, keep the cause for debugging off the wire.
       throw new PaddockError("invalid_argument", "the stored session CA could not be loaded; register without restore to make a new one", undefined, { cause: err });

@@ -8,7 +8,7 @@ import { PaddockError, invalid, notFound } from "../../core/index.ts";
 import { AgentClient } from "./agent-client.ts";
 import { launchSandbox, sandboxBinaryPath } from "./launcher.ts";
 import type { CgroupLayout } from "./cgroups.ts";
-import { createCgroups, destroyCgroups, detectCgroupLayout } from "./cgroups.ts";
+import { cgroupDirs, createCgroups, destroyCgroups, detectCgroupLayout } from "./cgroups.ts";
 import { HOST_ID_BASE, SESSION_GID, SESSION_HOME, SESSION_UID, SESSION_USER, WORKSPACE, idMap } from "./ids.ts";
 import { ensureScaffold, handOverToSessionUser } from "./scaffold.ts";
 import { ensureDebianBase } from "./debian.ts";
@@ -84,16 +84,31 @@ class LocalProvider implements Provider {
     const rootfs = join(dir, "rootfs");
     await mkdir(rootfs, { recursive: true, mode: 0o700 });
     const layerKey = `sbx-${spec.id}`;
-    const [active, cgroupDirs] = await Promise.all([
+    // The three independent preparations run at once: they are most of a session start's time.
+    const prepared = await Promise.allSettled([
       this.opts.layers.prepare(layerKey, { maxBytes: spec.compute.diskBytes }),
       createCgroups(this.cgroupLayout, spec.id, spec.compute),
-    ]);
+      this.attachNetwork(spec, dir),
+    ] as const);
+    const cleanup = async () => {
+      await destroyCgroups(cgroupDirs(this.cgroupLayout, spec.id)).catch(() => undefined);
+      await this.opts.network?.release(spec.id).catch(() => undefined);
+      await this.opts.layers.remove(layerKey).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    };
+    const [preparedLayer, preparedCgroups, preparedNet] = prepared;
+    if (preparedLayer.status === "rejected" || preparedCgroups.status === "rejected" || preparedNet.status === "rejected") {
+      await cleanup();
+      throw prepared.find((r): r is PromiseRejectedResult => r.status === "rejected")?.reason;
+    }
+    const active = preparedLayer.value;
+    const cgroupDirList = preparedCgroups.value;
+    const net = preparedNet.value;
     try {
       // The upper's root directory is the merged root's owner: root inside, never host root.
       await chown(active.upperDir, HOST_ID_BASE, HOST_ID_BASE);
       const socket = join(dir, "agent.sock");
       const build = spec.mode === "build";
-      const net = await this.attachNetwork(spec, dir);
       const { supervisorPid, initPid } = await launchSandbox(
         this.binary,
         {
@@ -107,7 +122,7 @@ class LocalProvider implements Provider {
           user: build ? { uid: 0, gid: 0 } : { uid: SESSION_UID, gid: SESSION_GID },
           uidMap: idMap,
           gidMap: idMap,
-          cgroups: cgroupDirs,
+          cgroups: cgroupDirList,
           masks: this.masks(spec),
           roBinds: net?.binds ?? [],
           binds: [],
@@ -127,7 +142,7 @@ class LocalProvider implements Provider {
         initPid,
         initStartTime: await processStartTime(initPid),
         socket,
-        cgroups: cgroupDirs,
+        cgroups: cgroupDirList,
         runDir: dir,
         layerKey,
         upperDir: active.upperDir,
@@ -137,10 +152,7 @@ class LocalProvider implements Provider {
       this.live.set(spec.id, state);
       return { id: spec.id, ...(net ? { sandboxIp: net.sandboxIp } : {}), providerState: { ...state } };
     } catch (err) {
-      await this.opts.network?.release(spec.id).catch(() => undefined);
-      await destroyCgroups(cgroupDirs).catch(() => undefined);
-      await this.opts.layers.remove(layerKey).catch(() => undefined);
-      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      await cleanup();
       throw err;
     }
   }
@@ -234,7 +246,7 @@ class LocalProvider implements Provider {
       { path: "/etc/hosts", content: hostsFile(spec.hostname) },
       ...attachment.files,
     ];
-    await mkdir(join(dir, "files"), { mode: 0o755 });
+    await mkdir(join(dir, "files"), { recursive: true, mode: 0o755 });
     const binds: { src: string; dst: string }[] = [];
     for (const [i, f] of files.entries()) {
       const src = join(dir, "files", String(i));
