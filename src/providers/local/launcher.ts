@@ -139,15 +139,16 @@ export async function launchSandbox(binary: string, opts: LaunchOptions, logFile
   const ready = child.stdio[3] as Readable;
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
 
+  let stuck: NodeJS.Timeout | undefined;
   try {
     const initPid = await new Promise<number>((resolve, reject) => {
       let text = "";
       let initPid = 0;
       child.once("error", (err) => reject(unavailable(`cannot run ${binary}: ${err.message}`, err)));
       // Not a readiness guess: a bound so a wedged launcher cannot hang create() forever.
-      const stuck = setTimeout(() => reject(unavailable(`sandbox not ready after ${READY_LIMIT_MS} ms (log: ${logFile})`)), READY_LIMIT_MS);
-      stuck.unref();
-      void exited.then(() => clearTimeout(stuck));
+      // Kept referenced until the launch settles: it is also what keeps the event loop alive while
+      // a failed launcher's pipe and exit are being read (every other handle here may be unref'd).
+      stuck = setTimeout(() => reject(unavailable(`sandbox not ready after ${READY_LIMIT_MS} ms (log: ${logFile})`)), READY_LIMIT_MS);
       ready.on("data", (chunk: Buffer) => {
         text += chunk.toString("utf8");
         const pid = /^pid (\d+)$/m.exec(text);
@@ -178,6 +179,7 @@ export async function launchSandbox(binary: string, opts: LaunchOptions, logFile
     }
     throw err;
   } finally {
+    clearTimeout(stuck);
     ready.destroy();
     child.unref();
   }
