@@ -41,7 +41,7 @@ install:
   - curl -sS https://registry.example/build-fetch > /workspace/fetched.json
 `;
 
-void describe("egress gateway with real clients in real sandboxes", () => {
+void describe("egress gateway with real clients in real sandboxes, against local fake Stripe, GitHub and Sentry upstreams", () => {
   let client: PaddockClient;
   let home: string;
   let cleanup: () => Promise<void>;

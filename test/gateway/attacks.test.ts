@@ -6,7 +6,7 @@ import tls from "node:tls";
 import { after, before, describe, it } from "node:test";
 import { SECRETS, connect, plainHttp, raw, spec, startHarness, viaConnect, type Harness } from "./helpers.ts";
 
-void describe("attacks/egress.md", () => {
+void describe("attacks/egress.md, against local fake upstreams (test CA on 127.0.0.1)", () => {
   let h: Harness;
   let ph: Record<string, string>;
   let ca: string;

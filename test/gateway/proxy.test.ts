@@ -11,7 +11,7 @@ import { SECRETS, plainHttp, spec, startHarness, viaConnect, viaTransparent, typ
 
 const run = promisify(execFile);
 
-void describe("gateway end to end", () => {
+void describe("gateway end to end, against local fake upstreams (test CA on 127.0.0.1)", () => {
   let h: Harness;
   let ph: Record<string, string>;
   let ca: string;
