@@ -107,17 +107,19 @@ export interface SecretInfo {
 export type StoredSecret = SecretInfo & Sealed;
 
 /**
- * One request through the egress gateway, as stored. The same fields as the gateway's
- * `EgressRecord` (src/gateway/types.ts), declared here so the store does not import the gateway box;
- * test/vault checks that the two stay assignable both ways. Never holds a secret value.
+ * One request through the egress gateway, allowed or denied. Defined here, in the lowest box that
+ * needs it, and re-exported by the gateway as its `EgressRecord`. Never holds a secret value.
  */
 export interface EgressRecordInput {
   sessionId: string;
   time: string;
   method: string;
+  /** The host the gateway dialled (or would have), lower-case. */
   host: string;
   port: number;
+  /** Path with query values dropped (`/v1/charges?limit=&expand=`). */
   path: string;
+  /** Upstream status, or the gateway's own status for a refusal. */
   status: number;
   bytesOut: number;
   bytesIn: number;
@@ -125,7 +127,9 @@ export interface EgressRecordInput {
   /** Names of the secrets swapped into the request. */
   swapped: string[];
   decision: "allowed" | "denied";
+  /** The rule that decided, e.g. `guardrails.network.allow[0] (runtime.yml:27)`, or a built-in reason. */
   rule: string;
+  /** Why a request was refused, in words (no secret values). */
   reason?: string;
 }
 

@@ -10,6 +10,7 @@
  * in the locations the binding allows. Values come from the vault at request time, so a new value
  * takes effect on the next request.
  */
+import type { EgressRecordInput } from "../core/store.ts";
 
 /** `guardrails.network` of the environment (normalised by config: lower-case, no trailing dot). */
 export interface NetworkPolicy {
@@ -47,29 +48,8 @@ export interface SecretSource {
   touch(name: string, scope: SecretScope): void;
 }
 
-/** One request through the gateway, allowed or denied. Never holds a secret value. */
-export interface EgressRecord {
-  sessionId: string;
-  time: string;
-  method: string;
-  /** The host the gateway dialled (or would have), lower-case. */
-  host: string;
-  port: number;
-  /** Path with query values dropped (`/v1/charges?limit=&expand=`). */
-  path: string;
-  /** Upstream status, or the gateway's own status for a refusal. */
-  status: number;
-  bytesOut: number;
-  bytesIn: number;
-  durationMs: number;
-  /** Names of the secrets swapped into this request. */
-  swapped: string[];
-  decision: "allowed" | "denied";
-  /** The rule that decided, e.g. `guardrails.network.allow[0] (runtime.yml:27)`, or a built-in reason. */
-  rule: string;
-  /** Why a request was refused, in words (no secret values). */
-  reason?: string;
-}
+/** One request through the gateway, allowed or denied (the type lives in core: the store keeps it too). */
+export type EgressRecord = EgressRecordInput;
 
 export interface GatewaySessionSpec {
   /** Session (or build) id. */

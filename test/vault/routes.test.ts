@@ -2,7 +2,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { EgressRecordInput } from "../../src/core/store.ts";
-import type { EgressRecord } from "../../src/gateway/types.ts";
 import { PaddockClient } from "../../src/client/index.ts";
 import { secretRoutes, secretRoutesWith } from "../../src/server/routes-secrets.ts";
 import { openApiDocument } from "../../src/server/openapi.ts";
@@ -10,10 +9,6 @@ import { rejectsWith, session } from "../store/suite-fixtures.ts";
 import { serveRoutes } from "./api-harness.ts";
 import { distinctiveValue, fixture, type Fixture } from "./helpers.ts";
 
-// The store declares the egress record shape apart from the gateway (no upward import); these two
-// lines fail to compile if the shapes drift apart.
-const _toStore = (r: EgressRecord): EgressRecordInput => r;
-const _toGateway = (r: EgressRecordInput): EgressRecord => r;
 
 const egress = (n: number, over: Partial<EgressRecordInput> = {}): EgressRecordInput => ({
   sessionId: "s1",
