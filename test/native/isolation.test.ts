@@ -43,7 +43,15 @@ async function hostViewOfCommand(fx: Fixture): Promise<{ uid: string; pids: numb
   const running = fx.client.exec({ argv: ["sleep", "30"], signal: ac.signal }).catch(() => undefined);
   try {
     for (let i = 0; i < 200; i++) {
-      const pid = sandboxHostPids(fx.sandbox.initPid).find((p) => readFileSync(`/proc/${p}/comm`, "utf8") === "sleep\n");
+      // A process may exit between listing and reading (the agent's short-lived helpers): skip it.
+      const comm = (p: number) => {
+        try {
+          return readFileSync(`/proc/${p}/comm`, "utf8");
+        } catch {
+          return "";
+        }
+      };
+      const pid = sandboxHostPids(fx.sandbox.initPid).find((p) => comm(p) === "sleep\n");
       if (pid) return { uid: statusField(pid, "Uid"), pids: sandboxHostPids(fx.sandbox.initPid) };
       await new Promise((r) => setTimeout(r, 10));
     }
