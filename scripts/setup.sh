@@ -21,7 +21,7 @@ fi
 # xattrs, mmdebstrap for base: debian-12, bubblewrap as the benchmark baseline, and the real
 # clients tests run inside sandboxes.
 packages=(gcc make libc6-dev libseccomp-dev pkg-config btrfs-progs attr mmdebstrap bubblewrap
-  iproute2 nftables util-linux procps python3 git curl ca-certificates tinyproxy)
+  iproute2 nftables util-linux mount e2fsprogs passwd procps python3 git curl ca-certificates openssl tinyproxy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
