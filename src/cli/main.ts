@@ -11,16 +11,24 @@ import { registerEnvCommands } from "./env.ts";
 import { registerSessionCommands } from "./session.ts";
 import { registerSecretCommands } from "./secret.ts";
 import { registerLogsCommands } from "./logs.ts";
+import { registerAccessCommands } from "./access.ts";
+import { resolveCredentials } from "./credentials.ts";
 
 const program = new Command();
 let clientInstance: PaddockClient | undefined;
-const client = () => (clientInstance ??= new PaddockClient({ url: program.opts<{ url?: string }>().url ?? process.env.PADDOCK_URL }));
+/** The SDK client with the URL and token resolved as src/cli/credentials.ts describes; `override` for login. */
+const client = (override?: { token?: string }) => {
+  const flags = program.opts<{ url?: string; token?: string }>();
+  if (override) return new PaddockClient(resolveCredentials({ ...flags, ...override }));
+  return (clientInstance ??= new PaddockClient(resolveCredentials(flags)));
+};
 
 program
   .name("paddock")
   .description("Run coding agents in isolated sandboxes without handing them real credentials.")
   .version("0.1.0")
-  .option("--url <url>", "server URL (default $PADDOCK_URL or http://127.0.0.1:7070)")
+  .option("--url <url>", "server URL (default $PADDOCK_URL, the saved login, or http://127.0.0.1:7070)")
+  .option("--token <token>", "API token (default $PADDOCK_TOKEN, the saved login, or $PADDOCK_HOME/admin.token); visible in ps, prefer those")
   .showHelpAfterError()
   .exitOverride();
 
@@ -37,6 +45,7 @@ program
     const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
     const server = await startServer({ home, host: o.host, port: Number(o.port), log });
     log(`paddock listening on ${server.url} (data in ${home}, layers: ${server.cp.layers.kind})`);
+    if (server.cp.adminTokenFile) log(`created the admin principal; its token is in ${server.cp.adminTokenFile} (mode 0600), which paddock on this machine uses by default`);
     const shutdown = (sig: string) => {
       log(`${sig}: shutting down (running sessions keep running and are found again at the next start)`);
       server.close().then(
@@ -52,6 +61,7 @@ registerEnvCommands(program, client);
 registerSessionCommands(program, client);
 registerSecretCommands(program, client);
 registerLogsCommands(program, client);
+registerAccessCommands(program, client);
 
 program
   .command("doctor")

@@ -87,7 +87,7 @@ export function scopeLabel(scope: SecretScopeOptions): string {
 }
 
 /** All of stdin, minus one trailing newline (what `echo` and here-strings add). */
-async function readStdinValue(): Promise<string> {
+export async function readStdinValue(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(String(c)));
   const value = Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
@@ -131,7 +131,7 @@ export function applyKeys(state: PromptState, chunk: string): PromptState {
 }
 
 /** Read a line from the terminal without echoing it. Ctrl-C exits 130 like other commands. */
-function promptHidden(prompt: string): Promise<string> {
+export function promptHidden(prompt: string): Promise<string> {
   const input = process.stdin;
   const output = process.stderr;
   return new Promise((resolve) => {

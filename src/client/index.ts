@@ -10,12 +10,32 @@
  */
 import WebSocket from "ws";
 import type { Readable } from "node:stream";
-import type { Environment, EnvironmentVersion, ExecResult, FileEntry, Session, StoredEgressRecord, Template } from "../core/index.ts";
+import type { Approval, AuditRecord, Environment, EnvironmentVersion, ExecResult, FileEntry, Principal, Session, StoredEgressRecord, Template } from "../core/index.ts";
 import { PaddockError, codeOfHttpStatus, unavailable } from "../core/index.ts";
 
 export interface ClientOptions {
   /** Server URL; default $PADDOCK_URL or http://127.0.0.1:7070. */
   url?: string;
+  /** API token (`pdk_…`); default $PADDOCK_TOKEN. Every call but health needs one. */
+  token?: string;
+}
+
+/** Who the token belongs to and what it may do on each environment. */
+export interface Whoami {
+  principal: Principal;
+  admin: boolean;
+  environments: Record<string, ("read" | "write" | "deploy")[]>;
+}
+
+export interface AuditFilter {
+  session?: string;
+  actor?: string;
+  environment?: string;
+  /** ISO time. */
+  since?: string;
+  /** Only records after this seq. */
+  after?: number;
+  limit?: number;
 }
 
 export type PublicSession = Omit<Session, "providerState">;
@@ -63,10 +83,55 @@ export interface StreamExecOptions {
 
 export class PaddockClient {
   readonly url: string;
+  readonly #token: string | undefined;
 
   constructor(opts: ClientOptions = {}) {
     this.url = (opts.url ?? process.env.PADDOCK_URL ?? "http://127.0.0.1:7070").replace(/\/$/, "");
+    this.#token = opts.token ?? process.env.PADDOCK_TOKEN;
   }
+
+  #auth(): Record<string, string> {
+    return this.#token ? { authorization: `Bearer ${this.#token}` } : {};
+  }
+
+  /** The calling principal and its permissions. */
+  whoami(): Promise<Whoami> {
+    return this.json("GET", "/v1/whoami");
+  }
+
+  /** Like whoami, and recorded in the audit log as a login. */
+  login(): Promise<Whoami> {
+    return this.json("POST", "/v1/login");
+  }
+
+  /** Principals (admin only). `create` returns the new principal's token: shown once. */
+  readonly principals = {
+    create: (p: { name: string; kind?: "human" | "agent"; role: string; team?: string }) =>
+      this.json<{ principal: Principal; token: string }>("POST", "/v1/principals", p),
+    list: () => this.json<Principal[]>("GET", "/v1/principals"),
+    issueToken: (name: string, label?: string) => this.json<{ token: string }>("POST", `/v1/principals/${enc(name)}/tokens`, label ? { label } : {}),
+    disable: (name: string) => this.json<Principal>("POST", `/v1/principals/${enc(name)}/disable`),
+  };
+
+  /** The hash-chained audit log. */
+  readonly audit = {
+    list: (f: AuditFilter = {}) => {
+      const q = new URLSearchParams(Object.entries(f).filter(([, v]) => v !== undefined).map(([k, v]): [string, string] => [k, String(v)]));
+      return this.json<AuditRecord[]>("GET", `/v1/audit${q.size ? `?${q}` : ""}`);
+    },
+    verify: () => this.json<{ ok: boolean; records: number; lastSeq: number; problems: { seq: number; problem: string }[] }>("GET", "/v1/audit/verify"),
+  };
+
+  /** Commands waiting for a person's approval (guardrails.commands.ask). */
+  readonly approvals = {
+    list: (f: { state?: Approval["state"]; session?: string } = {}) => {
+      const q = new URLSearchParams(Object.entries(f).filter((e): e is [string, string] => typeof e[1] === "string"));
+      return this.json<Approval[]>("GET", `/v1/approvals${q.size ? `?${q}` : ""}`);
+    },
+    get: (id: string) => this.json<Approval>("GET", `/v1/approvals/${enc(id)}`),
+    approve: (id: string, reason?: string) => this.json<Approval>("POST", `/v1/approvals/${enc(id)}/approve`, reason ? { reason } : {}),
+    deny: (id: string, reason?: string) => this.json<Approval>("POST", `/v1/approvals/${enc(id)}/deny`, reason ? { reason } : {}),
+  };
 
   readonly environments = {
     validate: (fileName: string, source: string) =>
@@ -80,7 +145,8 @@ export class PaddockClient {
   };
 
   readonly sessions = {
-    start: (environment: string) => this.json<PublicSession>("POST", "/v1/sessions", { environment }),
+    /** Start a session; an agent names the person it works for with `onBehalfOf`. */
+    start: (environment: string, opts: { onBehalfOf?: string } = {}) => this.json<PublicSession>("POST", "/v1/sessions", { environment, ...opts }),
     list: (opts: { all?: boolean; environment?: string } = {}) => {
       const q = new URLSearchParams();
       if (opts.all) q.set("all", "true");
@@ -163,7 +229,7 @@ export class PaddockClient {
     try {
       res = await fetch(this.url + path, {
         method,
-        headers: { ...(o.contentType ? { "content-type": o.contentType } : {}), accept: o.accept ?? "application/json" },
+        headers: { ...this.#auth(), ...(o.contentType ? { "content-type": o.contentType } : {}), accept: o.accept ?? "application/json" },
         ...(o.body !== undefined ? { body: o.body } : {}),
       });
     } catch (err) {
@@ -199,7 +265,7 @@ export class PaddockClient {
 
   private execStream(id: string, opts: StreamExecOptions): Promise<ExecResult> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`${this.url.replace(/^http/, "ws")}/v1/sessions/${enc(id)}/exec/stream`);
+      const ws = new WebSocket(`${this.url.replace(/^http/, "ws")}/v1/sessions/${enc(id)}/exec/stream`, { headers: this.#auth() });
       let settled = false;
       const settle = (f: () => void) => {
         if (!settled) {
@@ -230,7 +296,17 @@ export class PaddockClient {
         else if (msg.type === "error") settle(() => reject(new PaddockError((msg.code ?? "internal") as PaddockError["code"], msg.message ?? "exec failed")));
       });
       ws.on("unexpected-response", (_req, res) => {
-        settle(() => reject(new PaddockError(codeOfHttpStatus(res.statusCode ?? 500), `exec stream refused: HTTP ${res.statusCode}`)));
+        let text = "";
+        res.on("data", (b: Buffer) => (text += b.toString()));
+        res.on("end", () => {
+          let message = `exec stream refused: HTTP ${res.statusCode}`;
+          try {
+            message = (JSON.parse(text) as { error: { message: string } }).error.message;
+          } catch {
+            /* not JSON */
+          }
+          settle(() => reject(new PaddockError(codeOfHttpStatus(res.statusCode ?? 500), message)));
+        });
       });
       ws.on("error", (err) => settle(() => reject(unavailable(`cannot reach the Paddock server at ${this.url}: ${err.message}`, err))));
       ws.on("close", () => settle(() => reject(new PaddockError("unavailable", "the exec stream closed before the command ended"))));

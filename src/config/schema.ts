@@ -174,13 +174,54 @@ function noConflicts(lists: readonly string[]) {
   };
 }
 
+/** Commands classified as deploying when `deploy:` is absent (docs/guardrails.md). */
+export const DEFAULT_DEPLOY_COMMANDS: readonly string[] = [
+  "git push", "npm publish", "yarn publish", "pnpm publish", "cargo publish", "twine upload", "gem push", "docker push",
+  "kubectl apply", "kubectl create", "kubectl delete", "kubectl replace", "kubectl patch", "kubectl rollout", "kubectl scale", "kubectl set",
+  "helm install", "helm upgrade", "helm uninstall", "helm rollback", "terraform apply", "terraform destroy", "tofu apply", "tofu destroy",
+  "pulumi up", "pulumi destroy", "gh release create", "fly deploy", "vercel deploy", "serverless deploy", "aws cloudformation deploy",
+];
+/** Branches a `git push` must not reach without `deploy` when `protectedBranches:` is absent. */
+export const DEFAULT_PROTECTED_BRANCHES: readonly string[] = ["main", "master", "release/*", "production"];
+
+const nonEmptyWords = (v: string): string | undefined =>
+  v.trim() === "" ? 'empty entry: write a command prefix such as "npm publish", or remove the item' : undefined;
+const askTimeoutBounds = (n: number): string | undefined => {
+  if (n <= 0) return 'is zero: give approvers some time, e.g. "10m"';
+  return n > DAY_MS ? "is more than the maximum of 1d" : undefined;
+};
+
 const commandPolicy = z
   .strictObject({
-    allow: programList("Programs an agent may start. Absent and [] are the same: no allow rules."),
-    deny: programList("Programs that may never run in the sandbox, whoever starts them. Absent or []: none."),
-    ask: programList("Extension. Programs that need a person's approval each time. Absent or []: none."),
-  }, expecting("a mapping of allow, deny, ask"))
-  .superRefine(noConflicts(["allow", "deny", "ask"]), ALWAYS);
+    allow: programList("Programs a person or agent may start with a command (the programs of the line they submit). Absent: no allow list (anything not denied). []: only the basic read-only tools. See docs/guardrails.md."),
+    deny: programList("Programs that may never run in the sandbox, whoever starts them: checked when a command is submitted and again by the kernel at every exec. Absent or []: none."),
+    ask: programList("Extension. Programs that need a person's approval each time they are submitted. Absent or []: none."),
+    deploy: withDefault(
+      z.array(z.string(expecting('a command prefix such as "npm publish"')).superRefine(refineWith(nonEmptyWords)).transform((v) => v.trim().split(/\s+/).join(" ")), expecting("a list of command prefixes"))
+        .superRefine(noDuplicates("command"), ALWAYS),
+      () => [...DEFAULT_DEPLOY_COMMANDS],
+    ).describe('Extension. Command prefixes that count as deploying and need the "deploy" permission, e.g. "npm publish", "kubectl apply". Absent: a default list (docs/guardrails.md). []: none.'),
+    protectedBranches: withDefault(
+      z.array(z.string(expecting('a branch name or pattern such as "release/*"')).superRefine(refineWith(nonEmptyWords)), expecting("a list of branch names"))
+        .superRefine(noDuplicates("branch"), ALWAYS),
+      () => [...DEFAULT_PROTECTED_BRANCHES],
+    ).describe('Extension. Branches (with * patterns) a `git push` deploys to. Absent: ["main", "master", "release/*", "production"].'),
+    askTimeout: withDefault(parsedString(DURATION, parseDuration, askTimeoutBounds), () => 10 * 60 * 1000).describe(
+      'Extension. How long a command waits for approval before it is denied: "5m", "1h". At most 1d. Default "10m".',
+    ),
+    agentsMayDeploy: withDefault(z.boolean(expecting("true or false")), () => false).describe(
+      'Extension. Whether agent principals may ever run deploying commands (they also need "deploy" in their role and the starting human\'s). Default false: only humans deploy.',
+    ),
+  }, expecting("a mapping of allow, deny, ask, deploy, protectedBranches, askTimeout, agentsMayDeploy"))
+  .superRefine(noConflicts(["allow", "deny", "ask"]), ALWAYS)
+  .transform((c) => ({ allow: c.allow, deny: c.deny, ask: c.ask, deploy: c.deploy, protectedBranches: c.protectedBranches, askTimeoutMs: c.askTimeout, agentsMayDeploy: c.agentsMayDeploy }));
+
+function defaultCommandPolicy() {
+  return {
+    allow: [], deny: [], ask: [], deploy: [...DEFAULT_DEPLOY_COMMANDS], protectedBranches: [...DEFAULT_PROTECTED_BRANCHES],
+    askTimeoutMs: 10 * 60 * 1000, agentsMayDeploy: false,
+  };
+}
 
 const networkPolicy = z
   .strictObject({
@@ -196,7 +237,7 @@ const buildPolicy = z.strictObject({
 }, expecting("a mapping with network"));
 
 const guardrails = z.strictObject({
-  commands: withDefault(commandPolicy, () => ({ allow: [], deny: [], ask: [] })).describe(
+  commands: withDefault(commandPolicy, () => defaultCommandPolicy()).describe(
     "Which programs may run. Entries are program names (rm) or absolute paths (/usr/bin/rm), never command lines.",
   ),
   network: withDefault(networkPolicy, () => ({ allow: [], deny: [] })).describe(
@@ -247,7 +288,7 @@ export const environmentSchema = z.strictObject({
     z.array(secret, expecting("a list of secret names")).superRefine(noDuplicates("secret", secretKey), ALWAYS),
     () => [],
   ).describe("Secrets the sandbox may use through placeholders. Absent or []: none."),
-  guardrails: withDefault(guardrails, () => ({ commands: { allow: [], deny: [], ask: [] }, network: { allow: [], deny: [] } })).describe(
+  guardrails: withDefault(guardrails, () => ({ commands: defaultCommandPolicy(), network: { allow: [], deny: [] } })).describe(
     "Command and network policy. Absent lists are the same as empty ones.",
   ),
   build: withDefault(buildPolicy, () => ({ network: { allow: ["*"], deny: [] } })).describe(

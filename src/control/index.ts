@@ -26,10 +26,17 @@ import { Environments } from "./environments.ts";
 import { openVault, type Vault } from "../gateway/vault.ts";
 import { Sessions } from "./sessions.ts";
 import { runDoctor, type DoctorReport } from "./doctor.ts";
+import { AuditLog, Identities, createCommandChecker, type CommandChecker } from "../guard/index.ts";
+import { Access } from "./access.ts";
+import { Approvals } from "./approvals.ts";
+import { CommandGate } from "./commands.ts";
 
 export type { BuildEvent } from "./builder.ts";
 export { Environments, invalidFile } from "./environments.ts";
 export { Sessions } from "./sessions.ts";
+export { Access, forbidden } from "./access.ts";
+export { Approvals } from "./approvals.ts";
+export { CommandGate, DENIED_EXIT } from "./commands.ts";
 export type { DoctorReport } from "./doctor.ts";
 
 export interface ControlPlaneOptions {
@@ -60,6 +67,13 @@ export interface ControlPlane {
   readonly gateway: Gateway;
   readonly network: NetworkManager;
   readonly sessions: Sessions;
+  readonly identities: Identities;
+  readonly access: Access;
+  readonly audit: AuditLog;
+  readonly approvals: Approvals;
+  readonly commands: CommandGate;
+  /** Set when this start created the admin principal: where its token was written. */
+  readonly adminTokenFile: string | null;
   doctor(): Promise<DoctorReport>;
   /** Running sandboxes are left alone; tests ask for the layer image and host network objects to go too. */
   close(opts?: { unmountLayers?: boolean; removeHostNetwork?: boolean }): Promise<void>;
@@ -73,7 +87,11 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
   const layers = await openLayerStore({ home: opts.home, ...(opts.layerStore ? { kind: opts.layerStore } : {}) });
   const ports = { ...DEFAULT_GATEWAY_PORTS, ...opts.gateway?.ports };
   const network = await openNetworkManager({ scope: installationScope(opts.home), ports });
-  const records = new RecordWriter(store, log);
+  const audit = new AuditLog(store, vault.deriveKey("audit-chain"), join(opts.home, "audit.head"));
+  const identities = new Identities(store);
+  const adminTokenFile = await identities.bootstrap(opts.home);
+  const access = new Access(store);
+  const records = new RecordWriter(store, log, audit);
   const gateway = await createGateway({
     address: network.gatewayIp,
     ports,
@@ -86,7 +104,12 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
   const local = await createLocalProvider({ home: opts.home, layers, log, network });
   const providers = new Map<string, Provider>([["local", local]]);
   const environments = new Environments({ store, provider: local, layers, egress });
-  const sessions = new Sessions({ store, providers, environments, egress, log });
+  const sessions = new Sessions({ store, providers, environments, egress, audit, log });
+  const approvals = new Approvals({ store, access, audit });
+  const checker: CommandChecker = await createCommandChecker();
+  const commands = new CommandGate({ store, sessions, access, approvals, audit, checker });
+  const abandoned = await approvals.expireAbandoned();
+  if (abandoned) log(`expired ${abandoned} approval(s) left pending by the previous run`);
   const interrupted = await environments.reconcile();
   if (interrupted) log(`marked ${interrupted} interrupted build(s) as failed`);
   const { recovered, lost } = await sessions.reconcile();
@@ -102,12 +125,20 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
     vault,
     gateway,
     network,
+    identities,
+    access,
+    audit,
+    approvals,
+    commands,
+    adminTokenFile,
     doctor: () => runDoctor({ home: opts.home, store, layers, network }),
     async close(o = {}) {
       sessions.close();
       for (const p of providers.values()) await p.close();
       await gateway.close();
       await records.flush();
+      checker.close();
+      await audit.flush();
       await network.close({ removeHostObjects: o.removeHostNetwork ?? false });
       await vault.idle();
       await store.close();

@@ -1,9 +1,10 @@
 import { randomBytes } from "node:crypto";
-import type { ExecOptions, ExecResult, FileEntry, Provider, Session, Store } from "../core/index.ts";
+import type { ExecGuard, ExecOptions, ExecResult, FileEntry, Principal, Provider, Session, Store } from "../core/index.ts";
 import { PaddockError, notFound } from "../core/index.ts";
 import type { Environments } from "./environments.ts";
 import type { Egress } from "./egress.ts";
 import type { EnvironmentSpec } from "../config/index.ts";
+import type { AuditLog } from "../guard/index.ts";
 
 /**
  * Sessions: start one from an environment's current template on the provider its file prefers,
@@ -12,6 +13,8 @@ import type { EnvironmentSpec } from "../config/index.ts";
  */
 export class Sessions {
   private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** How many of each session's in-sandbox guard denials are already in the audit log. */
+  private readonly guardAudited = new Map<string, number>();
 
   constructor(
     private readonly deps: {
@@ -19,11 +22,13 @@ export class Sessions {
       providers: Map<string, Provider>;
       environments: Environments;
       egress: Egress | null;
+      audit: AuditLog;
       log: (line: string) => void;
     },
   ) {}
 
-  async start(environment: string, opts: { createdBy: string }): Promise<Session> {
+  /** `startedBy`: the human the session runs for; `agent`: the agent principal acting in it, if any. */
+  async start(environment: string, opts: { startedBy: string; agent?: string | null }): Promise<Session> {
     const { version, spec, template } = await this.deps.environments.current(environment);
     const provider = this.chooseProvider(environment, spec.providers);
     const now = new Date();
@@ -38,8 +43,11 @@ export class Sessions {
       expiresAt: new Date(now.getTime() + spec.compute.timeoutMs).toISOString(),
       endedAt: null,
       endReason: null,
-      providerState: { createdBy: opts.createdBy },
+      providerState: {},
+      startedBy: opts.startedBy,
+      agent: opts.agent ?? null,
     };
+    const guard = execGuardOf(spec, version.fileName);
     await this.deps.store.createSession(session);
     try {
       const handle = await provider.create({
@@ -50,6 +58,7 @@ export class Sessions {
         compute: spec.compute,
         hostname: environment,
         env: { PADDOCK_SESSION: session.id, PADDOCK_ENVIRONMENT: environment },
+        ...(guard ? { guard } : {}),
         ...(this.deps.egress ? { egress: this.deps.egress.forSession(session.id, environment, version.version, spec, version.fileName) } : {}),
       });
       const running = await this.deps.store.updateSession(session.id, { state: "running", providerState: handle.providerState });
@@ -80,6 +89,32 @@ export class Sessions {
     return (await this.running(id)).provider.exec(id, opts);
   }
 
+  /**
+   * Copy the sandbox's exec-guard denials (programs the kernel refused to start inside it) into
+   * the audit log, each once. `actor` is who ran the command that led to them.
+   */
+  async auditGuardDenials(session: Session, actor: Principal | null): Promise<number> {
+    const provider = this.deps.providers.get(session.provider);
+    if (!provider?.guardDenials) return 0;
+    const denials = await provider.guardDenials(session.id);
+    let done = this.guardAudited.get(session.id);
+    if (done === undefined) {
+      done = (await this.deps.audit.list({ sessionId: session.id })).filter((r) => r.action === "guard.exec").length;
+    }
+    const fresh = denials.slice(done);
+    if (fresh.length === 0) return 0;
+    this.guardAudited.set(session.id, done + fresh.length);
+    await this.deps.audit.append(
+      ...fresh.map((d) => ({
+        time: d.time, actor: actor?.name ?? session.agent ?? session.startedBy, actorKind: actor?.kind ?? (session.agent ? ("agent" as const) : ("human" as const)),
+        onBehalfOf: (actor?.kind ?? (session.agent ? "agent" : "human")) === "agent" ? session.startedBy : null,
+        action: "guard.exec", target: d.path, environment: session.environment, sessionId: session.id, decision: "denied" as const,
+        rule: "guardrails.commands.deny", detail: { program: d.program, path: d.path, pid: d.pid, reason: d.reason },
+      })),
+    );
+    return fresh.length;
+  }
+
   async writeFile(id: string, path: string, data: Uint8Array, mode?: number): Promise<void> {
     await (await this.running(id)).provider.writeFile(id, path, data, mode === undefined ? {} : { mode });
   }
@@ -97,6 +132,7 @@ export class Sessions {
     const s = await this.get(id);
     if (s.state !== "running" && s.state !== "starting") return s;
     this.clearTimer(id);
+    await this.auditGuardDenials(s, null).catch(() => undefined);
     await this.providerOf(s).stop(id);
     await this.deps.egress?.detach(id);
     return this.deps.store.updateSession(id, { state: "stopped", endedAt: new Date().toISOString(), endReason: reason });
@@ -197,4 +233,16 @@ export class Sessions {
     if (t) clearTimeout(t);
     this.timers.delete(id);
   }
+}
+
+/** The kernel-level exec guard for a session: every denied program with the line the agent will see. */
+export function execGuardOf(spec: EnvironmentSpec, fileName: string): ExecGuard | null {
+  const deny = spec.guardrails.commands.deny;
+  if (deny.length === 0) return null;
+  return {
+    deny: deny.map((program, i) => {
+      const at = spec.locations[`guardrails.commands.deny[${i}]`];
+      return { program, message: `paddock: '${program}' denied by guardrails.commands.deny${at ? ` (${fileName}:${at.line})` : ""}` };
+    }),
+  };
 }

@@ -78,4 +78,8 @@ export interface Session {
   endReason: string | null;
   /** Provider-private handle to find the sandbox again after a restart (JSON). */
   providerState: Record<string, unknown>;
+  /** The human principal (name) the session runs for: an agent's permissions are cut to theirs. */
+  startedBy: string;
+  /** The agent principal (name) acting in the session, or null for a human's own session. */
+  agent: string | null;
 }

@@ -4,3 +4,4 @@ export type * from "./store.ts";
 export type * from "./provider.ts";
 export type * from "./layers.ts";
 export * from "./run.ts";
+export type * from "./identity.ts";

@@ -1,4 +1,5 @@
 import type { Environment, EnvironmentVersion, Layer, Session, SessionState, Template } from "./domain.ts";
+import type { ApiToken, Approval, ApprovalState, AuditInput, AuditQuery, AuditRecord, Principal } from "./identity.ts";
 
 /**
  * Persistence for the control plane. One interface, two implementations over time (SQLite embedded
@@ -70,6 +71,41 @@ export interface Store {
   getSealed(key: string): Promise<(Sealed & { updatedAt: string }) | null>;
   /** Resolves false when unknown. */
   deleteSealed(key: string): Promise<boolean>;
+
+  /** Insert a principal; a taken name rejects `conflict`. */
+  createPrincipal(p: Principal): Promise<void>;
+  getPrincipal(id: string): Promise<Principal | null>;
+  getPrincipalByName(name: string): Promise<Principal | null>;
+  /** Principals by name. */
+  listPrincipals(): Promise<Principal[]>;
+  /** Rejects `not_found` for an unknown id. */
+  updatePrincipal(id: string, patch: Partial<Pick<Principal, "team" | "role" | "disabledAt">>): Promise<Principal>;
+
+  addToken(t: ApiToken): Promise<void>;
+  getToken(id: string): Promise<ApiToken | null>;
+  /** A principal's tokens, oldest first. */
+  listTokens(principalId: string): Promise<ApiToken[]>;
+  /** Resolves false when unknown or already revoked. */
+  revokeToken(id: string, at: string): Promise<boolean>;
+  touchToken(id: string, at: string): Promise<void>;
+
+  /**
+   * Append audit records, all or none, in order, each chained to the one before: `seal` gets the
+   * previous record's hash (`""` for the first) and the record with its `seq`, and returns its
+   * hash. Runs in one write transaction, so the chain has no forks across processes.
+   */
+  appendAudit(records: AuditInput[], seal: (prevHash: string, record: AuditInput & { seq: number }) => string): Promise<AuditRecord[]>;
+  /** Records oldest first matching every given filter; `afterSeq` pages forward. */
+  listAudit(query: AuditQuery): Promise<AuditRecord[]>;
+  /** The newest record, or null when there is none. */
+  lastAudit(): Promise<AuditRecord | null>;
+
+  createApproval(a: Approval): Promise<void>;
+  getApproval(id: string): Promise<Approval | null>;
+  /** Newest first. */
+  listApprovals(filter?: { state?: ApprovalState; sessionId?: string }): Promise<Approval[]>;
+  /** Move a pending approval to its final state; rejects `conflict` when it is no longer pending, `not_found` when unknown. */
+  decideApproval(id: string, decision: Pick<Approval, "state" | "decidedBy" | "decidedAt" | "reason">): Promise<Approval>;
 
   close(): Promise<void>;
 }

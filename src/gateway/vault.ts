@@ -9,7 +9,7 @@
  * - Values leave the vault only as `SecretValue` (redacts itself everywhere but `.reveal()`) or
  *   through `resolve` (the gateway's contract). No error, log line or listing carries a value.
  */
-import { createCipheriv, createDecipheriv, randomBytes, type KeyObject } from "node:crypto";
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, type KeyObject } from "node:crypto";
 import { inspect } from "node:util";
 import { invalid, PaddockError, unavailable } from "../core/errors.ts";
 import type { Sealed, Store, StoredSecretScope } from "../core/store.ts";
@@ -86,6 +86,8 @@ export interface Vault extends SecretSource {
   unseal(key: string): Promise<string | null>;
   /** Resolves once every pending `touch` has been written or logged. */
   idle(): Promise<void>;
+  /** A 32-byte key for another purpose (e.g. "audit-chain"), derived with HKDF-SHA256: the vault key itself never leaves. */
+  deriveKey(purpose: string): Buffer;
 }
 
 export interface VaultOptions {
@@ -162,6 +164,10 @@ class SqlVault implements Vault {
   readonly #key: KeyObject;
   readonly #log: (line: string) => void;
   readonly #pending = new Set<Promise<void>>();
+
+  deriveKey(purpose: string): Buffer {
+    return Buffer.from(hkdfSync("sha256", this.#key.export(), Buffer.alloc(0), `paddock/${purpose}`, 32));
+  }
 
   constructor(store: Store, key: LoadedKey, log: (line: string) => void) {
     this.#store = store;

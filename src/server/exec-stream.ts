@@ -4,8 +4,9 @@ import { PassThrough } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import { constants as osConstants } from "node:os";
 import type { ControlPlane } from "../control/index.ts";
-import { asPaddockError } from "../core/index.ts";
+import { asPaddockError, httpStatusOf, type Principal } from "../core/index.ts";
 import { ExecBody } from "./schemas.ts";
+import { auditFailure, authenticate, authorize } from "./auth.ts";
 
 /**
  * Interactive exec over a WebSocket: live stdout/stderr, stdin passthrough, signals. One socket is
@@ -24,7 +25,15 @@ export function attachExecStream(server: HttpServer, cp: ControlPlane): () => Pr
       return;
     }
     const id = decodeURIComponent(m[1]);
-    wss.handleUpgrade(req, socket, head, (ws) => serve(ws, cp, id));
+    // The same checks as every other route, before the upgrade: a refused caller never gets a socket.
+    admit(cp, req, id).then(
+      (principal) => wss.handleUpgrade(req, socket, head, (ws) => serve(ws, cp, id, principal)),
+      (err: unknown) => {
+        const e = asPaddockError(err);
+        const body = JSON.stringify({ error: { code: e.code, message: e.message } });
+        socket.end(`HTTP/1.1 ${httpStatusOf(e.code)} Refused\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      },
+    );
   });
   return () =>
     new Promise((resolve) => {
@@ -33,7 +42,17 @@ export function attachExecStream(server: HttpServer, cp: ControlPlane): () => Pr
     });
 }
 
-function serve(ws: WebSocket, cp: ControlPlane, id: string): void {
+async function admit(cp: ControlPlane, req: IncomingMessage, id: string): Promise<Principal> {
+  const principal = await authenticate(cp, req.headers, "execStream");
+  const session = await cp.sessions.get(id).catch(async (err: unknown) => {
+    await auditFailure(cp, principal, "execStream", id, err);
+    throw err;
+  });
+  await authorize(cp, principal, { kind: "environment", permission: "write" }, "execStream", { environment: session.environment, session }, id);
+  return principal;
+}
+
+function serve(ws: WebSocket, cp: ControlPlane, id: string, principal: Principal): void {
   const stdin = new PassThrough();
   const abort = new AbortController();
   let started = false;
@@ -56,8 +75,8 @@ function serve(ws: WebSocket, cp: ControlPlane, id: string): void {
         fail(new Error(`bad exec request: ${err instanceof Error ? err.message : String(err)}`));
         return;
       }
-      cp.sessions
-        .exec(id, {
+      cp.commands
+        .run(id, principal, {
           argv: request.argv,
           ...(request.cwd ? { cwd: request.cwd } : {}),
           ...(request.env ? { env: request.env } : {}),

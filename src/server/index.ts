@@ -10,11 +10,25 @@ import { openControlPlane } from "../control/index.ts";
 import { PaddockError, asPaddockError, httpStatusOf, invalid } from "../core/index.ts";
 import { routes, type Route } from "./routes.ts";
 import { secretRoutes } from "./routes-secrets.ts";
+import { guardRoutes } from "./routes-guard.ts";
+import { auditFailure, authenticate, authorize } from "./auth.ts";
+import type { Principal } from "../core/index.ts";
 import { openApiDocument } from "./openapi.ts";
 import { attachExecStream } from "./exec-stream.ts";
 
-/** Every route the server serves: the core table and the secrets/egress table. */
-export const allRoutes: Route[] = [...routes, ...secretRoutes];
+/** The OpenAPI document's own route: any principal may read it. */
+const openApiRoute: Route = {
+  method: "GET",
+  path: "/v1/openapi.json",
+  operationId: "openApi",
+  summary: "This API's OpenAPI 3.1 document.",
+  access: { kind: "authenticated" },
+  response: { status: 200, schema: "ndjson", description: "The OpenAPI document (JSON)." },
+  handler: async () => openApiDocument(allRoutes),
+};
+
+/** Every route the server serves: the core table, the secrets/egress table, identity/audit/approvals. */
+export const allRoutes: Route[] = [...routes, ...secretRoutes, ...guardRoutes, openApiRoute];
 export { routes } from "./routes.ts";
 export { openApiDocument } from "./openapi.ts";
 
@@ -42,8 +56,6 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send({ error: { code: "not_found", message: `no route ${req.method} ${req.url.split("?")[0]} (see /v1/openapi.json)` } });
   });
-  const doc = openApiDocument(allRoutes);
-  app.get("/v1/openapi.json", async () => doc);
   for (const r of allRoutes) register(app, cp, r);
   const closeStreams = attachExecStream(app.server, cp);
   try {
@@ -72,18 +84,46 @@ function register(app: FastifyInstance, cp: ControlPlane, r: Route): void {
     method: r.method,
     url: r.path,
     handler: async (req, reply) => {
-      const params = parse(r.params, req.params, "path parameters");
-      const query = parse(r.query, req.query, "query");
-      let body: unknown = req.body;
-      if (r.body === "binary") {
-        if (!Buffer.isBuffer(body)) throw invalid("send the file's bytes with Content-Type: application/octet-stream");
-      } else if (r.body) body = parse(r.body, req.body ?? {}, "body");
-      const result = await r.handler({ cp, params: params as Record<string, string>, query: query as Record<string, string>, body, req, reply });
+      // Authentication comes first: without a token nothing else about the request is looked at.
+      const principal: Principal | null = r.access.kind === "public" ? null : await authenticate(cp, req.headers, r.operationId);
+      const rawParams = (req.params ?? {}) as Record<string, string>;
+      const target = rawParams.id ?? rawParams.name ?? "-";
+      let ctx;
+      try {
+        const params = parse(r.params, req.params, "path parameters") as Record<string, string>;
+        const query = parse(r.query, req.query, "query") as Record<string, string>;
+        let body: unknown = req.body;
+        if (r.body === "binary") {
+          if (!Buffer.isBuffer(body)) throw invalid("send the file's bytes with Content-Type: application/octet-stream");
+        } else if (r.body) body = parse(r.body, req.body ?? {}, "body");
+        const scope = r.scope ? await r.scope({ cp, params, query, body, req }) : null;
+        ctx = { cp, principal, params, query, body, req, reply, scope };
+      } catch (err) {
+        if (principal) await auditFailure(cp, principal, r.operationId, target, err);
+        throw err;
+      }
+      if (principal) await authorize(cp, principal, r.access, r.operationId, ctx.scope, ctx.scope?.session?.id ?? ctx.scope?.environment ?? target, auditDetail(r, ctx.body));
+      let result: unknown;
+      try {
+        result = await r.handler(ctx);
+      } catch (err) {
+        // A refusal decided inside the handler (an agent answering an approval, a self-approval) is a denial too.
+        const code = asPaddockError(err).code;
+        if (principal && (code === "forbidden" || code === "unauthorized")) await auditFailure(cp, principal, r.operationId, target, err);
+        throw err;
+      }
       if (reply.sent) return reply;
       if (r.response.schema === "none") return reply.send();
       return result;
     },
   });
+}
+
+/** What the audit keeps of a request body: the command of an exec, never file bytes or secret values. */
+function auditDetail(r: Route, body: unknown): Record<string, unknown> {
+  if (r.operationId === "exec" && body && typeof body === "object") return { argv: (body as { argv?: unknown }).argv };
+  if (r.operationId === "applyEnvironment" && body && typeof body === "object") return { fileName: (body as { fileName?: unknown }).fileName };
+  return {};
 }
 
 function parse(schema: z.ZodType | undefined, value: unknown, where: string): unknown {

@@ -1,6 +1,21 @@
 import { z } from "zod";
 import type { Route } from "./routes.ts";
 import { ErrorBody } from "./schemas.ts";
+import type { Requirement } from "../guard/index.ts";
+
+/** What `x-paddock-access` says: "public", "any principal", "admin", or a permission ("read", "write") on the route's environment. */
+export function accessText(r: Requirement): string {
+  switch (r.kind) {
+    case "public":
+      return "public";
+    case "authenticated":
+      return "any principal";
+    case "admin":
+      return "admin";
+    case "environment":
+      return r.permission;
+  }
+}
 
 /** The OpenAPI 3.1 document, generated from the route table (served at /v1/openapi.json). */
 export function openApiDocument(routes: Route[]): Record<string, unknown> {
@@ -14,9 +29,13 @@ export function openApiDocument(routes: Route[]): Record<string, unknown> {
     const op: Record<string, unknown> = {
       operationId: r.operationId,
       summary: r.summary,
+      "x-paddock-access": accessText(r.access),
+      ...(r.filtered ? { "x-paddock-filtered": true } : {}),
+      ...(r.access.kind === "public" ? { security: [] } : {}),
       ...(parameters.length ? { parameters } : {}),
       responses: {
         [String(r.response.status)]: responseOf(r),
+        ...(r.access.kind === "public" ? {} : { 401: { description: "No valid API token" }, 403: { description: "The caller lacks the permission in x-paddock-access" } }),
         default: { description: "Error", content: { "application/json": { schema: jsonSchema(ErrorBody) } } },
       },
     };
@@ -28,6 +47,8 @@ export function openApiDocument(routes: Route[]): Record<string, unknown> {
     openapi: "3.1.0",
     info: { title: "Paddock API", version: "0.1.0", description: "Environments, templates and sandboxed sessions for coding agents." },
     servers: [{ url: "http://127.0.0.1:7070" }],
+    components: { securitySchemes: { token: { type: "http", scheme: "bearer", description: "A Paddock API token (pdk_…): `paddock user add` prints one." } } },
+    security: [{ token: [] }],
     paths,
   };
 }

@@ -7,7 +7,7 @@ import { z } from "zod";
 import type { ControlPlane } from "../control/index.ts";
 import { notFound, PaddockError, unavailable } from "../core/index.ts";
 import type { Vault } from "../gateway/vault.ts";
-import type { Route } from "./routes.ts";
+import { sessionScope, type Route } from "./routes.ts";
 import { IdParams } from "./schemas.ts";
 
 const Scope = {
@@ -82,6 +82,7 @@ export function secretRoutesWith(opts: SecretRouteOptions = {}): Route[] {
       method: "PUT",
       path: "/v1/secrets/:name",
       operationId: "setSecret",
+      access: { kind: "admin" },
       summary: "Set a secret's value in one scope (replacing any earlier value there). The next request through the gateway uses it.",
       params: SecretNameParams,
       body: PutSecretBody,
@@ -97,6 +98,7 @@ export function secretRoutesWith(opts: SecretRouteOptions = {}): Route[] {
       method: "GET",
       path: "/v1/secrets",
       operationId: "listSecrets",
+      access: { kind: "admin" },
       summary: "Every secret by name and scope, with when it was set and last used. Values are never returned.",
       response: { status: 200, schema: z.array(SecretListItem) },
       handler: async ({ cp }) =>
@@ -109,6 +111,7 @@ export function secretRoutesWith(opts: SecretRouteOptions = {}): Route[] {
       method: "DELETE",
       path: "/v1/secrets/:name",
       operationId: "deleteSecret",
+      access: { kind: "admin" },
       summary: "Delete a secret's value in exactly one scope (the query names it; none means global). Other scopes keep theirs.",
       params: SecretNameParams,
       query: SecretScopeQuery,
@@ -125,6 +128,8 @@ export function secretRoutesWith(opts: SecretRouteOptions = {}): Route[] {
       method: "GET",
       path: "/v1/sessions/:id/egress",
       operationId: "listEgress",
+      access: { kind: "environment", permission: "read" },
+      scope: sessionScope,
       summary: "Requests that left the session through the egress gateway, allowed and denied, oldest first.",
       params: IdParams,
       query: EgressQuery,

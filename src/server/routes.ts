@@ -1,8 +1,10 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
 import { invalidFile, type ControlPlane } from "../control/index.ts";
-import { invalid, type Session } from "../core/index.ts";
+import { invalid, type Principal, type Session } from "../core/index.ts";
+import type { Requirement } from "../guard/index.ts";
 import * as S from "./schemas.ts";
+import { readableEnvironments } from "./auth.ts";
 
 /**
  * The HTTP API as one table: method, path, shapes and handler per route. The server registers
@@ -10,11 +12,15 @@ import * as S from "./schemas.ts";
  */
 export interface RouteContext {
   cp: ControlPlane;
+  /** Who is calling; null only on public routes. */
+  principal: Principal | null;
   params: Record<string, string>;
   query: Record<string, string>;
   body: unknown;
   req: FastifyRequest;
   reply: FastifyReply;
+  /** What the request touches, when the route has a scope. */
+  scope: Scope | null;
 }
 
 export interface Route {
@@ -29,17 +35,51 @@ export interface Route {
   body?: z.ZodType | "binary";
   /** Success status and shape: a zod schema, "binary", "ndjson" (streamed events), "none" (204) or "websocket". */
   response: { status: number; schema: z.ZodType | "binary" | "ndjson" | "none" | "websocket"; description?: string };
+  /** Who may call it (docs/rbac.md lists every route). Environment permissions need `scope`. */
+  access: Requirement;
+  /** The environment (and session) a request touches; for `environment` routes, and for auditing. */
+  scope?: (ctx: Omit<RouteContext, "principal" | "reply" | "scope">) => Promise<Scope>;
+  /**
+   * For routes open to any principal that list things across environments: keeps only what the
+   * caller may read. Routes without it return what they return.
+   */
+  filtered?: true;
   /** Returns the JSON body (or Buffer for binary); for streamed responses it writes to `reply` itself. */
   handler: (ctx: RouteContext) => Promise<unknown>;
 }
 
-const createdBy = "local-admin";
+/** What a request touches: checked against the caller's permissions and written to the audit. */
+export interface Scope {
+  environment: string;
+  session: Session | null;
+  /** When an agent starts a session: the human it acts for. */
+  onBehalfOf?: string;
+}
+
+const PUBLIC: Requirement = { kind: "public" };
+const ANY: Requirement = { kind: "authenticated" };
+const ADMIN: Requirement = { kind: "admin" };
+const READ: Requirement = { kind: "environment", permission: "read" };
+const WRITE: Requirement = { kind: "environment", permission: "write" };
+
+export const sessionScope = async ({ cp, params }: { cp: ControlPlane; params: Record<string, string> }): Promise<Scope> => {
+  const session = await cp.sessions.get(params.id ?? "");
+  return { environment: session.environment, session };
+};
+const environmentScope = async ({ params }: { params: Record<string, string> }): Promise<Scope> => ({ environment: params.name ?? "", session: null });
+
+/** The name the caller acts as: for an agent, who it is; the session's human is kept beside it. */
+export function caller(ctx: { principal: Principal | null }): Principal {
+  if (!ctx.principal) throw invalid("this route needs an authenticated caller");
+  return ctx.principal;
+}
 
 export const routes: Route[] = [
   {
     method: "GET",
     path: "/v1/health",
     operationId: "health",
+    access: PUBLIC,
     summary: "Liveness: the server answers.",
     response: { status: 200, schema: z.object({ ok: z.boolean(), version: z.string() }) },
     handler: async () => ({ ok: true, version: "0.1.0" }),
@@ -48,6 +88,7 @@ export const routes: Route[] = [
     method: "POST",
     path: "/v1/environments/validate",
     operationId: "validateEnvironment",
+    access: ANY,
     summary: "Validate an environment file without registering it; every problem is reported at once with its location.",
     body: S.ValidateBody,
     response: { status: 200, schema: z.object({ valid: z.boolean(), issues: z.array(S.Issue), spec: z.unknown() }) },
@@ -61,11 +102,13 @@ export const routes: Route[] = [
     method: "POST",
     path: "/v1/environments",
     operationId: "applyEnvironment",
+    access: ADMIN,
     summary:
       "Register a new version of an environment and build its template. With `Accept: application/x-ndjson` the response streams build events (version, step, output, step-done, done | failed), one JSON object per line.",
     body: S.ApplyBody,
     response: { status: 201, schema: "ndjson", description: "Build events, or with Accept: application/json the final {version, template}." },
-    handler: async ({ cp, body, req, reply }) => {
+    handler: async (ctx) => {
+      const { cp, body, req, reply } = ctx;
       const b = body as z.infer<typeof S.ApplyBody>;
       const streaming = String(req.headers.accept ?? "").includes("application/x-ndjson");
       const abort = new AbortController();
@@ -75,7 +118,7 @@ export const routes: Route[] = [
         if (!reply.raw.writableFinished) abort.abort();
       });
       if (!streaming) {
-        const done = await cp.environments.apply({ ...b, createdBy, signal: abort.signal }, () => undefined);
+        const done = await cp.environments.apply({ ...b, createdBy: caller(ctx).name, signal: abort.signal }, () => undefined);
         reply.code(201);
         return done;
       }
@@ -86,7 +129,7 @@ export const routes: Route[] = [
       reply.raw.writeHead(201, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
       const send = (e: unknown) => reply.raw.write(JSON.stringify(e) + "\n");
       try {
-        await cp.environments.apply({ ...b, createdBy, signal: abort.signal }, send);
+        await cp.environments.apply({ ...b, createdBy: caller(ctx).name, signal: abort.signal }, send);
       } catch {
         /* the `failed` event already carries the reason */
       }
@@ -98,14 +141,23 @@ export const routes: Route[] = [
     method: "GET",
     path: "/v1/environments",
     operationId: "listEnvironments",
+    access: ANY,
+    filtered: true,
     summary: "List environments.",
     response: { status: 200, schema: z.array(S.Environment) },
-    handler: async ({ cp }) => cp.environments.list(),
+    handler: async (ctx) => {
+      const readable = await readableEnvironments(ctx.cp, caller(ctx));
+      const out = [];
+      for (const e of await ctx.cp.environments.list()) if (await readable(e.name)) out.push(e);
+      return out;
+    },
   },
   {
     method: "GET",
     path: "/v1/environments/:name",
     operationId: "getEnvironment",
+    access: READ,
+    scope: environmentScope,
     summary: "An environment with its current version and template.",
     params: S.NameParams,
     response: { status: 200, schema: z.object({ environment: S.Environment, current: S.EnvironmentVersion.nullable(), template: S.Template.nullable() }) },
@@ -115,6 +167,8 @@ export const routes: Route[] = [
     method: "GET",
     path: "/v1/environments/:name/versions",
     operationId: "listEnvironmentVersions",
+    access: READ,
+    scope: environmentScope,
     summary: "Every version of an environment, newest first, with its build status.",
     params: S.NameParams,
     response: { status: 200, schema: z.array(S.EnvironmentVersion) },
@@ -124,11 +178,20 @@ export const routes: Route[] = [
     method: "POST",
     path: "/v1/sessions",
     operationId: "startSession",
+    access: WRITE,
+    scope: async ({ body }) => {
+      const b = body as z.infer<typeof S.StartSessionBody>;
+      return { environment: b.environment, session: null, ...(b.onBehalfOf ? { onBehalfOf: b.onBehalfOf } : {}) };
+    },
     summary: "Start a session from an environment's current template; resolves when commands can run in it.",
     body: S.StartSessionBody,
     response: { status: 201, schema: S.Session },
-    handler: async ({ cp, body, reply }) => {
-      const s = await cp.sessions.start((body as z.infer<typeof S.StartSessionBody>).environment, { createdBy });
+    handler: async (ctx) => {
+      const { cp, body, reply } = ctx;
+      const b = body as z.infer<typeof S.StartSessionBody>;
+      const who = caller(ctx);
+      // An agent's session runs for a human (its permissions are cut to theirs); a human's for themselves.
+      const s = await cp.sessions.start(b.environment, who.kind === "agent" ? { startedBy: b.onBehalfOf ?? "", agent: who.name } : { startedBy: who.name });
       reply.code(201);
       return publicSession(s);
     },
@@ -137,16 +200,27 @@ export const routes: Route[] = [
     method: "GET",
     path: "/v1/sessions",
     operationId: "listSessions",
+    access: ANY,
+    filtered: true,
     summary: "Live sessions, newest first (all=true includes ended ones).",
     query: S.SessionListQuery,
     response: { status: 200, schema: z.array(S.Session) },
-    handler: async ({ cp, query }) =>
-      (await cp.sessions.list({ all: query.all === "true", ...(query.environment ? { environment: query.environment } : {}) })).map(publicSession),
+    handler: async (ctx) => {
+      const { cp, query } = ctx;
+      const readable = await readableEnvironments(cp, caller(ctx));
+      const out = [];
+      for (const s of await cp.sessions.list({ all: query.all === "true", ...(query.environment ? { environment: query.environment } : {}) })) {
+        if (await readable(s.environment, s)) out.push(publicSession(s));
+      }
+      return out;
+    },
   },
   {
     method: "GET",
     path: "/v1/sessions/:id",
     operationId: "getSession",
+    access: READ,
+    scope: sessionScope,
     summary: "One session.",
     params: S.IdParams,
     response: { status: 200, schema: S.Session },
@@ -156,6 +230,8 @@ export const routes: Route[] = [
     method: "POST",
     path: "/v1/sessions/:id/stop",
     operationId: "stopSession",
+    access: WRITE,
+    scope: sessionScope,
     summary: "Stop a session: every process ends and its writable layer is freed. Stopping an ended session returns it unchanged.",
     params: S.IdParams,
     response: { status: 200, schema: S.Session },
@@ -165,6 +241,8 @@ export const routes: Route[] = [
     method: "DELETE",
     path: "/v1/sessions/:id",
     operationId: "deleteSession",
+    access: WRITE,
+    scope: sessionScope,
     summary: "Stop a session if needed and forget it.",
     params: S.IdParams,
     response: { status: 204, schema: "none" },
@@ -178,15 +256,23 @@ export const routes: Route[] = [
     method: "POST",
     path: "/v1/sessions/:id/exec",
     operationId: "exec",
+    access: WRITE,
+    scope: sessionScope,
     summary: "Run a command to completion and return its output. For live output and stdin, use the WebSocket at /v1/sessions/{id}/exec/stream.",
     params: S.IdParams,
     body: S.ExecBody,
     response: { status: 200, schema: S.ExecResponse },
-    handler: async ({ cp, params, body }) => {
+    handler: async (ctx) => {
+      const { cp, params, body } = ctx;
       const b = body as z.infer<typeof S.ExecBody>;
       const out: Buffer[] = [];
       const err: Buffer[] = [];
-      const result = await cp.sessions.exec(params.id ?? "", {
+      const abort = new AbortController();
+      ctx.reply.raw.on("close", () => {
+        if (!ctx.reply.raw.writableFinished) abort.abort();
+      });
+      const result = await cp.commands.run(params.id ?? "", caller(ctx), {
+        signal: abort.signal,
         argv: b.argv,
         ...(b.cwd ? { cwd: b.cwd } : {}),
         ...(b.env ? { env: b.env } : {}),
@@ -202,6 +288,8 @@ export const routes: Route[] = [
     method: "GET",
     path: "/v1/sessions/:id/exec/stream",
     operationId: "execStream",
+    access: WRITE,
+    scope: sessionScope,
     summary:
       "WebSocket. First message (text): the exec request as JSON ({argv, cwd?, env?, timeoutMs?}). Then client→server binary messages are stdin; text {\"type\":\"stdin-eof\"} closes stdin; {\"type\":\"signal\",\"signal\":\"SIGINT\"} signals the command. Server→client binary messages start with 1 (stdout) or 2 (stderr) followed by the bytes; the last message is text {\"type\":\"exit\",exitCode,signal,timedOut,durationMs} or {\"type\":\"error\",code,message}.",
     params: S.IdParams,
@@ -214,6 +302,8 @@ export const routes: Route[] = [
     method: "GET",
     path: "/v1/sessions/:id/files",
     operationId: "readFile",
+    access: READ,
+    scope: sessionScope,
     summary: "Read a file from the sandbox, as the session user sees it.",
     params: S.IdParams,
     query: S.PathQuery,
@@ -227,6 +317,8 @@ export const routes: Route[] = [
     method: "PUT",
     path: "/v1/sessions/:id/files",
     operationId: "writeFile",
+    access: WRITE,
+    scope: sessionScope,
     summary: "Write a file into the sandbox (atomically, as the session user; never through a symlink).",
     params: S.IdParams,
     query: S.PutFileQuery,
@@ -242,6 +334,8 @@ export const routes: Route[] = [
     method: "GET",
     path: "/v1/sessions/:id/files/list",
     operationId: "listFiles",
+    access: READ,
+    scope: sessionScope,
     summary: "List a directory in the sandbox.",
     params: S.IdParams,
     query: S.PathQuery,
@@ -252,6 +346,7 @@ export const routes: Route[] = [
     method: "GET",
     path: "/v1/doctor",
     operationId: "doctor",
+    access: ADMIN,
     summary: "Host readiness (kernel features, packages) and any leaked kernel object or file.",
     response: { status: 200, schema: S.DoctorReport },
     handler: async ({ cp }) => cp.doctor(),

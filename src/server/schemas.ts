@@ -62,9 +62,14 @@ export const Session = z.object({
   expiresAt: z.string().nullable(),
   endedAt: z.string().nullable(),
   endReason: z.string().nullable(),
+  startedBy: z.string().describe("The human the session runs for."),
+  agent: z.string().nullable().describe("The agent principal acting in it, or null."),
 });
 
-export const StartSessionBody = z.object({ environment: z.string().min(1).describe("Environment name; the session starts from its current template.") });
+export const StartSessionBody = z.object({
+  environment: z.string().min(1).describe("Environment name; the session starts from its current template."),
+  onBehalfOf: z.string().min(1).optional().describe("Agents only: the human the session runs for. The agent then acts with the intersection of its role and theirs."),
+});
 
 export const ExecBody = z.object({
   argv: z.array(z.string()).min(1).describe("Program and arguments, e.g. [\"npm\", \"test\"]. For a shell line use [\"sh\", \"-c\", \"…\"]."),
@@ -105,3 +110,67 @@ export const DoctorReport = z.object({
   checks: z.array(z.object({ name: z.string(), ok: z.boolean(), detail: z.string() })),
   leaks: z.array(z.string()),
 });
+
+export const PrincipalBody = z.object({
+  id: z.string(),
+  name: z.string(),
+  kind: z.enum(["human", "agent"]),
+  team: z.string().nullable(),
+  role: z.string(),
+  createdAt: z.string(),
+  disabledAt: z.string().nullable(),
+});
+
+export const NewPrincipalBody = z.object({
+  name: z.string().min(1).max(63).describe('Login name, e.g. "alice".'),
+  kind: z.enum(["human", "agent"]).default("human"),
+  role: z.string().min(1).describe('A role from the environments\' rbac: (e.g. "engineering"), or "admin" (humans only).'),
+  team: z.string().min(1).optional(),
+});
+
+export const AuditRecordBody = z.object({
+  seq: z.number(),
+  time: z.string(),
+  actor: z.string(),
+  actorKind: z.enum(["human", "agent", "system"]),
+  onBehalfOf: z.string().nullable(),
+  action: z.string(),
+  target: z.string(),
+  environment: z.string().nullable(),
+  sessionId: z.string().nullable(),
+  decision: z.enum(["allowed", "denied", "pending", "approved", "expired", "info"]),
+  rule: z.string().nullable(),
+  detail: z.record(z.string(), z.unknown()),
+  prevHash: z.string(),
+  hash: z.string(),
+});
+
+export const AuditQuery = z.object({
+  session: z.string().optional(),
+  actor: z.string().optional().describe("Records by this principal, or by agents acting for them."),
+  environment: z.string().optional(),
+  since: z.string().optional().describe("ISO time, e.g. 2026-11-26T10:00:00Z."),
+  after: z.string().regex(/^\d+$/).optional().describe("Only records with a larger seq (paging forward)."),
+  limit: z.string().regex(/^\d+$/).optional().describe("At most this many (default 200, at most 5000)."),
+});
+
+export const ApprovalBody = z.object({
+  id: z.string(),
+  sessionId: z.string(),
+  environment: z.string(),
+  argv: z.array(z.string()),
+  program: z.string(),
+  rule: z.string(),
+  deploying: z.boolean(),
+  requestedBy: z.string(),
+  requestedByKind: z.enum(["human", "agent"]),
+  onBehalfOf: z.string().nullable(),
+  state: z.enum(["pending", "approved", "denied", "expired"]),
+  decidedBy: z.string().nullable(),
+  decidedAt: z.string().nullable(),
+  reason: z.string().nullable(),
+  createdAt: z.string(),
+  expiresAt: z.string(),
+});
+
+export const DecisionBody = z.object({ reason: z.string().max(500).optional() });

@@ -62,6 +62,8 @@ export interface SessionRow {
   end_reason: string | null;
   /** JSON object. */
   provider_state: string;
+  started_by: string;
+  agent: string | null;
 }
 
 /** The store's clock: ISO-8601 in UTC with milliseconds, e.g. `2026-11-02T10:04:05.123Z`. */
@@ -78,7 +80,7 @@ export function toJson(value: unknown, what: string): string {
   }
 }
 
-function fromJson(text: string, what: string): unknown {
+export function fromJson(text: string, what: string): unknown {
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
@@ -190,6 +192,8 @@ export function sessionToRow(s: Session): SessionRow {
     ended_at: s.endedAt,
     end_reason: s.endReason,
     provider_state: toJson(s.providerState, `providerState of session ${JSON.stringify(s.id)}`),
+    started_by: s.startedBy,
+    agent: s.agent,
   };
 }
 
@@ -206,5 +210,7 @@ export function sessionFromRow(r: SessionRow): Session {
     endedAt: r.ended_at,
     endReason: r.end_reason,
     providerState: fromJson(r.provider_state, `providerState of session ${r.id}`) as Record<string, unknown>,
+    startedBy: r.started_by,
+    agent: r.agent,
   };
 }

@@ -132,10 +132,85 @@ CREATE TABLE sealed_blobs (
 ) STRICT;
 `;
 
+// Identity and audit. Tokens keep only a digest of their secret part. Audit records are chained
+// (prev_hash → hash, computed by src/guard/audit.ts with a key the database never holds) and the
+// triggers refuse UPDATE and DELETE, so the only way to alter history is to bypass SQLite's own
+// rules, which \`paddock audit verify\` then detects.
+const GUARD = `
+ALTER TABLE sessions ADD COLUMN started_by TEXT NOT NULL DEFAULT 'admin';
+ALTER TABLE sessions ADD COLUMN agent TEXT;
+
+CREATE TABLE principals (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  kind TEXT NOT NULL CHECK (kind IN ('human', 'agent')),
+  team TEXT,
+  role TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  disabled_at TEXT
+) STRICT;
+
+CREATE TABLE api_tokens (
+  id TEXT PRIMARY KEY,
+  principal_id TEXT NOT NULL REFERENCES principals(id),
+  digest TEXT NOT NULL,
+  label TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  last_used_at TEXT,
+  revoked_at TEXT
+) STRICT;
+
+CREATE TABLE audit_records (
+  seq INTEGER PRIMARY KEY,
+  time TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  actor_kind TEXT NOT NULL,
+  on_behalf_of TEXT,
+  action TEXT NOT NULL,
+  target TEXT NOT NULL,
+  environment TEXT,
+  session_id TEXT,
+  decision TEXT NOT NULL,
+  rule TEXT,
+  detail TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+) STRICT;
+
+CREATE INDEX audit_by_session ON audit_records (session_id, seq);
+CREATE INDEX audit_by_actor ON audit_records (actor, seq);
+CREATE TRIGGER audit_records_no_update BEFORE UPDATE ON audit_records
+  BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TRIGGER audit_records_no_delete BEFORE DELETE ON audit_records
+  BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+
+CREATE TABLE approvals (
+  id TEXT PRIMARY KEY,
+  session_id TEXT NOT NULL,
+  environment TEXT NOT NULL,
+  argv TEXT NOT NULL,
+  program TEXT NOT NULL,
+  rule TEXT NOT NULL,
+  deploying INTEGER NOT NULL,
+  requested_by TEXT NOT NULL,
+  requested_by_kind TEXT NOT NULL,
+  on_behalf_of TEXT,
+  state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'expired')),
+  decided_by TEXT,
+  decided_at TEXT,
+  reason TEXT,
+  created_at TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  expires_at TEXT NOT NULL
+) STRICT;
+CREATE INDEX approvals_by_state ON approvals (state, created_ms DESC);
+`;
+
 /** Every migration, oldest first. Append only. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "environments, versions, layers, templates, sessions", sql: INITIAL },
   { version: 2, name: "secrets, egress records, sealed blobs", sql: VAULT },
+  { version: 3, name: "principals, tokens, audit records, approvals", sql: GUARD },
 ];
 
 function checkOrder(migrations: readonly Migration[]): void {

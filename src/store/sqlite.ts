@@ -24,6 +24,8 @@ import {
 import { applyMigrations } from "./sqlite-schema.ts";
 import { prepareStatements, type Statements } from "./sqlite-statements.ts";
 import { SqliteVaultRecords } from "./sqlite-vault.ts";
+import { prepareGuardStatements, SqliteGuardRecords, type GuardStatements } from "./sqlite-guard.ts";
+import type { ApiToken, Approval, ApprovalState, AuditInput, AuditQuery, AuditRecord, Principal } from "../core/identity.ts";
 
 /** How long a write waits for another process's write lock before rejecting `unavailable`. */
 const BUSY_TIMEOUT_MS = 5000;
@@ -108,7 +110,34 @@ class SqliteStore extends SqliteVaultRecords implements Store {
     this.path = path;
     this.#db = db;
     this.#q = statements;
+    const g = prepareGuardStatements(db);
+    this.#guard = new SqliteGuardRecords(
+      <T>(fn: (q: GuardStatements) => T, duplicate?: string) => this.#run(() => fn(g), duplicate),
+      <T>(fn: (q: GuardStatements) => T, duplicate?: string) => this.#write(() => fn(g), duplicate),
+    );
   }
+
+  readonly #guard: SqliteGuardRecords;
+  // Identity, audit and approvals live in sqlite-guard.ts; these forward to it.
+  createPrincipal(p: Principal) { return this.#guard.createPrincipal(p); }
+  getPrincipal(id: string) { return this.#guard.getPrincipal(id); }
+  getPrincipalByName(name: string) { return this.#guard.getPrincipalByName(name); }
+  listPrincipals() { return this.#guard.listPrincipals(); }
+  updatePrincipal(id: string, patch: Partial<Pick<Principal, "team" | "role" | "disabledAt">>) { return this.#guard.updatePrincipal(id, patch); }
+  addToken(t: ApiToken) { return this.#guard.addToken(t); }
+  getToken(id: string) { return this.#guard.getToken(id); }
+  listTokens(principalId: string) { return this.#guard.listTokens(principalId); }
+  revokeToken(id: string, at: string) { return this.#guard.revokeToken(id, at); }
+  touchToken(id: string, at: string) { return this.#guard.touchToken(id, at); }
+  appendAudit(records: AuditInput[], seal: (prevHash: string, record: AuditInput & { seq: number }) => string): Promise<AuditRecord[]> {
+    return this.#guard.appendAudit(records, seal);
+  }
+  listAudit(query: AuditQuery) { return this.#guard.listAudit(query); }
+  lastAudit() { return this.#guard.lastAudit(); }
+  createApproval(a: Approval) { return this.#guard.createApproval(a); }
+  getApproval(id: string) { return this.#guard.getApproval(id); }
+  listApprovals(filter?: { state?: ApprovalState; sessionId?: string }) { return this.#guard.listApprovals(filter); }
+  decideApproval(id: string, d: Pick<Approval, "state" | "decidedBy" | "decidedAt" | "reason">) { return this.#guard.decideApproval(id, d); }
 
   /** Run `fn` against the open database, translating failures; `duplicate` names a conflict. */
   #run<T>(fn: (q: Statements) => T, duplicate?: string): T {

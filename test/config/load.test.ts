@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { ConfigError, formatIssue, loadEnvironmentFile, parseEnvironment } from "../../src/config/index.ts";
+import { ConfigError, DEFAULT_DEPLOY_COMMANDS, DEFAULT_PROTECTED_BRANCHES, formatIssue, loadEnvironmentFile, parseEnvironment } from "../../src/config/index.ts";
 import type { EnvironmentSpec } from "../../src/config/index.ts";
 
 const examples = fileURLToPath(new URL("../../examples/", import.meta.url));
@@ -21,7 +21,10 @@ interface ExpectedSpec {
   compute: { cpu: number; memoryBytes: number; timeoutMs: number; diskBytes: number; pids: number };
   install: { run: string }[];
   secrets: { name: string; hosts: string[] | null; in: ("header" | "query" | "body")[] }[];
-  guardrails: { commands: { allow: string[]; deny: string[]; ask: string[] }; network: { allow: string[]; deny: string[] } };
+  guardrails: {
+    commands: { allow: string[]; deny: string[]; ask: string[]; deploy: string[]; protectedBranches: string[]; askTimeoutMs: number; agentsMayDeploy: boolean };
+    network: { allow: string[]; deny: string[] };
+  };
   build: { network: { allow: string[]; deny: string[] } };
   rbac: Record<string, ("read" | "write" | "deploy")[]>;
   locations: Record<string, { line: number; column: number }>;
@@ -63,7 +66,7 @@ void describe("examples/runtime.yml (the DESIGN.md file)", () => {
         { name: "SENTRY_DSN", hosts: null, in: ["header"] },
       ],
       guardrails: {
-        commands: { allow: ["npm", "git", "docker", "pytest"], deny: ["rm", "sudo"], ask: [] },
+        commands: { allow: ["npm", "git", "docker", "pytest"], deny: ["rm", "sudo"], ask: [], deploy: [...DEFAULT_DEPLOY_COMMANDS], protectedBranches: [...DEFAULT_PROTECTED_BRANCHES], askTimeoutMs: 600000, agentsMayDeploy: false },
         network: { allow: ["api.stripe.com", "sentry.io", "github.com"], deny: ["*"] },
       },
       build: { network: { allow: ["*"], deny: [] } },
@@ -95,7 +98,10 @@ void describe("examples/paddock.yml (every extension)", () => {
       { name: "STRIPE_API_KEY", hosts: ["api.stripe.com", "*.stripe.com"], in: ["header"] },
       { name: "GITHUB_TOKEN", hosts: ["api.github.com:443"], in: ["header", "query"] },
     ]);
-    assert.deepEqual(spec.guardrails.commands, { allow: ["npm", "npx", "node", "git"], deny: ["sudo", "/usr/bin/su"], ask: ["kubectl"] });
+    assert.deepEqual(spec.guardrails.commands, {
+      allow: ["npm", "npx", "node", "git"], deny: ["sudo", "/usr/bin/su"], ask: ["kubectl"], deploy: ["git push", "npm publish", "kubectl apply"],
+      protectedBranches: ["main", "release/*"], askTimeoutMs: 300000, agentsMayDeploy: false,
+    });
     assert.deepEqual(spec.locations["secrets[1].hosts[1]"], { line: 22, column: 9 });
   });
 });
@@ -112,7 +118,7 @@ void describe("defaults", () => {
       compute: { cpu: 2, memoryBytes: 4 * GiB, timeoutMs: 3_600_000, diskBytes: 10 * GiB, pids: 4096 },
       install: [],
       secrets: [],
-      guardrails: { commands: { allow: [], deny: [], ask: [] }, network: { allow: [], deny: [] } },
+      guardrails: { commands: { allow: [], deny: [], ask: [], deploy: [...DEFAULT_DEPLOY_COMMANDS], protectedBranches: [...DEFAULT_PROTECTED_BRANCHES], askTimeoutMs: 600000, agentsMayDeploy: false }, network: { allow: [], deny: [] } },
       build: { network: { allow: ["*"], deny: [] } },
       rbac: {},
     });

@@ -9,7 +9,15 @@ import { runCommand } from "../../src/core/index.ts";
 import { detectCgroupLayout, installationScope, removeCgroupScope, listCgroupIds, cgroupDirs, destroyCgroups, openNetworkManager } from "../../src/providers/local/index.ts";
 import { DEFAULT_GATEWAY_PORTS } from "../../src/control/index.ts";
 import { tempDir } from "./tmp.ts";
-import { rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
+
+/** The admin token of each server a helper started, so `cli(url, …)` can act as admin there. */
+const adminTokens = new Map<string, string>();
+
+/** The admin token the first start of an installation wrote to `${home}/admin.token`. */
+export async function adminToken(home: string): Promise<string> {
+  return (await readFile(join(home, "admin.token"), "utf8")).trim();
+}
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -20,14 +28,17 @@ export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", ".."
  */
 export async function testServer(
   opts: Pick<ServerOptions, "layerStore" | "gateway" | "log"> = {},
-): Promise<{ server: RunningServer; client: PaddockClient; home: string; cleanup: () => Promise<void> }> {
+): Promise<{ server: RunningServer; client: PaddockClient; home: string; token: string; cleanup: () => Promise<void> }> {
   const dir = await tempDir();
   const server = await startServer({ home: dir.path, port: 0, ...opts });
-  const client = new PaddockClient({ url: server.url });
+  const token = await adminToken(dir.path);
+  adminTokens.set(server.url, token);
+  const client = new PaddockClient({ url: server.url, token });
   return {
     server,
     client,
     home: dir.path,
+    token,
     cleanup: async () => {
       for (const s of await server.cp.sessions.list()) await server.cp.sessions.stop(s.id).catch(() => undefined);
       await server.close({ unmountLayers: true, removeHostNetwork: true });
@@ -67,13 +78,18 @@ export async function spawnServer(home: string): Promise<{ url: string; proc: Ch
     });
     proc.on("exit", (code) => reject(new Error(`server exited with ${code} before listening:\n${log}`)));
   });
-  return { url, proc, client: new PaddockClient({ url }), stderr: () => log };
+  const token = await adminToken(home);
+  adminTokens.set(url, token);
+  return { url, proc, client: new PaddockClient({ url, token }), stderr: () => log };
 }
 
-/** Run the real CLI (bin/paddock) against a server. */
-export function cli(url: string, args: string[], opts: { input?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Run the real CLI (bin/paddock) against a server; as its admin unless `token` names another principal ("" for none). */
+export function cli(url: string, args: string[], opts: { input?: string; token?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(join(repoRoot, "bin/paddock"), args, { env: { ...process.env, PADDOCK_URL: url }, stdio: ["pipe", "pipe", "pipe"] });
+    const token = opts.token ?? adminTokens.get(url) ?? "";
+    const env: NodeJS.ProcessEnv = { ...process.env, PADDOCK_URL: url, PADDOCK_TOKEN: token, ...opts.env };
+    if (token === "") delete env.PADDOCK_TOKEN;
+    const proc = spawn(join(repoRoot, "bin/paddock"), args, { env, stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     proc.stdout.on("data", (b: Buffer) => (stdout += b.toString()));

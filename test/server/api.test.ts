@@ -6,11 +6,12 @@ import { testServer } from "../helpers/server.ts";
 /** The HTTP API's contract: the OpenAPI document matches the route table, errors have one shape. */
 void describe("HTTP API", () => {
   let url: string;
+  let token: string;
   let cleanup: () => Promise<void>;
   const req = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
     const res = await fetch(url + path, {
       method,
-      headers: { ...(body !== undefined && typeof body !== "string" ? { "content-type": "application/json" } : {}), ...headers },
+      headers: { authorization: `Bearer ${token}`, ...(body !== undefined && typeof body !== "string" ? { "content-type": "application/json" } : {}), ...headers },
       ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}),
     });
     const text = await res.text();
@@ -26,6 +27,7 @@ void describe("HTTP API", () => {
   before(async () => {
     const t = await testServer();
     url = t.server.url;
+    token = t.token;
     cleanup = t.cleanup;
   });
   after(async () => cleanup());

@@ -23,6 +23,8 @@ for (let i = 0; i < Number(countText); i++) {
     endedAt: null,
     endReason: null,
     providerState: { pid: 1000 + i },
+    startedBy: "admin",
+    agent: null,
   });
 }
 await store.addEnvironmentVersion({ name: "runtime", fileName: "runtime.yml", source: "x", spec: {}, sourceDigest: "d", createdBy: "t" });

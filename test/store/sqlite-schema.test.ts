@@ -53,10 +53,14 @@ void describe("sqlite schema migrations", () => {
       return db.prepare<[], string>("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").pluck().all();
     });
     assert.deepEqual(tables, [
+      "api_tokens",
+      "approvals",
+      "audit_records",
       "egress_records",
       "environment_versions",
       "environments",
       "layers",
+      "principals",
       "schema_migrations",
       "sealed_blobs",
       "secrets",
@@ -90,7 +94,7 @@ void describe("sqlite schema migrations", () => {
     });
   });
 
-  void it("upgrades a version-1 database to the vault tables, keeping its data", async () => {
+  void it("upgrades a version-1 database to the vault and guard tables, keeping its data", async () => {
     const path = freshPath();
     withRaw(path, (db) => applyMigrations(db, MIGRATIONS.slice(0, 1)));
     withRaw(path, (db) =>
@@ -101,12 +105,25 @@ void describe("sqlite schema migrations", () => {
     const store = await openSqliteStore(path);
     try {
       assert.equal((await store.getSession("s1"))?.id, session("s1").id);
+      // Sessions from before identities existed ran for the installation's admin.
+      assert.equal((await store.getSession("s1"))?.startedBy, "admin");
+      assert.equal((await store.getSession("s1"))?.agent, null);
       await store.putSealed("k", { ciphertext: Buffer.from("x"), iv: Buffer.alloc(12), tag: Buffer.alloc(16), keyId: "k1" });
       assert.ok(await store.getSealed("k"));
     } finally {
       await store.close();
     }
-    assert.deepEqual(withRaw(path, (db) => recorded(db).map((r) => r.version)), [1, 2]);
+    assert.deepEqual(withRaw(path, (db) => recorded(db).map((r) => r.version)), [1, 2, 3]);
+  });
+
+  void it("refuses to update or delete audit records (append-only at the database)", () => {
+    withRaw(":memory:", (db) => {
+      applyMigrations(db);
+      db.prepare("INSERT INTO audit_records VALUES (1, 't', 'a', 'human', NULL, 'x', 'y', NULL, NULL, 'allowed', NULL, '{}', '', 'h')").run();
+      assert.throws(() => db.prepare("UPDATE audit_records SET decision = 'denied'").run(), /append-only/);
+      assert.throws(() => db.prepare("DELETE FROM audit_records").run(), /append-only/);
+      assert.equal(db.prepare("SELECT decision FROM audit_records").pluck().get(), "allowed");
+    });
   });
 
   void it("rejects migration lists that are not strictly increasing", () => {

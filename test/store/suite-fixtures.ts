@@ -34,6 +34,8 @@ export function session(id: string, over: Partial<Session> = {}): Session {
     endedAt: null,
     endReason: null,
     providerState: { pid: 4242, netns: "pd-1", mounts: ["/a", "/b"], nested: { ok: true } },
+    startedBy: "alice",
+    agent: null,
     ...over,
   };
 }

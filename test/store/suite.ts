@@ -15,6 +15,7 @@ import { environmentCases } from "./suite-environments.ts";
 import { layer, session, template, versionInput } from "./suite-fixtures.ts";
 import { recordCases } from "./suite-records.ts";
 import { vaultRecordCases } from "./suite-vault.ts";
+import { guardRecordCases } from "./suite-guard.ts";
 
 export function runStoreSuite(name: string, factory: () => Promise<Store>): void {
   void describe(`Store conformance: ${name}`, () => {
@@ -36,6 +37,7 @@ export function runStoreSuite(name: string, factory: () => Promise<Store>): void
     void describe("environments and builds", () => environmentCases(store));
     void describe("layers, templates and sessions", () => recordCases(store));
     void describe("secrets, egress records and sealed blobs", () => vaultRecordCases(store));
+    void describe("principals, tokens, audit records and approvals", () => guardRecordCases(store));
   });
 }
 

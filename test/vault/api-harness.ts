@@ -3,6 +3,7 @@
  * parsing of params, query and body; one error format), over a stand-in control plane that has
  * only what these routes use: `vault` and `store`. Used until the integration registers
  * `secretRoutes` in the real server; test/server then covers them with the rest of the table.
+ * No authentication here: test/server/rbac.test.ts covers who may call these routes.
  */
 import Fastify from "fastify";
 import type { z } from "zod";
@@ -35,7 +36,7 @@ export async function serveRoutes(routes: Route[], parts: { vault?: Vault; store
         const params = parse(r.params, req.params, "path parameters");
         const query = parse(r.query, req.query, "query");
         const body = r.body && r.body !== "binary" ? parse(r.body, req.body ?? {}, "body") : req.body;
-        const result = await r.handler({ cp, params: params as Record<string, string>, query: query as Record<string, string>, body, req, reply });
+        const result = await r.handler({ cp, principal: null, scope: null, params: params as Record<string, string>, query: query as Record<string, string>, body, req, reply });
         if (r.response.schema === "none") return reply.send();
         return result;
       },

@@ -38,6 +38,7 @@ void describe("paddock secret and paddock logs", () => {
       path: "/v1/sessions/:id",
       operationId: "getSession",
       summary: "stand-in",
+      access: { kind: "public" },
       response: { status: 200, schema: z.unknown() },
       handler: async ({ cp, params }) => cp.store.getSession(params.id ?? ""),
     };
