@@ -242,6 +242,12 @@ static pid_t start(int sock, const struct cmd *c, const struct user *u, int *in,
     if (got > 0) {
         msg[got] = '\0';
         waitpid(pid, NULL, 0);
+        /* What the failed child's stderr already holds goes first: the exec guard writes its
+         * "denied by guardrails.commands.deny" line there before refusing the exec. */
+        char buf[4096];
+        fcntl(perr[0], F_SETFL, O_NONBLOCK);
+        ssize_t n = read(perr[0], buf, sizeof buf);
+        if (n > 0) frame_write(sock, 'E', buf, (uint32_t)n);
         close(pin[1]), close(pout[0]), close(perr[0]);
         frame_printf(sock, 'X', "error %s", msg);
         return -1;

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "guard.h"
 #include "launch.h"
 
 static volatile sig_atomic_t g_child;
@@ -108,6 +110,22 @@ static void close_other_fds(int *keep, size_t n) {
     close_range(next, ~0u, 0);
 }
 
+/* Exec guard: no executable memfd in the sandbox. memfds live on an internal mount no fanotify
+ * mark reaches, so a memfd holding a denied program's bytes could otherwise be execveat()ed.
+ * vm.memfd_noexec is per pid namespace (kernel >= 6.3) and applies to the writer's pid namespace,
+ * which is already the sandbox's (we are its pid 1). 2: MFD_EXEC is refused and every memfd is
+ * sealed non-executable. Changing it needs CAP_SYS_ADMIN over the namespace's owner, the initial
+ * user namespace, which the sandbox never has; and a child namespace cannot lower it. Written
+ * while we are still real root, before the sandbox's user namespace exists. */
+static void forbid_exec_memfd(void) {
+    const char *path = "/proc/sys/vm/memfd_noexec";
+    if (write_file(path, "2\n") < 0) die("--guard needs vm.memfd_noexec (kernel >= 6.3): write %s", path);
+    char b[4] = {0};
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, b, sizeof b - 1) < 1 || b[0] != '2') die_plain("--guard: %s did not stay 2", path);
+    close(fd);
+}
+
 static __attribute__((noreturn)) void child_main(struct child_ctx *c) {
     const struct launch_opts *o = c->o;
     sigset_t none;
@@ -127,6 +145,7 @@ static __attribute__((noreturn)) void child_main(struct child_ctx *c) {
     /* Fail closed: host supplementary groups (root has gid 0) would survive into the user
      * namespace as raw kernel gids and grant group access to host files. */
     if (setgroups(0, NULL) < 0) die("setgroups");
+    if (o->guard_file) forbid_exec_memfd();
 
     setup_rootfs(o); /* ends inside the new root, old root detached */
     if (sethostname(o->hostname, strlen(o->hostname)) < 0) die("sethostname");
@@ -134,10 +153,20 @@ static __attribute__((noreturn)) void child_main(struct child_ctx *c) {
     if (unshare(CLONE_NEWUSER) < 0) die("unshare user namespace");
     char b = 'u';
     if (write_all(c->to_parent, &b, 1) < 0) die("signal supervisor");
-    if (read_full(c->from_parent, &b, 1) != 1) die_plain("supervisor did not set up the user namespace");
+    if (read_full(c->from_parent, &b, 1) != 1) die_plain("supervisor did not finish setting up the sandbox");
     close(c->to_parent);
-    close(c->from_parent);
     if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) die("become root of the user namespace");
+    if (o->guard_file) {
+        /* The guard lives in the supervisor; when its fanotify fd closes, the kernel allows every
+         * pending and later exec. So the sandbox dies with it. Armed after our last credential
+         * change (a uid change clears it). getppid() cannot confirm the supervisor is still there
+         * (it is 0 for a pid namespace's init), so: the supervisor holds its end of this pipe
+         * for its whole life, and a hangup means it is already gone. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("set parent-death signal");
+        struct pollfd p = {.fd = c->from_parent, .events = POLLIN};
+        if (poll(&p, 1, 0) < 0 || (p.revents & (POLLHUP | POLLERR))) die_plain("supervisor exited before the sandbox started");
+    }
+    close(c->from_parent);
 
     restrict_caps(o->caps);
     load_seccomp();
@@ -170,27 +199,60 @@ static void write_maps(pid_t pid, const struct launch_opts *o) {
     if (write_file(path, map) < 0) die("write %s", path);
 }
 
-static int supervise(pid_t child, int from_child, int to_child, const struct launch_opts *o) {
-    char b;
-    /* The child asks once, after unshare(CLONE_NEWUSER); EOF means it failed before that. */
-    if (read_full(from_child, &b, 1) == 1) {
-        write_maps(child, o);
-        if (write_all(to_child, &b, 1) < 0) die("signal child");
+/* Wait for the child, answering the guard's permission events meanwhile. A pidfd rather than a
+ * blocking waitpid, so one poll() covers both; SIGTERM (on_term) interrupts it with EINTR. */
+static int wait_child(pid_t child, struct guard *g) {
+    int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+    if (pidfd < 0 && g) {
+        kill(child, SIGKILL); /* fail closed: we could not both watch it and answer its execs */
+        die("pidfd_open");
     }
-    close(from_child);
-    close(to_child);
     int st;
     for (;;) {
-        if (waitpid(child, &st, 0) == child) break;
-        if (errno != EINTR) die("waitpid");
+        if (pidfd < 0) {
+            if (waitpid(child, &st, 0) == child) break;
+            if (errno != EINTR) die("waitpid");
+            continue;
+        }
+        struct pollfd p[2] = {{.fd = pidfd, .events = POLLIN}, {.fd = g ? g->fan_fd : -1, .events = POLLIN}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            kill(child, SIGKILL);
+            die("poll");
+        }
+        if (p[1].revents && guard_handle(g) < 0) {
+            /* Fail closed: without answers every exec hangs, and we cannot tell what to allow. */
+            fprintf(stderr, "error guard: reading fanotify events: %s; killing the sandbox\n", strerror(errno));
+            kill(child, SIGKILL);
+            g = NULL;
+        }
+        if (p[0].revents && waitpid(child, &st, WNOHANG) == child) break;
     }
     if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
     return WEXITSTATUS(st);
 }
 
+static int supervise(pid_t child, int from_child, int to_child, const struct launch_opts *o, struct guard *g) {
+    char b;
+    /* The child asks once, after pivot_root and unshare(CLONE_NEWUSER); EOF means it failed
+     * before that. The guard is armed before the child may go on: nothing has run in the sandbox
+     * yet. If arming fails we exit 125 here, and the child exits on the closed pipe. */
+    if (read_full(from_child, &b, 1) == 1) {
+        write_maps(child, o);
+        if (g) guard_arm(g, child);
+        if (write_all(to_child, &b, 1) < 0) die("signal child");
+    } else {
+        g = NULL;
+    }
+    close(from_child);
+    /* to_child stays open until we exit: the child checks it after arming PDEATHSIG. */
+    return wait_child(child, g);
+}
+
 int launch_main(int argc, char **argv) {
     struct launch_opts o;
     parse_launch_opts(argc, argv, &o);
+    struct guard *guard = o.guard_file ? guard_load(o.guard_file, o.guard_log) : NULL;
 
     /* Before any namespace exists, so every descendant is accounted to the sandbox's cgroups. */
     join_cgroups(&o);
@@ -238,5 +300,5 @@ int launch_main(int argc, char **argv) {
         dprintf(o.ready_fd, "pid %d\n", pid);
         close(o.ready_fd); /* the agent's "ready" (or the child's exit) is what closes the pipe */
     }
-    return supervise(pid, up[0], down[1], &o);
+    return supervise(pid, up[0], down[1], &o, guard);
 }

@@ -40,6 +40,7 @@ struct launch_opts {
     struct tmpfs_spec *tmpfs;
     size_t n_tmpfs;
     int ready_fd; /* -1 when absent */
+    const char *guard_file, *guard_log; /* --guard/--guard-log (together or not at all) */
     enum caps_mode caps;
 };
 

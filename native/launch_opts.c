@@ -136,6 +136,12 @@ void parse_launch_opts(int argc, char **argv, struct launch_opts *o) {
             if (parse_ulong(v, 1 << 20, &fd) || fd < 3) die_plain("--ready-fd %s: expected a descriptor >= 3", v);
             if (fcntl((int)fd, F_GETFD) < 0) die("--ready-fd %s", v);
             o->ready_fd = (int)fd;
+        } else if (strcmp(a, "--guard") == 0) {
+            o->guard_file = need(argc, argv, &i, a);
+            if (o->guard_file[0] != '/') die_plain("--guard must be an absolute path");
+        } else if (strcmp(a, "--guard-log") == 0) {
+            o->guard_log = need(argc, argv, &i, a);
+            if (o->guard_log[0] != '/') die_plain("--guard-log must be an absolute path");
         } else if (strcmp(a, "--caps") == 0) {
             const char *v = need(argc, argv, &i, a);
             if (strcmp(v, "session") == 0) o->caps = CAPS_SESSION;
@@ -152,6 +158,8 @@ void parse_launch_opts(int argc, char **argv, struct launch_opts *o) {
     if (o->n_lowers + o->n_lower_abs == 0) die_plain("at least one --lower or --lower-abs is required");
     if (o->n_lowers > 0 && o->layers_dir == NULL) die_plain("--lower needs --layers-dir");
     if ((o->upper == NULL) != (o->work == NULL)) die_plain("--upper and --work go together");
+    /* A guard whose denials go unrecorded, or a log without a guard, is a caller bug. */
+    if ((o->guard_file == NULL) != (o->guard_log == NULL)) die_plain("--guard and --guard-log go together");
     if (o->upper == NULL && o->n_lowers + o->n_lower_abs < 2)
         die_plain("a read-only root (no --upper) needs at least two lower dirs (an overlayfs rule)");
     /* The agent becomes root (id 0) of its user namespace, so 0 must be mapped (to a non-zero host id). */

@@ -36,6 +36,42 @@ export interface EgressAttachment {
   files: { path: string; content: string }[];
 }
 
+/**
+ * Programs no process in the sandbox may execute (`guardrails.commands.deny`), enforced by the
+ * provider inside the sandbox boundary at exec time (invariant 6): whatever starts the program (a
+ * shell, `npm run`, `make`, `find -exec`, `xargs`, python/node/perl, a symlink, a copy, the dynamic
+ * loader, a multi-call binary such as busybox), the exec fails with a permission error and the
+ * denied process's stderr gets `message`. Each denial is recorded (`Provider.guardDenials`).
+ *
+ * It denies programs, not effects: a different program that does the same thing (python's
+ * `os.remove` instead of `rm`, or a modified copy of `rm`) is not stopped. See "Exec guard" in
+ * docs/sandbox.md for exactly what is and is not covered.
+ */
+export interface ExecGuard {
+  deny: {
+    /** A program name (`rm`: any file by that name, and what the name resolves to in the PATH
+     * dirs) or an absolute path (`/usr/bin/rm`: that file only). No tabs or newlines. */
+    program: string;
+    /** The one line the denied process gets on stderr, e.g.
+     * `paddock: 'rm' denied by guardrails.commands.deny (runtime.yml:18)`. Printable, at most 1024 bytes. */
+    message: string;
+  }[];
+}
+
+/** One exec (or read) of a denied program that the guard refused. */
+export interface GuardDenial {
+  /** ISO 8601, UTC, millisecond precision. */
+  time: string;
+  /** The denied process's pid as seen inside the sandbox. */
+  pid: number;
+  /** The deny rule's program (`rm`), or `busybox`/`toybox`, or the dynamic loader's file name. */
+  program: string;
+  /** The file the process tried to run, as a path inside the sandbox (e.g. `/tmp/d`). */
+  path: string;
+  /** `same file` | `name` | `same content as /usr/bin/rm` | `direct loader` | `multi-call binary` | `unreadable`. */
+  reason: string;
+}
+
 export interface SandboxSpec {
   /** Caller-chosen id, unique among live sandboxes of this provider. */
   id: string;
@@ -54,6 +90,9 @@ export interface SandboxSpec {
    * loopback only.
    */
   egress?: (sandboxIp: string) => Promise<EgressAttachment>;
+  /** Deny rules enforced at exec time inside the sandbox; absent or empty: none. Sessions only
+   * (a build runs as root and may need any program). */
+  guard?: ExecGuard;
 }
 
 export interface SandboxHandle {
@@ -114,6 +153,11 @@ export interface Provider {
   readFile(id: string, path: string): Promise<Buffer>;
   listDir(id: string, path: string): Promise<FileEntry[]>;
   stop(id: string, opts?: StopOptions): Promise<boolean>;
+  /**
+   * Every exec the sandbox's guard has denied so far, oldest first (callers dedupe by count).
+   * Survives a control-plane restart; gone once the sandbox is stopped. Unknown ids resolve [].
+   */
+  guardDenials(id: string): Promise<GuardDenial[]>;
   /** Ids of sandboxes this provider is running now. */
   list(): Promise<string[]>;
   close(): Promise<void>;

@@ -145,6 +145,22 @@ export function runProviderSuite(name: string, factory: () => Promise<ProviderFi
       await p.stop(s);
     });
 
+    void it("guard: a denied program does not run even from a shell; guardDenials reports it, [] for unknown ids", async () => {
+      assert.deepEqual(await p.guardDenials("never-was"), []);
+      const sid = id();
+      const message = "paddock: 'rm' denied by guardrails.commands.deny (suite)";
+      await p.create(spec(sid, { guard: { deny: [{ program: "rm", message }] } }));
+      let err = "";
+      const r = await out(sid, ["sh", "-c", "touch f; rm f; test -e f && echo kept"], { onStderr: (b) => (err += b.toString()) });
+      assert.equal(r.stdout, "kept\n");
+      assert.ok(err.includes(message), err);
+      const denials = await p.guardDenials(sid);
+      assert.equal(denials.length, 1);
+      assert.equal(denials[0]?.program, "rm");
+      await p.stop(sid);
+      assert.deepEqual(await p.guardDenials(sid), []);
+    });
+
     void it("recover after a restart: a live sandbox is found again, a dead one is gone and released", async () => {
       const [live, dead] = [id(), id()];
       const hLive = await p.create(spec(live));

@@ -13,11 +13,12 @@
  * }, "/var/log/paddock/s1.log");
  */
 import { spawn } from "node:child_process";
-import { open, readFile } from "node:fs/promises";
+import { closeSync, fstatSync, openSync } from "node:fs";
+import { chmod, readFile, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type { Readable } from "node:stream";
-import type { SandboxMode } from "../../core/provider.ts";
-import { PaddockError, unavailable } from "../../core/errors.ts";
+import type { ExecGuard, GuardDenial, SandboxMode } from "../../core/provider.ts";
+import { PaddockError, invalid, unavailable } from "../../core/errors.ts";
 
 /** Upper bound on launch-to-ready (normally a few ms); past it the launch is killed and rejected. */
 const READY_LIMIT_MS = 30_000;
@@ -41,6 +42,14 @@ export interface TmpfsMount {
   dst: string;
   /** tmpfs size: digits with an optional k/m/g/% suffix, e.g. "512m" or "25%" (of RAM). */
   size: string;
+}
+
+/** The exec guard of one sandbox: its deny rules and where the launcher's files go (run dir). */
+export interface LaunchGuard extends ExecGuard {
+  /** Host path the rules are written to (0600) for `--guard`. */
+  file: string;
+  /** Host path the supervisor appends one JSON line per denial to (`--guard-log`, 0600). */
+  log: string;
 }
 
 /** Mirrors the options of `paddock-sandbox launch`. */
@@ -75,6 +84,8 @@ export interface LaunchOptions {
   listen: string;
   /** Capability set: `session` {SETUID, SETGID, KILL}; `build` adds what package managers need. */
   caps: SandboxMode;
+  /** Deny rules enforced at exec time (fanotify in the supervisor); absent or empty: no guard. */
+  guard?: LaunchGuard;
 }
 
 export interface LaunchedSandbox {
@@ -107,7 +118,58 @@ export function launchArgs(o: LaunchOptions): string[] {
   if (o.netns !== undefined) add("--netns", o.netns);
   add("--listen", o.listen);
   add("--caps", o.caps);
+  if (o.guard && o.guard.deny.length > 0) add("--guard", o.guard.file, "--guard-log", o.guard.log);
   return args;
+}
+
+/** True when S has a control character (the launcher refuses them: they would break the line format). */
+const hasControl = (s: string): boolean => [...s].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
+
+/**
+ * The `--guard` file: one `deny<TAB>PROGRAM<TAB>MESSAGE` line per rule. Throws `invalid_argument`
+ * for a rule the launcher would refuse (it validates again and fails closed).
+ */
+export function guardFileText(guard: ExecGuard): string {
+  return guard.deny
+    .map(({ program, message }) => {
+      const bare = !program.startsWith("/");
+      const badName =
+        program.length === 0 ||
+        Buffer.byteLength(program) > 255 ||
+        hasControl(program) ||
+        (bare ? program.includes("/") || program === "." || program === ".." : program === "/" || /\/\.\.?\//.test(program));
+      if (badName) throw invalid(`guardrails.commands.deny: ${JSON.stringify(program)} is not a program name or an absolute path`);
+      if (message.length === 0 || Buffer.byteLength(message) > 1024 || hasControl(message))
+        throw invalid(`guard message for ${program}: one printable line of 1 to 1024 bytes`);
+      return `deny\t${program}\t${message}\n`;
+    })
+    .join("");
+}
+
+/**
+ * The denials a sandbox's supervisor has logged so far ([] when the log does not exist). A line
+ * that is not a complete record (e.g. one being written) is skipped.
+ */
+export async function readGuardLog(path: string): Promise<GuardDenial[]> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw err;
+  }
+  const out: GuardDenial[] = [];
+  for (const line of text.split("\n")) {
+    if (!line.endsWith("}")) continue;
+    try {
+      const d = JSON.parse(line) as Partial<GuardDenial>;
+      if (typeof d.time === "string" && typeof d.pid === "number" && typeof d.program === "string" && typeof d.path === "string" && typeof d.reason === "string")
+        out.push({ time: d.time, pid: d.pid, program: d.program, path: d.path, reason: d.reason });
+    } catch {
+      // torn or foreign line: not a denial record
+    }
+  }
+  return out;
 }
 
 /** `<repo>/build/paddock-sandbox` (built by `make -C native`). */
@@ -123,18 +185,25 @@ export function sandboxBinaryPath(): string {
  * closes without `ready`.
  */
 export async function launchSandbox(binary: string, opts: LaunchOptions, logFile: string): Promise<LaunchedSandbox> {
-  const log = await open(logFile, "a", 0o600);
-  const logStart = (await log.stat()).size;
+  if (opts.guard && opts.guard.deny.length > 0) {
+    await writeFile(opts.guard.file, guardFileText(opts.guard), { mode: 0o600 });
+    await chmod(opts.guard.file, 0o600); // the mode above applies only when the file is new
+  }
+  // Synchronous from spawn until the ready pipe's listeners are attached: a launcher that fails
+  // at once (a bad option, say) closes the pipe right away, and an await in between could let the
+  // stream's "close" go by unheard (the launch would then hang until READY_LIMIT_MS).
+  const log = openSync(logFile, "a", 0o600);
+  const logStart = fstatSync(log).size;
   let child;
   try {
     child = spawn(binary, ["launch", ...launchArgs(opts), "--ready-fd", "3"], {
       detached: true,
-      stdio: ["ignore", log.fd, log.fd, "pipe"],
+      stdio: ["ignore", log, log, "pipe"],
       // Fail closed: the control plane's environment may hold secrets; the launcher needs none.
       env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
     });
   } finally {
-    await log.close(); // the child has its own copy
+    closeSync(log); // the child has its own copy
   }
   const ready = child.stdio[3] as Readable;
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));

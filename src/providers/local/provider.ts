@@ -3,10 +3,10 @@ import { existsSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join, relative } from "node:path";
 import { chown } from "node:fs/promises";
-import type { ExecOptions, ExecResult, FileEntry, LayerStore, Provider, SandboxHandle, SandboxSpec, StopOptions } from "../../core/index.ts";
+import type { ExecOptions, ExecResult, FileEntry, GuardDenial, LayerStore, Provider, SandboxHandle, SandboxSpec, StopOptions } from "../../core/index.ts";
 import { PaddockError, invalid, notFound } from "../../core/index.ts";
 import { AgentClient } from "./agent-client.ts";
-import { launchSandbox, sandboxBinaryPath } from "./launcher.ts";
+import { launchSandbox, readGuardLog, sandboxBinaryPath } from "./launcher.ts";
 import type { CgroupLayout } from "./cgroups.ts";
 import { cgroupDirs, createCgroups, destroyCgroups, detectCgroupLayout } from "./cgroups.ts";
 import { HOST_ID_BASE, SESSION_GID, SESSION_HOME, SESSION_UID, SESSION_USER, WORKSPACE, idMap } from "./ids.ts";
@@ -47,6 +47,8 @@ interface LocalSandboxState {
   env: Record<string, string>;
   /** Set when the sandbox has a network (its own netns, linked to the gateway). */
   sandboxIp?: string;
+  /** Set when the sandbox has an exec guard: the supervisor's denial log (in the run dir). */
+  guardLog?: string;
   [k: string]: unknown;
 }
 
@@ -109,6 +111,8 @@ class LocalProvider implements Provider {
       await chown(active.upperDir, HOST_ID_BASE, HOST_ID_BASE);
       const socket = join(dir, "agent.sock");
       const build = spec.mode === "build";
+      // Sessions only: a build runs as root and installs what the environment needs.
+      const guard = !build && spec.guard && spec.guard.deny.length > 0 ? { ...spec.guard, file: join(dir, "guard"), log: join(dir, "guard.log") } : undefined;
       const { supervisorPid, initPid } = await launchSandbox(
         this.binary,
         {
@@ -134,6 +138,7 @@ class LocalProvider implements Provider {
           listen: socket,
           caps: build ? "build" : "session",
           ...(net ? { netns: net.netnsPath } : {}),
+          ...(guard ? { guard } : {}),
         },
         join(dir, "launcher.log"),
       );
@@ -148,6 +153,7 @@ class LocalProvider implements Provider {
         upperDir: active.upperDir,
         env: { ...this.baseEnv(spec), ...net?.env },
         ...(net ? { sandboxIp: net.sandboxIp } : {}),
+        ...(guard ? { guardLog: guard.log } : {}),
       };
       this.live.set(spec.id, state);
       return { id: spec.id, ...(net ? { sandboxIp: net.sandboxIp } : {}), providerState: { ...state } };
@@ -182,6 +188,11 @@ class LocalProvider implements Provider {
 
   async listDir(id: string, path: string): Promise<FileEntry[]> {
     return new AgentClient(this.get(id).socket).ls(absolute(path));
+  }
+
+  async guardDenials(id: string): Promise<GuardDenial[]> {
+    const log = this.live.get(id)?.guardLog;
+    return typeof log === "string" ? readGuardLog(log) : [];
   }
 
   async stop(id: string, o: StopOptions = {}): Promise<boolean> {
