@@ -7,3 +7,15 @@ export { Identities, ADMIN_ROLE, type NewPrincipal } from "./identity.ts";
 export { mintToken, parseToken } from "./tokens.ts";
 export { effectivePermissions, rolePermissions, describePermissions, isAdmin, PERMISSION_ORDER, type Permission, type Requirement } from "./rbac.ts";
 export { AuditLog, canonical, type AuditEntry, type AuditProblem, type AuditVerification } from "./audit.ts";
+export {
+  createCommandChecker,
+  BASIC_TOOLS,
+  DEFAULT_DEPLOY_COMMANDS,
+  DEFAULT_PROTECTED_BRANCHES,
+  type CommandChecker,
+  type CommandPolicy,
+  type CommandVerdict,
+  type ProgramUse,
+  type RuleLocator,
+  type RuleRef,
+} from "./commands.ts";

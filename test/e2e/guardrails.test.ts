@@ -25,7 +25,7 @@ rbac:
   support: [read]
   agent: [read, write, deploy]
 `;
-const RM_RULE = /paddock: 'rm' denied by guardrails\.commands\.deny \(runtime\.yml:5\)/;
+const RM_RULE = /paddock: '(\/usr)?(\/bin\/)?rm' denied by guardrails\.commands\.deny \(runtime\.yml:5\)/;
 
 const ALLOW_LISTED = `name: allowlisted
 guardrails:
@@ -83,6 +83,21 @@ void describe("command guardrails end to end (real sandboxes, exec API)", () => 
       assert.ok(await xExists(), `x was removed by: ${line}\n${r.stdout}${r.stderr}`);
       assert.match(r.stderr, RM_RULE, `stderr of ${line}: ${r.stderr}`);
       assert.notEqual(r.exitCode, 0, `exit of ${line}`);
+    });
+  }
+
+  // The same lines from inside the sandbox, where the submission check cannot see them: written to
+  // a script that bash runs. Only the kernel's exec guard stands between them and rm.
+  for (const line of ATTACKS) {
+    void it(`denies from inside the sandbox: ${line.replace(/\n/g, "⏎")}`, async () => {
+      await fresh();
+      await admin.files.write(session, "/workspace/attack.sh", Buffer.from(line + "\n"));
+      const r = await as.eng!.sessions.run(session, { argv: ["bash", "attack.sh"] });
+      assert.ok(await xExists(), `x was removed by: ${line}\n${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, /paddock: '(rm|busybox)' denied\b.*guardrails\.commands\.deny/, `stderr of ${line}: ${r.stderr}`);
+      // The exit status is the starting program's own: a shell reports 126, but find -exec and
+      // perl's system() note the failure and carry on, so only "rm did not run" is universal.
+      if (/^(rm|\/|\\|'|"|command|env|nice|timeout|nohup|setsid|stdbuf|\(|\{|bash|sh|eval)/.test(line)) assert.equal(r.exitCode, 126, line);
     });
   }
 

@@ -96,8 +96,10 @@ void describe("HTTP API", () => {
   });
 
   void it("the exec stream route refuses a plain GET with a clear message", async () => {
-    const r = await req("GET", "/v1/sessions/s-x/exec/stream");
+    const s = (await req("POST", "/v1/sessions", { environment: "api-env" })).json;
+    const r = await req("GET", `/v1/sessions/${String(s.id)}/exec/stream`);
     assert.equal(r.status, 400);
     assert.match(r.json.error?.message ?? "", /WebSocket/);
+    await req("DELETE", `/v1/sessions/${String(s.id)}`);
   });
 });
