@@ -4,7 +4,7 @@
  * same machine. Prints one JSON document. Usage: node --import tsx bench/run.ts [--runs N]
  */
 import { spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startServer } from "../src/server/index.ts";
@@ -25,7 +25,7 @@ function spawnTrue(argv: string[]): Promise<void> {
 async function main(): Promise<void> {
   const home = await mkdtemp(join(tmpdir(), "paddock-bench-"));
   const server = await startServer({ home, port: 0 });
-  const client = new PaddockClient({ url: server.url });
+  const client = new PaddockClient({ url: server.url, token: (await readFile(join(home, "admin.token"), "utf8")).trim() });
   try {
     await client.environments.apply("bench.yml", "name: bench\ninstall:\n  - echo ready > /workspace/ready\n");
     const local = server.cp.providers.get("local")!;

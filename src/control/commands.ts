@@ -42,6 +42,12 @@ export class CommandGate {
     }
   }
 
+  async #nothingToEnforce(policy: CommandPolicy, actor: Principal, session: Session): Promise<boolean> {
+    if (policy.deny.length || policy.ask.length || policy.allowListed) return false;
+    if (policy.deploy.length === 0) return true;
+    return (await this.deps.access.permissions(actor, session.environment, session)).has("deploy");
+  }
+
   /** Null when the command may run; otherwise the one-line refusal. Every outcome is audited. */
   async #check(session: Session, actor: Principal, opts: ExecOptions): Promise<string | null> {
     const version = await this.deps.store.getEnvironmentVersion(session.environment, session.version);
@@ -52,8 +58,16 @@ export class CommandGate {
       await this.deps.audit.append({ ...base, action: "exec", decision: "denied", rule: "no environment version", detail: { argv: opts.argv } });
       return `paddock: command denied: the environment version of session ${session.id} is gone`;
     }
-    const verdict = this.deps.checker.check(opts.argv, policyOf(spec), locatorOf(spec, version.fileName));
+    const policy = policyOf(spec);
+    const verdict = this.deps.checker.check(opts.argv, policy, locatorOf(spec, version.fileName));
     const detail = { argv: opts.argv, programs: verdict.programs.map((p) => p.program) };
+    if (verdict.verdict === "deny" && verdict.rule === null && (await this.#nothingToEnforce(policy, actor, session))) {
+      // A line the parser cannot follow (`bash -c "$cmd"`) is refused only when some rule could
+      // apply to it: with no deny, allow or ask rule, and a caller who may deploy anyway, there is
+      // nothing it could violate, and the exec guard inside the sandbox is not needed either.
+      await this.deps.audit.append({ ...base, action: "exec", decision: "allowed", rule: "no command rules apply", detail: { ...detail, unprovable: verdict.message } });
+      return null;
+    }
     if (verdict.verdict === "deny") {
       await this.deps.audit.append({ ...base, action: "exec", decision: "denied", rule: ruleText(verdict), detail: { ...detail, message: verdict.message } });
       return verdict.message;

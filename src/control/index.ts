@@ -19,7 +19,7 @@ import {
   openNetworkManager,
   type NetworkManager,
 } from "../providers/local/index.ts";
-import { createGateway, type Gateway, type GatewayEndpoints, type UpstreamOptions } from "../gateway/index.ts";
+import { createGateway, splitUrlSecret, type Gateway, type GatewayEndpoints, type UpstreamOptions } from "../gateway/index.ts";
 import { Egress } from "./egress.ts";
 import { RecordWriter } from "./records.ts";
 import { Environments } from "./environments.ts";
@@ -87,7 +87,15 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
   const layers = await openLayerStore({ home: opts.home, ...(opts.layerStore ? { kind: opts.layerStore } : {}) });
   const ports = { ...DEFAULT_GATEWAY_PORTS, ...opts.gateway?.ports };
   const network = await openNetworkManager({ scope: installationScope(opts.home), ports });
-  const audit = new AuditLog(store, vault.deriveKey("audit-chain"), join(opts.home, "audit.head"));
+  // Secret values to keep out of audit records: each whole value, and the credentials inside a
+  // URL-shaped one (a DSN's key, a database URL's password), which are secrets on their own.
+  const audit = new AuditLog(store, vault.deriveKey("audit-chain"), join(opts.home, "audit.head"), async () =>
+    (await vault.allValues()).flatMap((v) => {
+      const text = v.reveal();
+      const url = splitUrlSecret(text);
+      return url ? [text, url.user, ...(url.password ? [url.password] : [])] : [text];
+    }),
+  );
   const identities = new Identities(store);
   const adminTokenFile = await identities.bootstrap(opts.home);
   const access = new Access(store);

@@ -19,7 +19,7 @@ import { UpstreamAgents, type UpstreamOptions } from "./upstream.ts";
 import type { EgressRecord, Gateway, GatewayEndpoints, SecretSource } from "./types.ts";
 
 export { decideHost } from "./policy.ts";
-export { defaultBinding, isSecretBound } from "./placeholders.ts";
+export { defaultBinding, isSecretBound, splitUrlSecret } from "./placeholders.ts";
 export type { UpstreamOptions } from "./upstream.ts";
 export * from "./types.ts";
 

@@ -86,6 +86,11 @@ export interface Vault extends SecretSource {
   unseal(key: string): Promise<string | null>;
   /** Resolves once every pending `touch` has been written or logged. */
   idle(): Promise<void>;
+  /**
+   * Every stored value with its name, for redacting them out of text the control plane keeps
+   * (audit records). Cached until a secret is set, deleted or its listing changes.
+   */
+  allValues(): Promise<SecretValue[]>;
   /** A 32-byte key for another purpose (e.g. "audit-chain"), derived with HKDF-SHA256: the vault key itself never leaves. */
   deriveKey(purpose: string): Buffer;
 }
@@ -221,6 +226,21 @@ class SqlVault implements Vault {
       if (row) return new SecretValue(this.#decrypt(row, secretAad(name, c), `secret ${name} (${describeScope(c)})`));
     }
     return null;
+  }
+
+  #valuesCache: { signature: string; values: SecretValue[] } | null = null;
+
+  async allValues(): Promise<SecretValue[]> {
+    const rows = await this.#store.listSecrets();
+    const signature = rows.map((r) => `${r.name}\0${r.scope.kind}\0${r.scope.value}\0${r.updatedAt}`).join("\n");
+    if (this.#valuesCache?.signature === signature) return this.#valuesCache.values;
+    const values: SecretValue[] = [];
+    for (const r of rows) {
+      const row = await this.#store.getSecret(r.name, r.scope);
+      if (row) values.push(new SecretValue(this.#decrypt(row, secretAad(r.name, r.scope), `secret ${r.name} (${describeScope(r.scope)})`)));
+    }
+    this.#valuesCache = { signature, values };
+    return values;
   }
 
   async resolve(name: string, scope: SecretScope): Promise<string | null> {

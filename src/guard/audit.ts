@@ -29,16 +29,22 @@ const PAGE = 1000;
 export class AuditLog {
   #headWrite: Promise<void> = Promise.resolve();
 
-  /** `key`: 32 bytes derived from the vault key; `headPath`: where the newest seq and hash are kept. */
+  /**
+   * `key`: 32 bytes derived from the vault key; `headPath`: where the newest seq and hash are kept;
+   * `secretValues`: every secret value, so one typed into a command line is redacted before it is
+   * written (invariant 4: no secret value in any audit record).
+   */
   constructor(
     private readonly store: Store,
     private readonly key: Buffer,
     private readonly headPath: string,
+    private readonly secretValues: () => Promise<string[]> = async () => [],
   ) {}
 
   /** Append records in order. Rejects when the store cannot write: callers fail closed on it. */
   async append(...entries: AuditEntry[]): Promise<AuditRecord[]> {
-    const inputs: AuditInput[] = entries.map((e) => ({
+    const scrub = redactor(await this.secretValues());
+    const inputs: AuditInput[] = entries.map((e) => scrub({
       time: e.time ?? new Date().toISOString(),
       actor: e.actor,
       actorKind: e.actorKind,
@@ -114,6 +120,22 @@ export class AuditLog {
     const m = text ? /^(\d+) ([0-9a-f]{64})\n?$/.exec(text) : null;
     return m?.[1] && m[2] ? { seq: Number(m[1]), hash: m[2] } : null;
   }
+}
+
+export const REDACTED_SECRET = "[redacted secret]";
+
+/** Replaces every secret value (as typed, base64 and URL-encoded) in a record's strings. */
+function redactor(values: string[]): (r: AuditInput) => AuditInput {
+  const forms = [...new Set(values.filter((v) => v.length >= 4).flatMap((v) => [v, Buffer.from(v).toString("base64"), encodeURIComponent(v)]))].sort((a, b) => b.length - a.length);
+  if (forms.length === 0) return (r) => r;
+  const text = (t: string): string => forms.reduce((acc, f) => (acc.includes(f) ? acc.split(f).join(REDACTED_SECRET) : acc), t);
+  const deep = (v: unknown): unknown => {
+    if (typeof v === "string") return text(v);
+    if (Array.isArray(v)) return v.map(deep);
+    if (v && typeof v === "object") return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, deep(x)]));
+    return v;
+  };
+  return (r) => ({ ...r, target: text(r.target), rule: r.rule === null ? null : text(r.rule), detail: deep(r.detail) as Record<string, unknown> });
 }
 
 /** JSON with object keys sorted at every level, so the hash does not depend on key order. */

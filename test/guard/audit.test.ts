@@ -143,3 +143,21 @@ void describe("canonical", () => {
     assert.notEqual(canonical({ a: "1" }), canonical({ a: 1 }));
   });
 });
+
+void describe("audit redaction", () => {
+  void it("never writes a secret value, typed, base64- or URL-encoded, anywhere in a record", async () => {
+    const store = await openSqliteStore(":memory:");
+    const secret = "sk_live_audit+redaction/Value123";
+    const log = new AuditLog(store, randomBytes(32), join(dir, "redact.head"), async () => [secret]);
+    await log.append({
+      actor: "alice", actorKind: "human", action: "exec", target: `curl -u ${secret}`, decision: "allowed", rule: `echo ${secret}`,
+      detail: { argv: ["sh", "-c", `curl -H 'Authorization: Bearer ${secret}'`], nested: { b64: Buffer.from(secret).toString("base64"), url: `?k=${encodeURIComponent(secret)}` } },
+    });
+    const [r] = await log.list({});
+    const text = JSON.stringify(r);
+    assert.ok(!text.includes(secret) && !text.includes(Buffer.from(secret).toString("base64")) && !text.includes(encodeURIComponent(secret)), text);
+    assert.match(text, /Bearer \[redacted secret\]/);
+    assert.equal((await log.verify()).ok, true, "the chain covers the redacted form");
+    await store.close();
+  });
+});
