@@ -4,7 +4,7 @@
  * `audit verify` catching a record edited straight in the database file.
  */
 import assert from "node:assert/strict";
-import { stat } from "node:fs/promises";
+import { stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
@@ -76,6 +76,31 @@ void describe("paddock user, login, whoami, audit (CLI)", () => {
     const v = await cli(url, ["audit", "verify"]);
     assert.equal(v.code, 0, v.stdout + v.stderr);
     assert.match(v.stdout, /audit log intact: \d+ records/);
+  });
+
+  void it("approvals: a waiting command is listed, approved by another person with the CLI, and then runs", async () => {
+    const file = join(config.path, "runtime.yml");
+    await writeFile(file, "name: asky\nguardrails:\n  commands:\n    ask: [tar]\nrbac:\n  engineering: [read, write]\n");
+    assert.equal((await cli(url, ["env", "apply", file])).code, 0);
+    const id = (await cli(url, ["session", "start", "asky"])).stdout.trim();
+    const running = cli(url, ["exec", id, "--", "tar", "--version"]);
+    let approval = "";
+    for (let i = 0; i < 300 && !approval; i++) {
+      const list = JSON.parse((await cli(url, ["approvals", "--json"], { token: aliceToken })).stdout) as { id: string; argv: string[] }[];
+      approval = list.find((a) => a.argv.join(" ") === "tar --version")?.id ?? "";
+    }
+    assert.ok(approval, "the waiting command was listed");
+    const table = await cli(url, ["approvals"], { token: aliceToken });
+    assert.match(table.stdout, new RegExp(`${approval}\\s+${id}\\s+admin\\s+tar --version`));
+    const ok = await cli(url, ["approve", approval, "--reason", "fine"], { token: aliceToken });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stderr, new RegExp(`${approval} approved: tar --version`));
+    const r = await running;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /tar \(GNU tar\)/);
+    const again = await cli(url, ["deny", approval], { token: aliceToken });
+    assert.equal(again.code, 4, "answering twice is a conflict");
+    await cli(url, ["session", "rm", id]);
   });
 
   void it("audit verify exits 1 and names the record when the database is edited behind Paddock's back", async () => {
