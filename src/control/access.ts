@@ -17,8 +17,22 @@ export class Access {
   async rbacSpec(environment: string): Promise<EnvironmentSpec | null> {
     const env = await this.store.getEnvironment(environment);
     if (!env) return null;
-    const v = await this.store.getEnvironmentVersion(environment, env.latestVersion);
-    return (v?.spec as EnvironmentSpec | undefined) ?? null;
+    return (await this.versionSpec(environment, env.latestVersion))?.spec ?? null;
+  }
+
+  // Versions never change once applied, so their parsed specs can be kept (one per version).
+  readonly #specs = new Map<string, { spec: EnvironmentSpec; fileName: string } | null>();
+
+  /** The spec and file name of one applied version (cached: versions are immutable), or null. */
+  async versionSpec(environment: string, version: number): Promise<{ spec: EnvironmentSpec; fileName: string } | null> {
+    const key = `${environment}\0${version}`;
+    if (this.#specs.has(key)) return this.#specs.get(key) ?? null;
+    const v = await this.store.getEnvironmentVersion(environment, version);
+    const found = v ? { spec: v.spec as EnvironmentSpec, fileName: v.fileName } : null;
+    // Unknown versions are not cached: they may be applied later under the same number after a delete.
+    if (found) this.#specs.set(key, found);
+    if (this.#specs.size > 1000) this.#specs.delete(this.#specs.keys().next().value as string);
+    return found;
   }
 
   /** The human an agent acts for in a session (its starter), or named when it starts one. */

@@ -50,8 +50,8 @@ export class CommandGate {
 
   /** Null when the command may run; otherwise the one-line refusal. Every outcome is audited. */
   async #check(session: Session, actor: Principal, opts: ExecOptions): Promise<string | null> {
-    const version = await this.deps.store.getEnvironmentVersion(session.environment, session.version);
-    const spec = version?.spec as EnvironmentSpec | undefined;
+    const version = await this.deps.access.versionSpec(session.environment, session.version);
+    const spec = version?.spec;
     const onBehalfOf = actor.kind === "agent" ? session.startedBy : null;
     const base = { actor: actor.name, actorKind: actor.kind, onBehalfOf, environment: session.environment, sessionId: session.id, target: session.id } as const;
     if (!spec || !version) {

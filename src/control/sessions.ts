@@ -102,8 +102,8 @@ export class Sessions {
       done = (await this.deps.audit.list({ sessionId: session.id })).filter((r) => r.action === "guard.exec").length;
     }
     const fresh = denials.slice(done);
-    if (fresh.length === 0) return 0;
     this.guardAudited.set(session.id, done + fresh.length);
+    if (fresh.length === 0) return 0;
     await this.deps.audit.append(
       ...fresh.map((d) => ({
         time: d.time, actor: actor?.name ?? session.agent ?? session.startedBy, actorKind: actor?.kind ?? (session.agent ? ("agent" as const) : ("human" as const)),

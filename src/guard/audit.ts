@@ -106,11 +106,21 @@ export class AuditLog {
     return createHmac("sha256", this.key).update(JSON.stringify(fields)).digest("hex");
   }
 
+  #nextHead: AuditRecord | null = null;
+
   #writeHead(r: AuditRecord): void {
-    // Chained so heads are written in order; a failed write is retried by the next append.
+    // Coalesced: while one write is under way, later appends only replace the record to write
+    // next, so a burst of appends costs one or two file writes. A failed write is retried by the
+    // next append.
+    const idle = this.#nextHead === null;
+    this.#nextHead = r;
+    if (!idle) return;
     this.#headWrite = this.#headWrite.then(async () => {
+      const next = this.#nextHead;
+      this.#nextHead = null;
+      if (!next) return;
       const tmp = `${this.headPath}.tmp`;
-      await writeFile(tmp, `${r.seq} ${r.hash}\n`, { mode: 0o600 });
+      await writeFile(tmp, `${next.seq} ${next.hash}\n`, { mode: 0o600 });
       await rename(tmp, this.headPath);
     }).catch(() => undefined);
   }
