@@ -24,7 +24,8 @@ export class Egress {
   constructor(private readonly deps: { gateway: Gateway; vault: Vault; store: Store }) {}
 
   /** The `egress` hook of a session's sandbox spec. */
-  forSession(id: string, environment: string, version: number, spec: EnvironmentSpec, fileName: string): (ip: string) => Promise<EgressAttachment> {
+  /** `protectedBranches`: where this session may not push (its principal lacks deploy); [] for none. */
+  forSession(id: string, environment: string, version: number, spec: EnvironmentSpec, fileName: string, protectedBranches: string[] = []): (ip: string) => Promise<EgressAttachment> {
     return async (sourceIp) => {
       const caKey = `${environment}@${version}`;
       const ca = this.cas.get(caKey);
@@ -35,6 +36,7 @@ export class Egress {
           policy: policyOf(spec.guardrails.network, "guardrails.network", spec, fileName),
           secrets: await this.bindings(spec, environment),
           scope: { environment },
+          protectedBranches,
         },
         ca ? { placeholders: {}, ...ca } : undefined,
       );
@@ -59,7 +61,7 @@ export class Egress {
   }
 
   /** After a restart: serve a running session again with its stored placeholders and CA. */
-  async restore(id: string, sourceIp: string, environment: string, spec: EnvironmentSpec, fileName: string): Promise<void> {
+  async restore(id: string, sourceIp: string, environment: string, spec: EnvironmentSpec, fileName: string, protectedBranches: string[] = []): Promise<void> {
     const sealed = await this.deps.vault.unseal(sealKey(id));
     const restore = sealed ? (JSON.parse(sealed) as GatewayRegistration & { caKeyPem: string }) : undefined;
     await this.deps.gateway.register(
@@ -69,6 +71,7 @@ export class Egress {
         policy: policyOf(spec.guardrails.network, "guardrails.network", spec, fileName),
         secrets: await this.bindings(spec, environment),
         scope: { environment },
+        protectedBranches,
       },
       restore,
     );

@@ -112,7 +112,7 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
   const local = await createLocalProvider({ home: opts.home, layers, log, network });
   const providers = new Map<string, Provider>([["local", local]]);
   const environments = new Environments({ store, provider: local, layers, egress });
-  const sessions = new Sessions({ store, providers, environments, egress, audit, log });
+  const sessions = new Sessions({ store, providers, environments, egress, audit, access, log });
   const approvals = new Approvals({ store, access, audit });
   const checker: CommandChecker = await createCommandChecker();
   const commands = new CommandGate({ store, sessions, access, approvals, audit, checker });

@@ -5,6 +5,7 @@ import type { Environments } from "./environments.ts";
 import type { Egress } from "./egress.ts";
 import type { EnvironmentSpec } from "../config/index.ts";
 import type { AuditLog } from "../guard/index.ts";
+import type { Access } from "./access.ts";
 
 /**
  * Sessions: start one from an environment's current template on the provider its file prefers,
@@ -23,6 +24,7 @@ export class Sessions {
       environments: Environments;
       egress: Egress | null;
       audit: AuditLog;
+      access: Access;
       log: (line: string) => void;
     },
   ) {}
@@ -48,6 +50,7 @@ export class Sessions {
       agent: opts.agent ?? null,
     };
     const guard = execGuardOf(spec, version.fileName);
+    const noPush = await this.protectedBranchesFor(session, spec);
     await this.deps.store.createSession(session);
     try {
       const handle = await provider.create({
@@ -59,7 +62,7 @@ export class Sessions {
         hostname: environment,
         env: { PADDOCK_SESSION: session.id, PADDOCK_ENVIRONMENT: environment },
         ...(guard ? { guard } : {}),
-        ...(this.deps.egress ? { egress: this.deps.egress.forSession(session.id, environment, version.version, spec, version.fileName) } : {}),
+        ...(this.deps.egress ? { egress: this.deps.egress.forSession(session.id, environment, version.version, spec, version.fileName, noPush) } : {}),
       });
       const running = await this.deps.store.updateSession(session.id, { state: "running", providerState: handle.providerState });
       this.armTimeout(running);
@@ -177,7 +180,20 @@ export class Sessions {
     if (!this.deps.egress || typeof ip !== "string") return;
     const v = await this.deps.store.getEnvironmentVersion(s.environment, s.version);
     if (!v) return;
-    await this.deps.egress.restore(s.id, ip, s.environment, v.spec as EnvironmentSpec, v.fileName);
+    await this.deps.egress.restore(s.id, ip, s.environment, v.spec as EnvironmentSpec, v.fileName, await this.protectedBranchesFor(s, v.spec as EnvironmentSpec));
+  }
+
+  /**
+   * Branches the gateway must not let this session push to: the protected ones, unless whoever
+   * acts in it may deploy (the agent, with its intersection, when there is one; else the human).
+   */
+  private async protectedBranchesFor(session: Session, spec: EnvironmentSpec): Promise<string[]> {
+    const c = spec.guardrails.commands;
+    if (!c.deploy.some((d) => d.split(" ")[0] === "git")) return [];
+    const actorName = session.agent ?? session.startedBy;
+    const actor = await this.deps.store.getPrincipalByName(actorName);
+    if (actor && (await this.deps.access.permissions(actor, session.environment, session)).has("deploy")) return [];
+    return c.protectedBranches;
   }
 
   close(): void {

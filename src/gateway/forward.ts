@@ -10,6 +10,7 @@ import { endToEndHeaders, framingProblem, headerValues, parseAuthority } from ".
 import { decideHost } from "./policy.ts";
 import { draft, finish, logLine, type RecordDraft } from "./records.ts";
 import { redactText } from "./redact.ts";
+import { isReceivePack, pushProblem, rejectionReport } from "./push.ts";
 import { relayResponse, UnsupportedEncoding } from "./response.ts";
 import type { Session, SessionTable } from "./sessions.ts";
 import { responseReplacements, swapRequest } from "./swap.ts";
@@ -112,6 +113,20 @@ export async function handleRequest(deps: Deps, conn: Conn, req: IncomingMessage
     if (!decision.allowed) return refuse(deps, res, d, 403, decision.rule, decision.reason ?? "denied");
     const body = await readBody(req);
     if (body === null) return refuse(deps, res, d, 413, "gateway.body-limit", `request bodies over ${MAX_BODY_BYTES} bytes are refused`);
+    const branches = session.spec.protectedBranches ?? [];
+    if (branches.length > 0 && isReceivePack(method, t.path)) {
+      const encoding = headerValues(req.rawHeaders, "content-encoding").join(",");
+      const why = pushProblem(body, encoding, branches);
+      if (why) {
+        const report = rejectionReport(body, encoding, why);
+        if (!report) return refuse(deps, res, d, 403, "rbac: deploy", why);
+        // Answered in git's own protocol, so the agent reads the reason where git prints rejections.
+        deps.record(finish(d, { status: 403, decision: "denied", rule: "rbac: deploy", reason: why }));
+        res.writeHead(200, { "content-type": "application/x-git-receive-pack-result", "content-length": report.length, "cache-control": "no-cache" });
+        res.end(report);
+        return;
+      }
+    }
     const material = await deps.sessions.material(session);
     const reps = responseReplacements(material);
     d.path = redactText(d.path, reps);

@@ -60,6 +60,11 @@ export interface GatewaySessionSpec {
   /** Secrets the session may use, with their bindings. Empty for template builds. */
   secrets: SecretBinding[];
   scope: SecretScope;
+  /**
+   * Branch patterns this session may not push to over git smart HTTP (`main`, `release/*`): set
+   * when the session's principal lacks the deploy permission. Absent or []: pushes are not judged.
+   */
+  protectedBranches?: string[];
 }
 
 export interface GatewayRegistration {

@@ -2,7 +2,7 @@ import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
-import type { PaddockClient } from "../../src/client/index.ts";
+import { PaddockClient } from "../../src/client/index.ts";
 import { testServer } from "../helpers/server.ts";
 import { startUpstream, UPSTREAM_NAMES, type Upstream } from "../helpers/upstream.ts";
 
@@ -39,6 +39,8 @@ build:
     deny: ["*"]
 install:
   - curl -sS https://registry.example/build-fetch > /workspace/fetched.json
+rbac:
+  agent: [read, write, deploy]
 `;
 
 void describe("egress gateway with real clients in real sandboxes, against local fake Stripe, GitHub and Sentry upstreams", () => {
@@ -132,6 +134,27 @@ void describe("egress gateway with real clients in real sandboxes, against local
     assert.ok(log.length > 0);
     const config = await sh(a, "cat /workspace/repo/.git/config");
     assert.ok(!config.stdout.includes(GITHUB));
+  });
+
+  void it("an agent's session cannot push to a protected branch, whatever runs git; other branches push", async () => {
+    const bot = new PaddockClient({ url: client.url, token: (await client.principals.create({ name: "pusher", role: "agent", kind: "agent" })).token });
+    const s = (await bot.sessions.start("egress", { onBehalfOf: "admin" })).id;
+    // A script, so the submission check never sees `git push`: only the gateway stands in the way.
+    await client.files.write(s, "/workspace/release.sh", Buffer.from(
+      'cd /workspace && git clone -q "https://x-access-token:$GITHUB_TOKEN@github.com/org/repo.git" r && cd r && ' +
+        'echo agent >> README.md && git -c user.name=agent -c user.email=a@b commit -qam "agent" && ' +
+        "git push -q origin HEAD:main; echo main=$?; git push -q origin HEAD:feature/agent; echo feature=$?\n",
+    ));
+    const before = await readFile(join(up.gitRoot, "org/repo.git/refs/heads/main"), "utf8");
+    const r = await bot.sessions.run(s, { argv: ["sh", "release.sh"] });
+    assert.match(r.stdout, /main=1\nfeature=0\n/, r.stdout + r.stderr);
+    assert.match(r.stderr, /remote: paddock: git push to refs\/heads\/main is a deploy/);
+    assert.match(r.stderr, /! \[remote rejected\] HEAD -> main \(git push to refs\/heads\/main is a deploy/);
+    assert.equal(await readFile(join(up.gitRoot, "org/repo.git/refs/heads/main"), "utf8"), before, "main did not move");
+    assert.ok((await readFile(join(up.gitRoot, "org/repo.git/refs/heads/feature/agent"), "utf8")).length > 0);
+    const denied = (await client.sessions.egress(s, { limit: 1000 })).filter((e) => e.decision === "denied");
+    assert.ok(denied.some((e) => e.rule === "rbac: deploy" && e.path.endsWith("/git-receive-pack")));
+    await client.sessions.remove(s);
   });
 
   void it("a placeholder sent to an allowed host it is not bound to arrives unchanged (attack 1)", async () => {
