@@ -74,6 +74,22 @@ export function registerAccessCommands(program: Command, client: ClientFactory):
       process.stdout.write((await client().principals.issueToken(name, o.label)).token + "\n");
     });
   user
+    .command("tokens <name>")
+    .description("a principal's tokens: id (the part after pdk_), label, created, last used, revoked")
+    .option("--json", "print JSON")
+    .action(async (name: string, o: { json?: boolean }) => {
+      const list = await client().principals.tokens(name);
+      if (o.json) return printJson(list);
+      printTable(["ID", "LABEL", "CREATED", "LAST USED", "REVOKED"], list.map((t) => [t.id, t.label, t.createdAt, t.lastUsedAt ?? "never", t.revokedAt ?? "-"]));
+    });
+  user
+    .command("revoke <name> <token-id>")
+    .description("revoke one token (it stops working at once); the principal's other tokens keep working")
+    .action(async (name: string, tokenId: string) => {
+      await client().principals.revokeToken(name, tokenId);
+      process.stderr.write(`revoked token ${tokenId} of ${name}\n`);
+    });
+  user
     .command("disable <name>")
     .description("disable a principal: its tokens stop working at once")
     .action(async (name: string) => {

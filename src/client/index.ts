@@ -110,6 +110,9 @@ export class PaddockClient {
       this.json<{ principal: Principal; token: string }>("POST", "/v1/principals", p),
     list: () => this.json<Principal[]>("GET", "/v1/principals"),
     issueToken: (name: string, label?: string) => this.json<{ token: string }>("POST", `/v1/principals/${enc(name)}/tokens`, label ? { label } : {}),
+    /** Token ids (the public part), labels and use; never secrets. */
+    tokens: (name: string) => this.json<{ id: string; label: string; createdAt: string; lastUsedAt: string | null; revokedAt: string | null }[]>("GET", `/v1/principals/${enc(name)}/tokens`),
+    revokeToken: (name: string, tokenId: string) => this.json<void>("DELETE", `/v1/principals/${enc(name)}/tokens/${enc(tokenId)}`),
     disable: (name: string) => this.json<Principal>("POST", `/v1/principals/${enc(name)}/disable`),
   };
 

@@ -30,6 +30,8 @@ async function whoami(cp: ControlPlane, who: Principal) {
   return { principal: who, admin: isAdmin(who), environments };
 }
 
+const TokenInfo = z.object({ id: z.string(), label: z.string(), createdAt: z.string(), lastUsedAt: z.string().nullable(), revokedAt: z.string().nullable() });
+
 const Whoami = z.object({ principal: S.PrincipalBody, admin: z.boolean(), environments: z.record(z.string(), z.array(z.enum(["read", "write", "deploy"]))) });
 
 export const guardRoutes: Route[] = [
@@ -93,6 +95,36 @@ export const guardRoutes: Route[] = [
       const token = await cp.identities.issueToken(p, (body as { label?: string }).label ?? "issued by an admin");
       reply.code(201);
       return { token };
+    },
+  },
+  {
+    method: "GET",
+    path: "/v1/principals/:name/tokens",
+    operationId: "listTokens",
+    summary: "A principal's tokens: id (the public part), label, when created, last used and revoked. Never the secret part.",
+    access: { kind: "admin" },
+    params: NameParams,
+    response: { status: 200, schema: z.array(TokenInfo) },
+    handler: async ({ cp, params }) => {
+      const p = await cp.identities.byName(params.name ?? "");
+      return (await cp.store.listTokens(p.id)).map(({ digest: _secret, principalId: _p, ...t }) => t);
+    },
+  },
+  {
+    method: "DELETE",
+    path: "/v1/principals/:name/tokens/:token",
+    operationId: "revokeToken",
+    summary: "Revoke one token (by its id): it stops working at once. The principal's other tokens keep working.",
+    access: { kind: "admin" },
+    params: z.object({ name: z.string().min(1), token: z.string().min(1) }),
+    response: { status: 204, schema: "none" },
+    handler: async ({ cp, params, reply }) => {
+      const p = await cp.identities.byName(params.name ?? "");
+      const t = await cp.store.getToken(params.token ?? "");
+      if (!t || t.principalId !== p.id) throw new PaddockError("not_found", `${p.name} has no token ${params.token ?? ""} (see GET /v1/principals/${p.name}/tokens)`);
+      if (!(await cp.store.revokeToken(t.id, new Date().toISOString()))) throw new PaddockError("conflict", `token ${t.id} was already revoked at ${t.revokedAt ?? "?"}`);
+      reply.code(204);
+      return undefined;
     },
   },
   {

@@ -116,4 +116,20 @@ void describe("paddock user, login, whoami, audit (CLI)", () => {
       db.close();
     }
   });
+
+  void it("user tokens lists ids without secrets; user revoke stops exactly that token", async () => {
+    const second = (await cli(url, ["user", "token", "alice", "--label", "ci"])).stdout.trim();
+    const list = await cli(url, ["user", "tokens", "alice", "--json"]);
+    const tokens = JSON.parse(list.stdout) as { id: string; label: string; revokedAt: string | null }[];
+    assert.equal(tokens.length, 2);
+    assert.ok(!list.stdout.includes(aliceToken.slice(21)) && !list.stdout.includes(second.slice(21)), "no secret part is listed");
+    const ci = tokens.find((t) => t.label === "ci");
+    assert.ok(ci && second.startsWith(`pdk_${ci.id}_`));
+    const revoke = await cli(url, ["user", "revoke", "alice", ci.id]);
+    assert.equal(revoke.code, 0, revoke.stderr);
+    assert.equal((await cli(url, ["whoami"], { token: second })).code, 77, "the revoked token is refused");
+    assert.equal((await cli(url, ["whoami"], { token: aliceToken })).code, 0, "her other token still works");
+    assert.equal((await cli(url, ["user", "revoke", "alice", ci.id])).code, 4, "revoking twice is a conflict");
+    assert.equal((await cli(url, ["user", "revoke", "admin", ci.id])).code, 3, "a token of someone else is not found");
+  });
 });

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import WebSocket from "ws";
 import { PaddockClient } from "../../src/client/index.ts";
+import { parseToken } from "../../src/guard/index.ts";
 import { repoRoot, testServer } from "../helpers/server.ts";
 import type { RunningServer } from "../../src/server/index.ts";
 
@@ -72,8 +73,8 @@ void describe("RBAC: every route × every kind of principal", () => {
     const session = op.path.includes("/sessions/{id}") ? await freshSession() : null;
     const approval = op.path.includes("/approvals/{id}") ? await freshApproval(await freshSession()) : null;
     // Principals a call may disable are made for it, so no other kind of caller loses its token.
-    const principal = op.path.includes("/principals/{name}") ? (await admin.principals.create({ name: `tmp${++counter}`, role: "support" })).principal.name : null;
-    let path = op.path.replace("{id}", session ?? approval ?? "").replace("{name}", principal ?? nameFor(op));
+    const made = op.path.includes("/principals/{name}") ? await admin.principals.create({ name: `tmp${++counter}`, role: "support" }) : null;
+    let path = op.path.replace("{id}", session ?? approval ?? "").replace("{name}", made?.principal.name ?? nameFor(op)).replace("{token}", made ? (parseToken(made.token)?.id ?? "") : "");
     if (op.operationId === "readFile" || op.operationId === "listFiles") path += "?path=/workspace";
     if (op.operationId === "writeFile") return { path: path + "?path=/workspace/w.txt", binary: Buffer.from("x") };
     if (op.operationId === "readFile") {
