@@ -30,7 +30,7 @@ export class CommandGate {
   async run(sessionId: string, actor: Principal, opts: ExecOptions): Promise<ExecResult> {
     const started = Date.now();
     const session = await this.deps.sessions.get(sessionId);
-    const refusal = await this.#check(session, actor, opts);
+    const refusal = await this.#check(session, actor, opts.argv, opts.signal, "exec");
     if (refusal !== null) {
       opts.onStderr?.(Buffer.from(refusal + "\n"));
       return { exitCode: DENIED_EXIT, signal: null, timedOut: false, durationMs: Date.now() - started };
@@ -48,50 +48,60 @@ export class CommandGate {
     return (await this.deps.access.permissions(actor, session.environment, session)).has("deploy");
   }
 
+  /**
+   * Decide on a command an agent inside the session is about to run (a tool call submitted to
+   * http://paddock.internal): the same check as for exec, audited as `toolcall`, nothing run here.
+   * Waits for approval when an `ask` rule matches. Resolves null when it may run, else the refusal.
+   */
+  decide(session: Session, actor: Principal, command: string | string[], signal?: AbortSignal): Promise<string | null> {
+    return this.#check(session, actor, command, signal, "toolcall");
+  }
+
   /** Null when the command may run; otherwise the one-line refusal. Every outcome is audited. */
-  async #check(session: Session, actor: Principal, opts: ExecOptions): Promise<string | null> {
+  async #check(session: Session, actor: Principal, command: string | string[], signal: AbortSignal | undefined, action: "exec" | "toolcall"): Promise<string | null> {
+    const argv = typeof command === "string" ? ["sh", "-c", command] : command;
     const version = await this.deps.access.versionSpec(session.environment, session.version);
     const spec = version?.spec;
     const onBehalfOf = actor.kind === "agent" ? session.startedBy : null;
     const base = { actor: actor.name, actorKind: actor.kind, onBehalfOf, environment: session.environment, sessionId: session.id, target: session.id } as const;
     if (!spec || !version) {
-      await this.deps.audit.append({ ...base, action: "exec", decision: "denied", rule: "no environment version", detail: { argv: opts.argv } });
+      await this.deps.audit.append({ ...base, action, decision: "denied", rule: "no environment version", detail: { argv } });
       return `paddock: command denied: the environment version of session ${session.id} is gone`;
     }
     const policy = policyOf(spec);
-    const verdict = this.deps.checker.check(opts.argv, policy, locatorOf(spec, version.fileName));
-    const detail = { argv: opts.argv, programs: verdict.programs.map((p) => p.program) };
+    const verdict = this.deps.checker.check(command, policy, locatorOf(spec, version.fileName));
+    const detail = { argv: argv, programs: verdict.programs.map((p) => p.program) };
     if (verdict.verdict === "deny" && verdict.rule === null && (await this.#nothingToEnforce(policy, actor, session))) {
       // A line the parser cannot follow (`bash -c "$cmd"`) is refused only when some rule could
       // apply to it: with no deny, allow or ask rule, and a caller who may deploy anyway, there is
       // nothing it could violate, and the exec guard inside the sandbox is not needed either.
-      await this.deps.audit.append({ ...base, action: "exec", decision: "allowed", rule: "no command rules apply", detail: { ...detail, unprovable: verdict.message } });
+      await this.deps.audit.append({ ...base, action, decision: "allowed", rule: "no command rules apply", detail: { ...detail, unprovable: verdict.message } });
       return null;
     }
     if (verdict.verdict === "deny") {
-      await this.deps.audit.append({ ...base, action: "exec", decision: "denied", rule: ruleText(verdict), detail: { ...detail, message: verdict.message } });
+      await this.deps.audit.append({ ...base, action, decision: "denied", rule: ruleText(verdict), detail: { ...detail, message: verdict.message } });
       return verdict.message;
     }
     if (verdict.deploying) {
       const perms = await this.deps.access.permissions(actor, session.environment, session);
       if (!perms.has("deploy")) {
         const message = deployRefusal(actor, spec, verdict);
-        await this.deps.audit.append({ ...base, action: "exec", decision: "denied", rule: "rbac: deploy", detail: { ...detail, message } });
+        await this.deps.audit.append({ ...base, action, decision: "denied", rule: "rbac: deploy", detail: { ...detail, message } });
         return message;
       }
     }
     if (verdict.verdict === "ask") {
       const rule = ruleText(verdict) ?? "guardrails.commands.ask";
       const answer = await this.deps.approvals.request({
-        session, argv: opts.argv, program: verdict.program, rule, deploying: verdict.deploying, actor, onBehalfOf,
-        timeoutMs: spec.guardrails.commands.askTimeoutMs, ...(opts.signal ? { signal: opts.signal } : {}),
+        session, argv: argv, program: verdict.program, rule, deploying: verdict.deploying, actor, onBehalfOf,
+        timeoutMs: spec.guardrails.commands.askTimeoutMs, ...(signal ? { signal } : {}),
       });
       if (answer.state !== "approved") {
         const why = answer.state === "denied" ? `denied by ${answer.decidedBy ?? "a person"}${answer.reason ? `: ${answer.reason}` : ""}` : `expired: ${answer.reason ?? "no answer"}`;
         return `paddock: '${verdict.program}' was not approved (${why}; approval ${answer.id})`;
       }
     }
-    await this.deps.audit.append({ ...base, action: "exec", decision: "allowed", rule: verdict.verdict === "ask" ? ruleText(verdict) : null, detail: { ...detail, deploying: verdict.deploying } });
+    await this.deps.audit.append({ ...base, action, decision: "allowed", rule: verdict.verdict === "ask" ? ruleText(verdict) : null, detail: { ...detail, deploying: verdict.deploying } });
     return null;
   }
 }

@@ -19,7 +19,7 @@ import {
   openNetworkManager,
   type NetworkManager,
 } from "../providers/local/index.ts";
-import { createGateway, splitUrlSecret, type Gateway, type GatewayEndpoints, type UpstreamOptions } from "../gateway/index.ts";
+import { createGateway, splitUrlSecret, type Gateway, type GatewayEndpoints, type LocalApi, type UpstreamOptions } from "../gateway/index.ts";
 import { Egress } from "./egress.ts";
 import { RecordWriter } from "./records.ts";
 import { Environments } from "./environments.ts";
@@ -30,6 +30,7 @@ import { AuditLog, Identities, createCommandChecker, type CommandChecker } from 
 import { Access } from "./access.ts";
 import { Approvals } from "./approvals.ts";
 import { CommandGate } from "./commands.ts";
+import { localApi } from "./local-api.ts";
 
 export type { BuildEvent } from "./builder.ts";
 export { Environments, invalidFile } from "./environments.ts";
@@ -100,12 +101,15 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
   const adminTokenFile = await identities.bootstrap(opts.home);
   const access = new Access(store);
   const records = new RecordWriter(store, log, audit);
+  let serveLocal: LocalApi | null = null;
   const gateway = await createGateway({
     address: network.gatewayIp,
     ports,
     secrets: vault,
     onRecord: (r) => records.push(r),
     ...(opts.gateway?.upstream ? { upstream: opts.gateway.upstream } : {}),
+    // The gateway starts before the sessions and the command gate it hands these requests to.
+    localApi: (sessionId, req) => (serveLocal ? serveLocal(sessionId, req) : Promise.resolve({ status: 503, body: { error: "starting" } })),
     log,
   });
   const egress = new Egress({ gateway, vault, store });
@@ -116,6 +120,7 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
   const approvals = new Approvals({ store, access, audit });
   const checker: CommandChecker = await createCommandChecker();
   const commands = new CommandGate({ store, sessions, access, approvals, audit, checker });
+  serveLocal = localApi({ store, sessions, commands });
   const abandoned = await approvals.expireAbandoned();
   if (abandoned) log(`expired ${abandoned} approval(s) left pending by the previous run`);
   const interrupted = await environments.reconcile();

@@ -11,6 +11,7 @@ import * as packet from "dns-packet";
 import { canonicalHost, sourceAddress } from "./addresses.ts";
 import { couldAllowName } from "./policy.ts";
 import type { SessionTable } from "./sessions.ts";
+import { LOCAL_API_HOST } from "./local.ts";
 
 const TTL_SECONDS = 5;
 const NOTIMP = 4;
@@ -41,7 +42,8 @@ export function answer(sessions: SessionTable, gatewayAddress: string, source: s
   const question = q.questions?.[0];
   if (!question || (q.questions?.length ?? 0) !== 1) return reply(FORMERR);
   const name = canonicalHost(question.name);
-  const allowed = name !== null && name.ip === undefined && couldAllowName(session.spec.policy, name.host);
+  // paddock.internal (the control plane's API for sandboxes) resolves for every registered session.
+  const allowed = name !== null && name.ip === undefined && (name.host === LOCAL_API_HOST || couldAllowName(session.spec.policy, name.host));
   if (question.type === "A") {
     if (!allowed) return reply(NXDOMAIN);
     return reply(0, [{ name: question.name, type: "A", class: "IN", ttl: TTL_SECONDS, data: gatewayAddress }]);

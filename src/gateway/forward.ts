@@ -11,6 +11,7 @@ import { decideHost } from "./policy.ts";
 import { draft, finish, logLine, type RecordDraft } from "./records.ts";
 import { redactText } from "./redact.ts";
 import { isReceivePack, pushProblem, rejectionReport } from "./push.ts";
+import { LOCAL_API_HOST, serveLocal, type LocalApi } from "./local.ts";
 import { relayResponse, UnsupportedEncoding } from "./response.ts";
 import type { Session, SessionTable } from "./sessions.ts";
 import { responseReplacements, swapRequest } from "./swap.ts";
@@ -25,6 +26,8 @@ export interface Deps {
   upstream: UpstreamOptions;
   agents: UpstreamAgents;
   record: (r: EgressRecord) => void;
+  /** The control plane's API for code inside sandboxes (http://paddock.internal). */
+  localApi?: LocalApi;
 }
 
 /** How the connection reached the gateway, and what is already fixed about its target. */
@@ -109,6 +112,14 @@ export async function handleRequest(deps: Deps, conn: Conn, req: IncomingMessage
     const problem = framingProblem(req.rawHeaders);
     if (problem) return refuse(deps, res, d, problem.status, "gateway.framing", problem.reason);
     if ("status" in t) return refuse(deps, res, d, t.status, "gateway.target", t.reason);
+    if (t.host === LOCAL_API_HOST) {
+      // Plain HTTP only: the request never leaves the host (sandbox veth → gateway), and TLS would
+      // need a certificate for a name that is not on the internet.
+      if (conn.mode === "connect" || conn.mode === "https") return refuse(deps, res, d, 400, "paddock.internal", "use http://paddock.internal (plain HTTP; it never leaves this machine)");
+      const status = await serveLocal(deps.localApi, session.spec.id, method, t.path, req, res);
+      deps.record(finish(d, { status, decision: "allowed", rule: "paddock.internal" }));
+      return;
+    }
     const decision = decideHost(session.spec.policy, t.host, t.port);
     if (!decision.allowed) return refuse(deps, res, d, 403, decision.rule, decision.reason ?? "denied");
     const body = await readBody(req);

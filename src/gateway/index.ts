@@ -16,11 +16,13 @@ import { createListeners } from "./listeners.ts";
 import { logLine } from "./records.ts";
 import { SessionTable } from "./sessions.ts";
 import { UpstreamAgents, type UpstreamOptions } from "./upstream.ts";
+import type { LocalApi } from "./local.ts";
 import type { EgressRecord, Gateway, GatewayEndpoints, SecretSource } from "./types.ts";
 
 export { decideHost } from "./policy.ts";
 export { defaultBinding, isSecretBound, splitUrlSecret } from "./placeholders.ts";
 export type { UpstreamOptions } from "./upstream.ts";
+export { LOCAL_API_HOST, type LocalApi, type LocalRequest, type LocalResponse } from "./local.ts";
 export * from "./types.ts";
 
 export interface CreateGatewayOptions {
@@ -35,6 +37,8 @@ export interface CreateGatewayOptions {
   upstream?: UpstreamOptions;
   /** Receives one line per request and lifecycle events; never a secret value. */
   log?: (line: string) => void;
+  /** Serves http://paddock.internal to registered sessions; absent: 404 there. */
+  localApi?: LocalApi;
 }
 
 function listen(server: net.Server, address: string, port: number): Promise<number> {
@@ -64,6 +68,7 @@ export async function createGateway(opts: CreateGatewayOptions): Promise<Gateway
     sessions,
     upstream: opts.upstream ?? {},
     agents,
+    ...(opts.localApi ? { localApi: opts.localApi } : {}),
     record: (r) => {
       try {
         opts.onRecord(r);

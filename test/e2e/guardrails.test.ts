@@ -164,6 +164,46 @@ void describe("command guardrails end to end (real sandboxes, exec API)", () => 
     await assert.rejects(as.sup!.sessions.run(session, { argv: ["true"] }), /write on environment "guarded" is needed/);
   });
 
+  void it("agent tool calls: paddock.internal checks them from inside the sandbox, through the proxy or directly", async () => {
+    const s = (await as.bot!.sessions.start("guarded", { onBehalfOf: "eng" })).id;
+    const curl = async (path: string, body?: unknown, direct = false) => {
+      const data = body === undefined ? "" : `-H 'content-type: application/json' --data-binary @- `;
+      const r = await as.bot!.sessions.run(s, {
+        argv: ["sh", "-c", `curl -sS ${direct ? "--noproxy '*' " : ""}${data}http://paddock.internal${path}`],
+        ...(body === undefined ? {} : { stdin: Buffer.from(JSON.stringify(body)) }),
+      });
+      assert.equal(r.exitCode, 0, r.stderr);
+      return JSON.parse(r.stdout) as Record<string, unknown>;
+    };
+    assert.deepEqual(await curl("/v1/whoami"), { session: s, environment: "guarded", principal: "bot", kind: "agent", onBehalfOf: "eng" });
+    assert.deepEqual(await curl("/v1/whoami", undefined, true), await curl("/v1/whoami"), "the same answer without the proxy (DNS → gateway)");
+    assert.deepEqual(await curl("/v1/check", { command: "ls -la" }), { allowed: true });
+    const rm = await curl("/v1/check", { command: "ls; \\rm x" });
+    assert.equal(rm.allowed, false);
+    assert.match(String(rm.message), RM_RULE);
+    const hook = await curl("/v1/hooks/claude-code", { tool_name: "Bash", tool_input: { command: "git push origin main" } });
+    assert.deepEqual(Object.keys(hook), ["hookSpecificOutput"]);
+    const out = hook.hookSpecificOutput as { hookEventName: string; permissionDecision: string; permissionDecisionReason: string };
+    assert.equal(out.hookEventName, "PreToolUse");
+    assert.equal(out.permissionDecision, "deny");
+    assert.match(out.permissionDecisionReason, /agents may not deploy in this environment/);
+    assert.deepEqual(await curl("/v1/hooks/claude-code", { tool_name: "Read", tool_input: { file_path: "/etc/passwd" } }), {});
+    const allowed = await curl("/v1/hooks/claude-code", { tool_name: "Bash", tool_input: { command: "npm test" } });
+    assert.equal((allowed.hookSpecificOutput as { permissionDecision: string }).permissionDecision, "allow");
+    // ask: the tool call waits for a person, like an exec does.
+    const waiting = curl("/v1/check", { command: "tar --version" });
+    const approval = await waitForPending(admin, s);
+    assert.equal(approval.requestedBy, "bot");
+    await as.eng!.approvals.approve(approval.id);
+    assert.deepEqual(await waiting, { allowed: true }, "eng may approve what her agent asked for");
+    const tls = await as.bot!.sessions.run(s, { argv: ["sh", "-c", "curl -sS -o /dev/null -w '%{http_code}' https://paddock.internal/v1/whoami"] });
+    assert.notEqual(tls.stdout, "200", "paddock.internal is plain HTTP only");
+    const calls = (await admin.audit.list({ session: s, limit: 5000 })).filter((r) => r.action === "toolcall");
+    assert.ok(calls.some((r) => r.decision === "denied" && r.actor === "bot" && r.onBehalfOf === "eng"));
+    assert.ok(calls.some((r) => r.decision === "allowed"));
+    await admin.sessions.remove(s);
+  });
+
   void it("every decision is in the audit log, and the chain verifies", async () => {
     const records = await admin.audit.list({ session, limit: 5000 });
     const execs = records.filter((r) => r.action === "exec");
