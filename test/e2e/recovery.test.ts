@@ -75,6 +75,33 @@ void describe("crash recovery with the real server process", () => {
     await s.client.sessions.stop(session.id);
   });
 
+  void it("guardrails and audit survive kill -9: the exec guard keeps denying, a pending approval expires, the chain verifies", async () => {
+    let s = await start();
+    await s.client.environments.apply("runtime.yml", "name: guarded\ncompute:\n  timeout: 1h\nguardrails:\n  commands:\n    deny: [rm]\n    ask: [tar]\n    askTimeout: 1h\n");
+    const session = await s.client.sessions.start("guarded");
+    await s.client.files.write(session.id, "/workspace/x", Buffer.from("precious"));
+    const waiting = s.client.sessions.run(session.id, { argv: ["tar", "--version"] }).catch((e: unknown) => e);
+    await waitFor("the approval request", async () => (await s.client.approvals.list({ state: "pending" })).length === 1);
+    const [pending] = await s.client.approvals.list({ state: "pending" });
+    await kill9();
+    assert.ok((await waiting) instanceof Error, "the waiting request ended with the server");
+    s = await start();
+    // The sandbox's supervisor outlived the server, and with it the exec guard.
+    await s.client.files.write(session.id, "/workspace/go.sh", Buffer.from("rm x\n"));
+    const r = await s.client.sessions.run(session.id, { argv: ["bash", "go.sh"] });
+    assert.match(r.stderr, /paddock: 'rm' denied by guardrails\.commands\.deny \(runtime\.yml:6\)/);
+    assert.equal((await s.client.files.read(session.id, "/workspace/x")).toString(), "precious");
+    const expired = await s.client.approvals.get(pending!.id);
+    assert.equal(expired.state, "expired");
+    assert.match(expired.reason ?? "", /restarted/);
+    const records = await s.client.audit.list({ session: session.id, limit: 5000 });
+    assert.ok(records.some((x) => x.action === "approval.request") && records.some((x) => x.action === "approval.expire"));
+    assert.ok(records.some((x) => x.action === "guard.exec" && x.decision === "denied"));
+    const v = await s.client.audit.verify();
+    assert.equal(v.ok, true, JSON.stringify(v.problems));
+    await s.client.sessions.stop(session.id);
+  });
+
   void it("a session whose sandbox died while the server was down is marked lost and its kernel objects freed", async () => {
     let s: { client: PaddockClient } = await start();
     const session = await s.client.sessions.start("crashy");

@@ -163,6 +163,22 @@ void describe("RBAC: every route × every kind of principal", () => {
     assert.deepEqual(failures, []);
   });
 
+  void it("a token counts only as a Bearer header: not in the query, not as Basic auth, not twice, not padded", async () => {
+    const good = tokens.admin!;
+    const status = async (path: string, headers: Record<string, string> = {}) => (await fetch(server.url + path, { headers })).status;
+    assert.equal(await status("/v1/whoami", { authorization: `Bearer ${good}` }), 200);
+    assert.equal(await status("/v1/whoami", { authorization: `bearer ${good}` }), 200, "the scheme is case-insensitive (RFC 9110)");
+    assert.equal(await status(`/v1/whoami?token=${good}`), 401);
+    assert.equal(await status(`/v1/whoami?access_token=${good}`), 401);
+    assert.equal(await status("/v1/whoami", { authorization: `Basic ${Buffer.from(`admin:${good}`).toString("base64")}` }), 401);
+    assert.equal(await status("/v1/whoami", { authorization: `Bearer ${good} ${good}` }), 401);
+    assert.equal(await status("/v1/whoami", { authorization: `Bearer ${good}x` }), 401);
+    assert.equal(await status("/v1/whoami", { authorization: `Bearer ${good.slice(0, -1)}` }), 401);
+    assert.equal(await status("/v1/whoami", { cookie: `token=${good}` }), 401);
+    const anonymous = (await server.cp.store.listAudit({ actor: "anonymous", limit: 5000 })).filter((r) => r.action === "api.whoami");
+    assert.ok(anonymous.length >= 6 && anonymous.every((r) => r.decision === "denied" && !JSON.stringify(r).includes(good)), "refusals are audited, never with the token");
+  });
+
   void it("listings show only what the caller may read", async () => {
     const s = await as("eng").sessions.start("web");
     assert.ok((await as("sup").sessions.list()).some((x) => x.id === s.id));
