@@ -10,8 +10,9 @@ import { promptHidden, readStdinValue } from "./secret.ts";
 type ClientFactory = (override?: { token?: string }) => PaddockClient;
 
 function describeWho(w: Whoami): string {
-  const envs = Object.entries(w.environments).map(([e, p]) => `${e}: ${p.length ? p.join(",") : "-"}`);
-  return `${w.principal.name} (${w.principal.kind}, role ${w.principal.role}${w.principal.team ? `, team ${w.principal.team}` : ""})${w.admin ? " — admin" : ""}\n${envs.map((l) => `  ${l}`).join("\n")}`;
+  const envs = Object.entries(w.environments).map(([e, p]) => `  ${e}: ${p.length ? p.join(",") : "-"}`);
+  const who = `${w.principal.name} (${w.principal.kind}, role ${w.principal.role}${w.principal.team ? `, team ${w.principal.team}` : ""})${w.admin ? " — admin" : ""}`;
+  return envs.length ? `${who}\n${envs.join("\n")}` : `${who}\n  (no environments yet)`;
 }
 
 export function registerAccessCommands(program: Command, client: ClientFactory): void {

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
 import type { Store } from "../core/index.ts";
 import { runCommand } from "../core/index.ts";
 import type { ClosableLayerStore } from "../layers/index.ts";
@@ -47,12 +48,35 @@ export async function runDoctor(deps: DoctorDeps): Promise<DoctorReport> {
     add("cgroups", false, (err as Error).message);
   }
   add("launcher", existsSync(sandboxBinaryPath()), `${sandboxBinaryPath()} (build it with: make build)`);
+  add(...(await execGuardReadiness()));
   for (const tool of ["mkfs.btrfs", "btrfs", "setfattr", "mmdebstrap", "nft", "ip", "bwrap"]) {
     const found = (await runCommand(["sh", "-c", `command -v ${tool}`], { allowFailure: true })).code === 0;
     add(`tool ${tool}`, found || tool === "bwrap", found ? "installed" : `missing: apt-get install ${debianPackageOf(tool)} (make up installs it)`);
   }
   add("layer store", true, deps.layers.kind === "btrfs" ? "btrfs (copy-on-write, per-session disk limits)" : "directories (no per-session disk limit: install btrfs-progs)");
   return { ok: checks.every((c) => c.ok), checks, leaks: await findLeaks(deps, scope) };
+}
+
+/**
+ * The exec guard (guardrails.commands.deny inside sandboxes) needs fanotify permission events and
+ * the per-pid-namespace memfd_noexec sysctl (Linux ≥ 6.3). Without them a guarded session refuses
+ * to start (fail closed), so say so here first.
+ */
+async function execGuardReadiness(): Promise<[string, boolean, string]> {
+  const memfd = existsSync("/proc/sys/vm/memfd_noexec");
+  const config = await kernelConfig();
+  const fanotify = config === null ? null : /^CONFIG_FANOTIFY_ACCESS_PERMISSIONS=y$/m.test(config);
+  if (!memfd) return ["exec guard", false, "vm.memfd_noexec is missing (Linux 6.3 or newer is needed): sessions with guardrails.commands.deny cannot start"];
+  if (fanotify === false) return ["exec guard", false, "the kernel lacks CONFIG_FANOTIFY_ACCESS_PERMISSIONS: sessions with guardrails.commands.deny cannot start"];
+  return ["exec guard", true, `fanotify permission events ${fanotify === null ? "(kernel config not readable; checked at each guarded launch)" : "available"}, vm.memfd_noexec available`];
+}
+
+async function kernelConfig(): Promise<string | null> {
+  const release = (await readFile("/proc/sys/kernel/osrelease", "utf8").catch(() => "")).trim();
+  const plain = await readFile(`/boot/config-${release}`, "utf8").catch(() => null);
+  if (plain !== null) return plain;
+  const gz = await readFile("/proc/config.gz").catch(() => null);
+  return gz === null ? null : gunzipSync(gz).toString("utf8");
 }
 
 function debianPackageOf(tool: string): string {

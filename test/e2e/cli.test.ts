@@ -141,6 +141,8 @@ void describe("paddock CLI end to end", () => {
     const report = JSON.parse(r.stdout) as { ok: boolean; leaks: string[]; checks: { name: string; ok: boolean }[] };
     assert.deepEqual(report.leaks, []);
     assert.ok(report.checks.find((c) => c.name === "cgroups")?.ok);
+    // This kernel has both (DESIGN.md: 6.18, fanotify permission events): the guard tests rely on it.
+    assert.ok(report.checks.find((c) => c.name === "exec guard")?.ok, JSON.stringify(report.checks));
     assert.equal(r.code, report.ok ? 0 : 1);
   });
 
