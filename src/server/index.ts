@@ -80,12 +80,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 }
 
 function register(app: FastifyInstance, cp: ControlPlane, r: Route): void {
+  const principals = new WeakMap<object, Principal>();
   app.route({
     method: r.method,
     url: r.path,
+    // Authentication comes first, before the body is even read: without a token nothing else
+    // about the request is looked at (a malformed body gets 401, not 400).
+    onRequest: async (req) => {
+      if (r.access.kind !== "public") principals.set(req, await authenticate(cp, req.headers, r.operationId));
+    },
     handler: async (req, reply) => {
-      // Authentication comes first: without a token nothing else about the request is looked at.
-      const principal: Principal | null = r.access.kind === "public" ? null : await authenticate(cp, req.headers, r.operationId);
+      const principal: Principal | null = principals.get(req) ?? null;
+      if (r.access.kind !== "public" && !principal) throw new PaddockError("unauthorized", "a valid API token is required");
       const rawParams = (req.params ?? {}) as Record<string, string>;
       const target = rawParams.id ?? rawParams.name ?? "-";
       let ctx;

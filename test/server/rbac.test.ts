@@ -175,6 +175,8 @@ void describe("RBAC: every route × every kind of principal", () => {
     assert.equal(await status("/v1/whoami", { authorization: `Bearer ${good}x` }), 401);
     assert.equal(await status("/v1/whoami", { authorization: `Bearer ${good.slice(0, -1)}` }), 401);
     assert.equal(await status("/v1/whoami", { cookie: `token=${good}` }), 401);
+    const malformed = await fetch(`${server.url}/v1/sessions`, { method: "POST", headers: { "content-type": "application/json" }, body: "{not json" });
+    assert.equal(malformed.status, 401, "the body of an unauthenticated request is never read");
     const anonymous = (await server.cp.store.listAudit({ actor: "anonymous", limit: 5000 })).filter((r) => r.action === "api.whoami");
     assert.ok(anonymous.length >= 6 && anonymous.every((r) => r.decision === "denied" && !JSON.stringify(r).includes(good)), "refusals are audited, never with the token");
   });
