@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { hostForUrl } from "./addresses.ts";
-import { endToEndHeaders, framingProblem, headerValues, parseAuthority } from "./framing.ts";
+import { endToEndHeaders, framingProblem, headerValues, parseAuthority, readBody } from "./framing.ts";
 import { decideHost } from "./policy.ts";
 import { draft, finish, logLine, type RecordDraft } from "./records.ts";
 import { redactText } from "./redact.ts";
@@ -71,24 +71,6 @@ function target(conn: Conn, req: IncomingMessage): Target {
   return { ...want, path };
 }
 
-function readBody(req: IncomingMessage): Promise<Buffer | null> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on("data", (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        req.removeAllListeners("data");
-        req.pause();
-        resolve(null);
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on("end", () => resolve(Buffer.concat(chunks)));
-    req.on("error", reject);
-  });
-}
 
 function refuse(deps: Deps, res: ServerResponse, d: RecordDraft, status: number, rule: string, reason: string): void {
   deps.record(finish(d, { status, decision: "denied", rule, reason }));
@@ -122,7 +104,7 @@ export async function handleRequest(deps: Deps, conn: Conn, req: IncomingMessage
     }
     const decision = decideHost(session.spec.policy, t.host, t.port);
     if (!decision.allowed) return refuse(deps, res, d, 403, decision.rule, decision.reason ?? "denied");
-    const body = await readBody(req);
+    const body = await readBody(req, MAX_BODY_BYTES);
     if (body === null) return refuse(deps, res, d, 413, "gateway.body-limit", `request bodies over ${MAX_BODY_BYTES} bytes are refused`);
     const branches = session.spec.protectedBranches ?? [];
     if (branches.length > 0 && isReceivePack(method, t.path)) {

@@ -7,6 +7,7 @@
  * handler the control plane gave it.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { readBody } from "./framing.ts";
 
 export const LOCAL_API_HOST = "paddock.internal";
 /** Tool calls are small; anything larger is not one. */
@@ -42,7 +43,7 @@ export async function serveLocal(api: LocalApi | undefined, sessionId: string, m
     return status;
   };
   if (!api) return send(404, { error: "paddock.internal is not served by this installation" });
-  const body = await readLimited(req, MAX_LOCAL_BODY_BYTES);
+  const body = await readBody(req, MAX_LOCAL_BODY_BYTES);
   if (body === null) return send(413, { error: `request bodies over ${MAX_LOCAL_BODY_BYTES} bytes are refused` });
   const abort = new AbortController();
   res.on("close", () => {
@@ -55,23 +56,4 @@ export async function serveLocal(api: LocalApi | undefined, sessionId: string, m
     // Fail closed, and say nothing about why: the caller is inside the sandbox.
     return send(500, { error: "paddock.internal could not answer" });
   }
-}
-
-function readLimited(req: IncomingMessage, limit: number): Promise<Buffer | null> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on("data", (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        req.removeAllListeners("data");
-        req.pause();
-        resolve(null);
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on("end", () => resolve(Buffer.concat(chunks)));
-    req.on("error", reject);
-  });
 }
