@@ -6,6 +6,7 @@ import { Command, CommanderError } from "commander";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { PaddockClient } from "../client/index.ts";
+import { PaddockError } from "../core/index.ts";
 import { die, printJson } from "./output.ts";
 import { registerEnvCommands } from "./env.ts";
 import { registerSessionCommands } from "./session.ts";
@@ -55,6 +56,32 @@ program
     };
     process.once("SIGINT", () => shutdown("SIGINT"));
     process.once("SIGTERM", () => shutdown("SIGTERM"));
+  });
+
+program
+  .command("admin-token")
+  .description("on the server's machine: issue a new token for admin and write it to $PADDOCK_HOME/admin.token (0600), e.g. after losing it")
+  .option("--home <dir>", "data directory (default $PADDOCK_HOME or ~/.paddock)")
+  .action(async (o: { home?: string }) => {
+    // Local recovery, not an API call: whoever can write the data directory already controls
+    // the installation. The store is opened directly (SQLite allows it beside a running server).
+    const home = resolve(o.home ?? process.env.PADDOCK_HOME ?? join(homedir(), ".paddock"));
+    const { openStore } = await import("../store/index.ts");
+    const { openVault } = await import("../gateway/vault.ts");
+    const { AuditLog, Identities } = await import("../guard/index.ts");
+    const { existsSync } = await import("node:fs");
+    if (!existsSync(join(home, "paddock.db"))) throw new PaddockError("not_found", `no Paddock data in ${home} (start it once with paddock up, or pass --home)`);
+    const store = await openStore(join(home, "paddock.db"));
+    try {
+      const vault = await openVault({ home, store });
+      const path = await new Identities(store).recoverAdmin(home);
+      await new AuditLog(store, vault.deriveKey("audit-chain"), join(home, "audit.head")).append({
+        actor: "local-root", actorKind: "system", action: "admin-token", target: "admin", decision: "allowed", detail: { uid: process.getuid?.() ?? null },
+      });
+      process.stderr.write(`a new admin token is in ${path} (mode 0600); the old ones still work until revoked (paddock user tokens admin)\n`);
+    } finally {
+      await store.close();
+    }
   });
 
 registerEnvCommands(program, client);

@@ -35,6 +35,20 @@ export class Identities {
     return path;
   }
 
+  /**
+   * Local recovery when the admin token is lost: a new token for `admin` (re-enabled if it was
+   * disabled), written to `${home}/admin.token`. Only someone who can read and write the data
+   * directory can call this (the CLI's `paddock admin-token`), which is already full control.
+   */
+  async recoverAdmin(home: string): Promise<string> {
+    let admin = await this.store.getPrincipalByName("admin");
+    if (!admin) return (await this.bootstrap(home)) ?? join(home, "admin.token");
+    if (admin.disabledAt !== null) admin = await this.store.updatePrincipal(admin.id, { disabledAt: null });
+    const path = join(home, "admin.token");
+    await writePrivate(path, (await this.issueToken(admin, "recovered with paddock admin-token")) + "\n");
+    return path;
+  }
+
   /** Create a principal and its first token; the token is in the result only. */
   async add(p: NewPrincipal, label = "created with the principal"): Promise<{ principal: Principal; token: string }> {
     if (!NAME_RE.test(p.name)) throw invalid(`${JSON.stringify(p.name)} is not a valid name: use lowercase letters, digits, ".", "_" and "-", starting with a letter (e.g. "alice")`);

@@ -4,7 +4,7 @@
  * `audit verify` catching a record edited straight in the database file.
  */
 import assert from "node:assert/strict";
-import { stat, writeFile } from "node:fs/promises";
+import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
@@ -101,6 +101,24 @@ void describe("paddock user, login, whoami, audit (CLI)", () => {
     const again = await cli(url, ["deny", approval], { token: aliceToken });
     assert.equal(again.code, 4, "answering twice is a conflict");
     await cli(url, ["session", "rm", id]);
+  });
+
+  void it("admin-token recovers a lost admin token on the server's machine, audited", async () => {
+    const before = (await readFile(join(home, "admin.token"), "utf8")).trim();
+    await rm(join(home, "admin.token"));
+    const r = await cli(url, ["admin-token", "--home", home], { token: "" });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /a new admin token is in .*admin\.token \(mode 0600\)/);
+    const after = (await readFile(join(home, "admin.token"), "utf8")).trim();
+    assert.notEqual(after, before);
+    assert.equal((await stat(join(home, "admin.token"))).mode & 0o777, 0o600);
+    const who = await cli(url, ["whoami", "--json"], { token: after });
+    assert.equal((JSON.parse(who.stdout) as { principal: { name: string } }).principal.name, "admin");
+    const records = JSON.parse((await cli(url, ["audit", "--actor", "local-root", "--json"])).stdout) as { action: string }[];
+    assert.deepEqual(records.map((x) => x.action), ["admin-token"]);
+    assert.equal((await cli(url, ["audit", "verify"])).code, 0, "written into the same chain");
+    const missing = await cli(url, ["admin-token", "--home", join(home, "nowhere")], { token: "" });
+    assert.equal(missing.code, 3);
   });
 
   void it("audit verify exits 1 and names the record when the database is edited behind Paddock's back", async () => {
