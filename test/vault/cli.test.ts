@@ -14,7 +14,7 @@ import { distinctiveValue, fixture, type Fixture } from "./helpers.ts";
 
 function paddock(url: string, args: string[], input = ""): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "test/vault/cli-main.ts"), "--url", url, ...args], { cwd: repoRoot, stdio: ["pipe", "pipe", "pipe"] });
+    const proc = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "src/cli/main.ts"), "--url", url, ...args], { cwd: repoRoot, stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     proc.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
