@@ -1,6 +1,6 @@
 import type { EgressAttachment, Store } from "../core/index.ts";
 import type { EnvironmentSpec } from "../config/index.ts";
-import type { Gateway, GatewayRegistration, NetworkPolicy, SecretBinding } from "../gateway/index.ts";
+import type { Gateway, GatewayRegistration, GatewaySessionSpec, NetworkPolicy, SecretBinding } from "../gateway/index.ts";
 import { defaultBinding } from "../gateway/index.ts";
 import type { Vault } from "../gateway/vault.ts";
 
@@ -23,21 +23,16 @@ export class Egress {
 
   constructor(private readonly deps: { gateway: Gateway; vault: Vault; store: Store }) {}
 
-  /** The `egress` hook of a session's sandbox spec. */
-  /** `protectedBranches`: where this session may not push (its principal lacks deploy); [] for none. */
+  /**
+   * The `egress` hook of a session's sandbox spec. `protectedBranches`: where this session may
+   * not push (its principal lacks deploy); [] for none.
+   */
   forSession(id: string, environment: string, version: number, spec: EnvironmentSpec, fileName: string, protectedBranches: string[] = []): (ip: string) => Promise<EgressAttachment> {
     return async (sourceIp) => {
       const caKey = `${environment}@${version}`;
       const ca = this.cas.get(caKey);
       const reg = await this.deps.gateway.register(
-        {
-          id,
-          sourceIp,
-          policy: policyOf(spec.guardrails.network, "guardrails.network", spec, fileName),
-          secrets: await this.bindings(spec, environment),
-          scope: { environment },
-          protectedBranches,
-        },
+        await this.sessionSpec(id, sourceIp, environment, spec, fileName, protectedBranches),
         ca ? { placeholders: {}, ...ca } : undefined,
       );
       if (!ca) this.cas.set(caKey, { caCertPem: reg.caCertPem, caKeyPem: reg.caKeyPem });
@@ -64,17 +59,19 @@ export class Egress {
   async restore(id: string, sourceIp: string, environment: string, spec: EnvironmentSpec, fileName: string, protectedBranches: string[] = []): Promise<void> {
     const sealed = await this.deps.vault.unseal(sealKey(id));
     const restore = sealed ? (JSON.parse(sealed) as GatewayRegistration & { caKeyPem: string }) : undefined;
-    await this.deps.gateway.register(
-      {
-        id,
-        sourceIp,
-        policy: policyOf(spec.guardrails.network, "guardrails.network", spec, fileName),
-        secrets: await this.bindings(spec, environment),
-        scope: { environment },
-        protectedBranches,
-      },
-      restore,
-    );
+    await this.deps.gateway.register(await this.sessionSpec(id, sourceIp, environment, spec, fileName, protectedBranches), restore);
+  }
+
+  /** What the gateway is told about a session, at start and again after a restart. */
+  private async sessionSpec(id: string, sourceIp: string, environment: string, spec: EnvironmentSpec, fileName: string, protectedBranches: string[]): Promise<GatewaySessionSpec> {
+    return {
+      id,
+      sourceIp,
+      policy: policyOf(spec.guardrails.network, "guardrails.network", spec, fileName),
+      secrets: await this.bindings(spec, environment),
+      scope: { environment },
+      protectedBranches,
+    };
   }
 
   async detach(id: string): Promise<void> {

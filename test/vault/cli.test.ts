@@ -1,10 +1,8 @@
 /** `paddock secret` and `paddock logs --egress` as a user runs them: a real process, stdin piped. */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { applyKeys, emptyPrompt, scopeLabel } from "../../src/cli/secret.ts";
-import { repoRoot } from "../helpers/server.ts";
+import { cli } from "../helpers/server.ts";
 import { session } from "../store/suite-fixtures.ts";
 import { secretRoutes } from "../../src/server/routes-secrets.ts";
 import type { Route } from "../../src/server/routes.ts";
@@ -12,19 +10,8 @@ import { z } from "zod";
 import { serveRoutes } from "./api-harness.ts";
 import { distinctiveValue, fixture, type Fixture } from "./helpers.ts";
 
-function paddock(url: string, args: string[], input = ""): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "src/cli/main.ts"), "--url", url, ...args], { cwd: repoRoot, stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    proc.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
-    proc.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
-    proc.on("error", reject);
-    proc.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    proc.stdin.on("error", () => undefined);
-    proc.stdin.end(input);
-  });
-}
+/** The real `paddock` program against the route harness (which checks no token). */
+const paddock = (url: string, args: string[], input = "") => cli(url, args, { input, token: "" });
 
 void describe("paddock secret and paddock logs", () => {
   let f: Fixture;
