@@ -1,20 +1,27 @@
 # The two commands of the README. Both install what they need first (scripts/setup.sh, idempotent).
-.PHONY: up test setup build typecheck lint unit bench clean
+.PHONY: up test setup build build-js typecheck lint unit bench bench-cli clean
 
 PORT ?= 7070
 
-## Start Paddock in the foreground on 127.0.0.1:$(PORT) with its embedded defaults.
+## Start Paddock in the foreground on 127.0.0.1:$(PORT) with its embedded defaults (the compiled
+## CLI in dist/, which setup builds when a source changed).
 up: setup
 	./bin/paddock up --port $(PORT)
 
-## Typecheck, lint and run every test.
+## Typecheck, lint and run every test (under tsx, from the TypeScript sources).
 test: setup typecheck lint unit
 
 setup:
 	@./scripts/setup.sh
 
+## The native launcher, and the compiled CLI when a source changed since its last build.
 build:
 	@$(MAKE) -s -C native
+	@node scripts/build.mjs --if-stale
+
+## Compile the CLI to dist/ (bin/paddock runs it while no source is newer).
+build-js:
+	@node scripts/build.mjs
 
 typecheck:
 	npx tsc -p tsconfig.json --noEmit
@@ -28,5 +35,9 @@ unit:
 bench: setup
 	node --import tsx bench/run.ts
 
+## `paddock --help` start-up: compiled vs from source vs `node -e 0`.
+bench-cli: setup
+	node --import tsx bench/cli.ts
+
 clean:
-	rm -rf build
+	rm -rf build dist

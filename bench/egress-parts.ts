@@ -38,7 +38,7 @@ if (role === "upstream" && certDir) {
     id: "bench",
     sourceIp: "127.0.0.1",
     policy: { allow: [NAME], deny: ["*"] },
-    secrets: [{ name: "STRIPE_API_KEY", hosts: [NAME], in: ["header"], kind: "http" }],
+    secrets: [{ name: "STRIPE_API_KEY", hosts: [NAME], in: ["header"], kind: "http", cleartext: true }], // the HTTP figures swap over plain HTTP too
     scope: { environment: "bench" },
   });
   // SIGINT ends the process normally, so a --cpu-prof profile gets written.

@@ -173,13 +173,19 @@ static void reap(void) {
 int agent_main(int argc, char **argv) {
     unsigned long lfd = 0, rfd = 0;
     int have_listen = 0, have_ready = 0, have_user = 0;
-    struct user u;
+    struct user u = {0};
     for (int i = 0; i < argc; i++) {
         if (i + 1 >= argc) die_plain("option %s needs a value", argv[i]);
         const char *v = argv[++i];
         if (strcmp(argv[i - 1], "--listen-fd") == 0) have_listen = parse_ulong(v, 1 << 20, &lfd) == 0;
         else if (strcmp(argv[i - 1], "--ready-fd") == 0) have_ready = parse_ulong(v, 1 << 20, &rfd) == 0;
         else if (strcmp(argv[i - 1], "--user") == 0) have_user = parse_user(v, &u.uid, &u.gid) == 0;
+        else if (strcmp(argv[i - 1], "--work-cgroup-fd") == 0) {
+            unsigned long fd;
+            if (u.n_work_fds >= MAX_WORK_CGROUPS || parse_ulong(v, 1 << 20, &fd) || fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0)
+                die_plain("bad --work-cgroup-fd %s", v);
+            u.work_fds[u.n_work_fds++] = (int)fd;
+        }
         else die_plain("unknown option %s", argv[i - 1]);
     }
     if (!have_listen || !have_user) die_plain("agent needs --listen-fd N and --user UID:GID");

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common.h"
+
 #define FRAME_MAX (1u << 20) /* 1 MiB payload */
 #define CHUNK (64u * 1024)   /* O/E/I chunk size the agent produces */
 
@@ -31,6 +33,10 @@ const char *next_field(struct fields *c);
 struct user {
     uid_t uid;
     gid_t gid;
+    /* cgroup.procs of the work group(s), opened by the launcher: each command joins them before
+     * it execs (--work-cgroup-fd). None for sandboxes launched without a work group. */
+    int work_fds[MAX_WORK_CGROUPS];
+    size_t n_work_fds;
 };
 /* setgroups(0) + setresgid + setresuid; capabilities go with the uid change. 0 or -1. */
 int become_user(const struct user *u);

@@ -8,6 +8,8 @@
 
 /* Exit status for "the sandbox could not be set up" (mirrors runc/podman's 125). */
 #define EXIT_SETUP 125
+/* cgroup.procs files a command joins (one per v1 hierarchy that is split; v2 needs one). */
+#define MAX_WORK_CGROUPS 4
 
 /* Print "error <message>: <strerror(errno)>\n" to stderr and exit EXIT_SETUP. */
 __attribute__((noreturn, format(printf, 1, 2))) void die(const char *fmt, ...);

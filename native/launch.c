@@ -92,7 +92,22 @@ static void loopback_up(void) {
 struct child_ctx {
     const struct launch_opts *o;
     int listen_fd, exe_fd, to_parent, from_parent;
+    int work_fds[MAX_WORK_CGROUPS];
 };
+
+/* Opened here, as real root in the host's cgroup namespace: the kernel checks a cgroup.procs
+ * write against the opener's credentials and namespace, so the agent (root of the sandbox's user
+ * namespace only, in its own cgroup namespace) can later move each command it starts into the
+ * work group through these descriptors, and through nothing else. */
+static void open_work_cgroups(const struct launch_opts *o, int *fds) {
+    char path[4096];
+    for (size_t i = 0; i < o->n_work_cgroups; i++) {
+        if (snprintf(path, sizeof path, "%s/cgroup.procs", o->work_cgroups[i]) >= (int)sizeof path)
+            die_plain("--work-cgroup %s: path too long", o->work_cgroups[i]);
+        fds[i] = open(path, O_WRONLY | O_CLOEXEC);
+        if (fds[i] < 0) die("open %s", path);
+    }
+}
 
 static int cmp_int(const void *a, const void *b) {
     return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
@@ -171,17 +186,25 @@ static __attribute__((noreturn)) void child_main(struct child_ctx *c) {
     restrict_caps(o->caps);
     load_seccomp();
 
-    char lfd[16], rfd[16], user[32];
+    char lfd[16], rfd[16], user[32], wfd[MAX_WORK_CGROUPS][16];
     snprintf(lfd, sizeof lfd, "%d", c->listen_fd);
     snprintf(rfd, sizeof rfd, "%d", o->ready_fd);
     snprintf(user, sizeof user, "%lu:%lu", (unsigned long)o->uid, (unsigned long)o->gid);
-    int keep[] = {c->listen_fd, o->ready_fd, c->exe_fd};
-    close_other_fds(keep, 3);
-    /* These two are the agent's; everything else is closed above or close-on-exec (exe_fd). */
+    int keep[3 + MAX_WORK_CGROUPS] = {c->listen_fd, o->ready_fd, c->exe_fd};
+    for (size_t i = 0; i < o->n_work_cgroups; i++) keep[3 + i] = c->work_fds[i];
+    close_other_fds(keep, 3 + o->n_work_cgroups);
+    /* These are the agent's; everything else is closed above or close-on-exec (exe_fd). */
     if (fcntl(c->listen_fd, F_SETFD, 0) < 0) die("listen fd");
     if (o->ready_fd >= 0 && fcntl(o->ready_fd, F_SETFD, 0) < 0) die("ready fd");
-    char *argv[] = {"paddock-sandbox", "agent", "--listen-fd", lfd, "--user", user, "--ready-fd", rfd, NULL};
-    if (o->ready_fd < 0) argv[6] = NULL;
+    char *argv[8 + 2 * MAX_WORK_CGROUPS] = {"paddock-sandbox", "agent", "--listen-fd", lfd, "--user", user};
+    size_t argc = 6;
+    if (o->ready_fd >= 0) argv[argc++] = "--ready-fd", argv[argc++] = rfd;
+    for (size_t i = 0; i < o->n_work_cgroups; i++) {
+        if (fcntl(c->work_fds[i], F_SETFD, 0) < 0) die("work cgroup fd");
+        snprintf(wfd[i], sizeof wfd[i], "%d", c->work_fds[i]);
+        argv[argc++] = "--work-cgroup-fd", argv[argc++] = wfd[i];
+    }
+    argv[argc] = NULL;
     /* Fail closed: the control plane's environment may hold secrets; the agent starts empty and
      * commands get exactly the environment each exec request carries. */
     char *envp[] = {NULL};
@@ -256,6 +279,8 @@ int launch_main(int argc, char **argv) {
 
     /* Before any namespace exists, so every descendant is accounted to the sandbox's cgroups. */
     join_cgroups(&o);
+    int work_fds[MAX_WORK_CGROUPS];
+    open_work_cgroups(&o, work_fds);
     int listen_fd = make_listener(o.listen);
     int exe_fd = open("/proc/self/exe", O_PATH | O_CLOEXEC);
     if (exe_fd < 0) die("open /proc/self/exe");
@@ -277,7 +302,8 @@ int launch_main(int argc, char **argv) {
     if (pid == 0) {
         close(up[0]);
         close(down[1]);
-        struct child_ctx c = {&o, listen_fd, exe_fd, up[1], down[0]};
+        struct child_ctx c = {&o, listen_fd, exe_fd, up[1], down[0], {0}};
+        memcpy(c.work_fds, work_fds, sizeof work_fds);
         child_main(&c);
     }
 
@@ -293,6 +319,7 @@ int launch_main(int argc, char **argv) {
     close(down[0]);
     close(listen_fd);
     close(exe_fd);
+    for (size_t i = 0; i < o.n_work_cgroups; i++) close(work_fds[i]);
     /* Best effort (needs CAP_SYS_RESOURCE): if the sandbox's memory cgroup runs out, the OOM
      * killer should pick a sandbox process, not the supervisor that reports its exit. */
     (void)write_file("/proc/self/oom_score_adj", "-1000\n");

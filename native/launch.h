@@ -33,6 +33,10 @@ struct launch_opts {
     struct id_map uid_map, gid_map;
     const char **cgroups;
     size_t n_cgroups;
+    /* Where the agent moves every command it starts (--work-cgroup): the user's processes live
+     * apart from the agent's, so a full pid limit never stops the agent serving or a kill. */
+    const char **work_cgroups;
+    size_t n_work_cgroups;
     const char **masks;
     size_t n_masks;
     struct bind_spec *binds;

@@ -63,10 +63,11 @@ void parse_launch_opts(int argc, char **argv, struct launch_opts *o) {
     o->lowers = calloc(cap, sizeof *o->lowers);
     o->lower_abs = calloc(cap, sizeof *o->lower_abs);
     o->cgroups = calloc(cap, sizeof *o->cgroups);
+    o->work_cgroups = calloc(cap, sizeof *o->work_cgroups);
     o->masks = calloc(cap, sizeof *o->masks);
     o->binds = calloc(cap, sizeof *o->binds);
     o->tmpfs = calloc(cap, sizeof *o->tmpfs);
-    if (!o->lowers || !o->lower_abs || !o->cgroups || !o->masks || !o->binds || !o->tmpfs) die("calloc");
+    if (!o->lowers || !o->lower_abs || !o->cgroups || !o->work_cgroups || !o->masks || !o->binds || !o->tmpfs) die("calloc");
     o->uid_map = (struct id_map){0, 100000, 65536};
     o->gid_map = (struct id_map){0, 100000, 65536};
     o->ready_fd = -1;
@@ -109,6 +110,9 @@ void parse_launch_opts(int argc, char **argv, struct launch_opts *o) {
             parse_map(a, need(argc, argv, &i, a), &o->gid_map);
         } else if (strcmp(a, "--cgroup") == 0) {
             o->cgroups[o->n_cgroups++] = need(argc, argv, &i, a);
+        } else if (strcmp(a, "--work-cgroup") == 0) {
+            if (o->n_work_cgroups >= MAX_WORK_CGROUPS) die_plain("--work-cgroup: at most %d", MAX_WORK_CGROUPS);
+            o->work_cgroups[o->n_work_cgroups++] = need(argc, argv, &i, a);
         } else if (strcmp(a, "--mask") == 0) {
             const char *v = need(argc, argv, &i, a);
             check_inside_path(a, v);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Paddock needs on Debian 12, idempotently: Debian packages that are missing, npm
-# packages when package-lock.json changed, and the native sandbox launcher when its sources did.
+# packages when package-lock.json changed, the native sandbox launcher and the compiled CLI (dist/)
+# when their sources did.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +45,9 @@ fi
 
 # The native launcher (make tracks its sources).
 make -s -C native
+
+# The compiled CLI that bin/paddock runs (scripts/build.mjs; only when a source is newer than it).
+node scripts/build.mjs --if-stale
 
 # `paddock` on PATH.
 if [ "$(id -u)" -eq 0 ] && [ "$(readlink -f /usr/local/bin/paddock 2>/dev/null)" != "$(pwd)/bin/paddock" ]; then

@@ -1,16 +1,42 @@
-import { readFile } from "node:fs/promises";
+import { createReadStream } from "node:fs";
 import { basename } from "node:path";
 import type { Command } from "commander";
 import type { PaddockClient } from "../client/index.ts";
 import { PaddockError } from "../core/index.ts";
 import { bytes, formatIssue, printJson, printTable, seconds } from "./output.ts";
 
-async function readEnvFile(path: string): Promise<{ fileName: string; source: string }> {
-  try {
-    return { fileName: basename(path), source: await readFile(path, "utf8") };
-  } catch (err) {
-    throw new PaddockError("invalid_argument", `cannot read ${path}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
+/** The server refuses environment files over 1 MiB (config's MAX_FILE_BYTES); reading stops there. */
+const MAX_ENV_FILE_BYTES = 1024 * 1024;
+
+const READ_ERRORS: Record<string, string> = { ENOENT: "no such file", EISDIR: "it is a directory", EACCES: "permission denied" };
+
+/** At most `max` bytes of a stream, or null when it holds more: counted as read, so /dev/zero and pipes stop too. */
+async function readAtMost(stream: AsyncIterable<Buffer | string>, max: number): Promise<Buffer | null> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  // Leaving the loop early (return) destroys the stream.
+  for await (const chunk of stream) {
+    const b = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+    total += b.length;
+    if (total > max) return null;
+    chunks.push(b);
   }
+  return Buffer.concat(chunks, total);
+}
+
+/** Reads the environment file named on the command line; `-` reads standard input (named "stdin" in messages). */
+async function readEnvFile(path: string): Promise<{ fileName: string; source: string }> {
+  const stdin = path === "-";
+  let bytes: Buffer | null;
+  try {
+    // `end` is inclusive: one byte past the limit is enough to know the file is too large.
+    bytes = await readAtMost(stdin ? process.stdin : createReadStream(path, { end: MAX_ENV_FILE_BYTES }), MAX_ENV_FILE_BYTES);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? "";
+    throw new PaddockError("invalid_argument", `cannot read ${path}: ${READ_ERRORS[code] ?? (err as Error).message}`);
+  }
+  if (bytes === null) throw new PaddockError("invalid_argument", `cannot read ${stdin ? "standard input" : path}: it is larger than ${MAX_ENV_FILE_BYTES} bytes (an environment file is a few kilobytes)`);
+  return { fileName: stdin ? "stdin" : basename(path), source: bytes.toString("utf8") };
 }
 
 export function registerEnvCommands(program: Command, client: () => PaddockClient): void {
@@ -18,7 +44,7 @@ export function registerEnvCommands(program: Command, client: () => PaddockClien
 
   env
     .command("validate <file>")
-    .description("check an environment file; every problem is printed with file:line:column (exit 2 when invalid)")
+    .description("check an environment file (- reads standard input); every problem is printed with file:line:column (exit 2 when invalid)")
     .option("--json", "print the result as JSON")
     .action(async (file: string, o: { json?: boolean }) => {
       const { fileName, source } = await readEnvFile(file);
@@ -31,7 +57,7 @@ export function registerEnvCommands(program: Command, client: () => PaddockClien
 
   env
     .command("apply <file>")
-    .description("register a new version of the environment and build its template, streaming each step")
+    .description("register a new version of the environment and build its template, streaming each step (- reads the file from standard input)")
     .option("--no-cache", "rebuild every install step")
     .option("--json", "print build events as JSON lines")
     .action(async (file: string, o: { cache: boolean; json?: boolean }) => {

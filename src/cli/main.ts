@@ -41,10 +41,21 @@ program
   .option("--home <dir>", "data directory (default $PADDOCK_HOME or ~/.paddock)")
   .action(async (o: { port: string; host: string; home?: string }) => {
     // The server is imported lazily: every other command only needs the SDK.
-    const { startServer } = await import("../server/index.ts");
+    const { startServer, describeThrown } = await import("../server/index.ts");
     const home = resolve(o.home ?? process.env.PADDOCK_HOME ?? join(homedir(), ".paddock"));
     const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+    // An unforeseen crash: log its cause and stack, then exit non-zero rather than go on in an
+    // unknown state; a supervisor restarts the server (docs/operations.md) and sessions survive it.
+    let logCrash = async (kind: string, err: unknown): Promise<void> => void log(`fatal: ${kind}: ${describeThrown(err).replace(/pdk_[a-z0-9]{16}_[A-Za-z0-9_-]{43}/g, "pdk_[redacted token]")}`);
+    const crash = (kind: string) => (err: unknown) => {
+      const exit = () => process.exit(70);
+      setTimeout(exit, 2000).unref(); // the log write must not hold the exit up
+      logCrash(kind, err).then(exit, exit);
+    };
+    process.on("uncaughtException", crash("uncaught exception"));
+    process.on("unhandledRejection", crash("unhandled rejection"));
     const server = await startServer({ home, host: o.host, port: Number(o.port), log });
+    logCrash = (kind, err) => server.logCrash(kind, err);
     log(`paddock listening on ${server.url} (data in ${home}, layers: ${server.cp.layers.kind})`);
     if (server.cp.adminTokenFile) log(`created the admin principal; its token is in ${server.cp.adminTokenFile} (mode 0600), which paddock on this machine uses by default`);
     const shutdown = (sig: string) => {

@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import type { Command } from "commander";
 import type { PaddockClient, PublicSession } from "../client/index.ts";
-import { PaddockError } from "../core/index.ts";
+import { ExecSignals, PaddockError } from "../core/index.ts";
 import { bytes, parseDurationFlag, printJson, printTable } from "./output.ts";
 
 export function registerSessionCommands(program: Command, client: () => PaddockClient): void {
@@ -52,6 +52,19 @@ export function registerSessionCommands(program: Command, client: () => PaddockC
     });
 
   session
+    .command("kill <id>")
+    .description("end every process of a session except its init, without stopping it (the way out of a full compute.pids)")
+    .option("-s, --signal <name>", "signal to send, e.g. SIGTERM or TERM", "SIGKILL")
+    .option("--json", "print JSON")
+    .action(async (id: string, o: { signal: string; json?: boolean }) => {
+      const name = o.signal.toUpperCase().startsWith("SIG") ? o.signal.toUpperCase() : `SIG${o.signal.toUpperCase()}`;
+      if (!(name in osConstants.signals)) throw new PaddockError("invalid_argument", `unknown signal ${JSON.stringify(o.signal)}: use a name such as KILL, TERM or INT`);
+      const r = await client().sessions.killProcesses(id, { signal: name });
+      if (o.json) printJson(r);
+      else process.stdout.write(`${id}: ${name} sent to ${r.signalled} process${r.signalled === 1 ? "" : "es"}\n`);
+    });
+
+  session
     .command("rm <id>")
     .description("stop a session if needed and delete its record")
     .action(async (id: string) => {
@@ -71,12 +84,12 @@ export function registerSessionCommands(program: Command, client: () => PaddockC
         if (eq <= 0) throw new PaddockError("invalid_argument", `bad --env ${JSON.stringify(kv)}: use K=V`);
         env[kv.slice(0, eq)] = kv.slice(eq + 1);
       }
-      const abort = new AbortController();
-      const forward = (sig: NodeJS.Signals) => () => abort.abort(sig);
-      process.on("SIGINT", forward("SIGINT"));
-      process.on("SIGTERM", forward("SIGTERM"));
-      const r = await client()
-        .sessions.exec(id, {
+      // Ctrl-C and SIGTERM are forwarded to the command's process group, which decides what they
+      // mean (a trap may clean up, or ignore them); its exit status is ours, as with a local shell.
+      const signals = new ExecSignals();
+      process.on("SIGINT", () => signals.send("SIGINT"));
+      process.on("SIGTERM", () => signals.send("SIGTERM"));
+      const r = await client().sessions.exec(id, {
         argv: command,
         ...(o.cwd ? { cwd: o.cwd } : {}),
         env,
@@ -84,13 +97,8 @@ export function registerSessionCommands(program: Command, client: () => PaddockC
         ...(process.stdin.isTTY ? {} : { stdin: process.stdin }),
         onStdout: (b) => process.stdout.write(b),
         onStderr: (b) => process.stderr.write(b),
-        signal: abort.signal,
-      })
-        .catch((err: unknown) => {
-          // Interrupted by the user: the command's process group was killed; exit like a shell does.
-          if (abort.signal.aborted) process.exit(128 + (osConstants.signals[abort.signal.reason as NodeJS.Signals] ?? 2));
-          throw err;
-        });
+        signals,
+      });
       if (r.timedOut) process.stderr.write(`paddock: command timed out after ${o.timeout}\n`);
       await new Promise<void>((resolve) => process.stdout.write("", () => resolve()));
       process.exit(r.exitCode);

@@ -8,10 +8,12 @@
  * const s = await paddock.sessions.start("monorepo-agent");
  * const r = await paddock.sessions.exec(s.id, { argv: ["npm", "test"], onStdout: (b) => process.stdout.write(b) });
  */
-import WebSocket from "ws";
+import type WebSocket from "ws";
 import type { Readable } from "node:stream";
 import type { Approval, AuditRecord, Environment, EnvironmentVersion, ExecResult, FileEntry, Principal, Session, StoredEgressRecord, Template } from "../core/index.ts";
-import { PaddockError, codeOfHttpStatus, unavailable } from "../core/index.ts";
+import { PaddockError, codeOfHttpStatus, unavailable, type ExecSignals } from "../core/index.ts";
+
+export { ExecSignals } from "../core/index.ts";
 
 export interface ClientOptions {
   /** Server URL; default $PADDOCK_URL or http://127.0.0.1:7070. */
@@ -78,8 +80,21 @@ export interface StreamExecOptions {
   stdin?: Readable;
   onStdout?: (b: Buffer) => void;
   onStderr?: (b: Buffer) => void;
+  /** Aborting closes the stream, which kills the command's process group; the call rejects with the abort reason. */
   signal?: AbortSignal;
+  /**
+   * Signals to deliver to the command while it runs (e.g. Ctrl-C as SIGINT); the call then
+   * resolves with its exit as usual.
+   * @example
+   * const signals = new ExecSignals();
+   * process.on("SIGINT", () => signals.send("SIGINT"));
+   * await paddock.sessions.exec(id, { argv: ["npm", "test"], signals });
+   */
+  signals?: ExecSignals;
 }
+
+/** Stdin goes in messages of at most this size (the server closes the stream on one over 1 MiB). */
+const STDIN_MESSAGE_BYTES = 256 * 1024;
 
 export class PaddockClient {
   readonly url: string;
@@ -158,6 +173,14 @@ export class PaddockClient {
     },
     get: (id: string) => this.json<PublicSession>("GET", `/v1/sessions/${enc(id)}`),
     stop: (id: string) => this.json<PublicSession>("POST", `/v1/sessions/${enc(id)}/stop`),
+    /**
+     * Signal every process of a session except its init, without starting one inside it (default
+     * SIGKILL, resolved once they are gone). The session keeps running.
+     * @returns how many processes were signalled.
+     * @example await client.sessions.killProcesses(id); // after a fork bomb filled compute.pids
+     */
+    killProcesses: (id: string, opts: { signal?: string } = {}) =>
+      this.json<{ signalled: number }>("POST", `/v1/sessions/${enc(id)}/kill`, opts.signal ? { signal: opts.signal } : {}),
     remove: (id: string) => this.json<void>("DELETE", `/v1/sessions/${enc(id)}`),
     /** Run a command to completion; output is buffered (UTF-8). */
     run: (id: string, opts: { argv: string[]; cwd?: string; env?: Record<string, string>; timeoutMs?: number; stdin?: Uint8Array }) =>
@@ -266,9 +289,11 @@ export class PaddockClient {
     throw new PaddockError("invalid_argument", message, last ?? undefined);
   }
 
-  private execStream(id: string, opts: StreamExecOptions): Promise<ExecResult> {
+  private async execStream(id: string, opts: StreamExecOptions): Promise<ExecResult> {
+    // Loaded on first use: most commands never open a stream, and loading ws costs about 20 ms at CLI start.
+    const { default: WebSocketClient } = await import("ws");
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`${this.url.replace(/^http/, "ws")}/v1/sessions/${enc(id)}/exec/stream`, { headers: this.#auth() });
+      const ws = new WebSocketClient(`${this.url.replace(/^http/, "ws")}/v1/sessions/${enc(id)}/exec/stream`, { headers: this.#auth() });
       let settled = false;
       const settle = (f: () => void) => {
         if (!settled) {
@@ -276,16 +301,25 @@ export class PaddockClient {
           f();
         }
       };
+      const sendIfOpen = (data: string | Buffer) => ws.readyState === ws.OPEN && ws.send(data);
+      // Aborting closes the stream: the server kills the command when its socket goes away.
+      const onAbort = () => settle(() => {
+        ws.terminate();
+        reject(opts.signal?.reason ?? new PaddockError("unavailable", "exec aborted"));
+      });
+      if (opts.signal?.aborted) onAbort();
+      opts.signal?.addEventListener("abort", onAbort, { once: true });
       ws.on("open", () => {
         ws.send(JSON.stringify({ argv: opts.argv, cwd: opts.cwd, env: opts.env, timeoutMs: opts.timeoutMs }));
         if (opts.stdin) {
-          opts.stdin.on("data", (b: Buffer) => ws.send(b));
-          opts.stdin.on("end", () => ws.readyState === ws.OPEN && ws.send(JSON.stringify({ type: "stdin-eof" })));
+          opts.stdin.on("data", (b: Buffer | string) => {
+            const buf = typeof b === "string" ? Buffer.from(b) : b;
+            for (let off = 0; off < buf.length; off += STDIN_MESSAGE_BYTES) sendIfOpen(buf.subarray(off, off + STDIN_MESSAGE_BYTES));
+          });
+          opts.stdin.on("end", () => sendIfOpen(JSON.stringify({ type: "stdin-eof" })));
         } else ws.send(JSON.stringify({ type: "stdin-eof" }));
-        opts.signal?.addEventListener("abort", () => {
-          const sig = typeof opts.signal?.reason === "string" ? opts.signal.reason : "SIGKILL";
-          if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: "signal", signal: sig }));
-        });
+        const unlisten = opts.signals?.listen((name) => sendIfOpen(JSON.stringify({ type: "signal", signal: name })));
+        ws.on("close", () => unlisten?.());
       });
       ws.on("message", (data: WebSocket.RawData, isBinary) => {
         const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
@@ -294,9 +328,15 @@ export class PaddockClient {
           else if (buf[0] === 2) opts.onStderr?.(buf.subarray(1));
           return;
         }
-        const msg = JSON.parse(buf.toString("utf8")) as { type: string; code?: string; message?: string } & ExecResult;
-        if (msg.type === "exit") settle(() => resolve({ exitCode: msg.exitCode, signal: msg.signal, timedOut: msg.timedOut, durationMs: msg.durationMs }));
-        else if (msg.type === "error") settle(() => reject(new PaddockError((msg.code ?? "internal") as PaddockError["code"], msg.message ?? "exec failed")));
+        let msg: { type?: string; code?: string; message?: string; fatal?: boolean } & Partial<ExecResult>;
+        try {
+          msg = JSON.parse(buf.toString("utf8")) as typeof msg;
+        } catch {
+          return;
+        }
+        if (msg.type === "exit") settle(() => resolve({ exitCode: msg.exitCode ?? -1, signal: msg.signal ?? null, timedOut: msg.timedOut ?? false, durationMs: msg.durationMs ?? 0 }));
+        // `fatal: false`: one of our messages was refused (e.g. an unknown signal); the command runs on.
+        else if (msg.type === "error" && msg.fatal !== false) settle(() => reject(new PaddockError((msg.code ?? "internal") as PaddockError["code"], msg.message ?? "exec failed")));
       });
       ws.on("unexpected-response", (_req, res) => {
         let text = "";
@@ -312,7 +352,11 @@ export class PaddockClient {
         });
       });
       ws.on("error", (err) => settle(() => reject(unavailable(`cannot reach the Paddock server at ${this.url}: ${err.message}`, err))));
-      ws.on("close", () => settle(() => reject(new PaddockError("unavailable", "the exec stream closed before the command ended"))));
+      ws.on("close", (code: number) => {
+        opts.signal?.removeEventListener("abort", onAbort);
+        if (code === 1009) settle(() => reject(new PaddockError("invalid_argument", "the server closed the exec stream: a message was over its 1 MiB limit")));
+        settle(() => reject(new PaddockError("unavailable", "the exec stream closed before the command ended")));
+      });
     });
   }
 }

@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import type { Checked } from "./rules.ts";
-import { describeValue, nearest, quoteList } from "./words.ts";
+import { describeValue, nearest, quote, quoteList } from "./words.ts";
 
 /**
  * Error map for a field's own type: `expected a list of commands, got a string "npm install"`.
@@ -60,7 +60,7 @@ export function parsedString(what: string, parse: (s: string) => number, bound: 
     }
     const problem = bound(n);
     if (problem === undefined) return n;
-    ctx.addIssue({ code: "custom", message: `${JSON.stringify(raw)} ${problem}`, input: raw });
+    ctx.addIssue({ code: "custom", message: `${quote(raw)} ${problem}`, input: raw });
     return z.NEVER;
   });
 }
@@ -73,7 +73,7 @@ export function oneOf<const T extends readonly [string, ...string[]]>(values: T,
       if (typeof iss.input !== "string") return `expected a ${what}, got ${describeValue(iss.input)}; ${valid}`;
       const near = nearest(iss.input, values);
       const hint = near === undefined ? "" : ` (did you mean ${JSON.stringify(near)}?)`;
-      return `unknown ${what} ${JSON.stringify(iss.input)}${hint}; ${valid}`;
+      return `unknown ${what} ${quote(iss.input)}${hint}; ${valid}`;
     },
   });
 }
@@ -104,7 +104,7 @@ export function noDuplicates(what: string, key: (item: unknown) => string | unde
       if (k === undefined) return;
       const j = first.get(k);
       if (j === undefined) first.set(k, i);
-      else ctx.addIssue({ code: "custom", path: [i], message: `${what} ${JSON.stringify(k)} is listed twice; remove one`, input: item, params: { firstAt: [j] } });
+      else ctx.addIssue({ code: "custom", path: [i], message: `${what} ${quote(k)} is listed twice; remove one`, input: item, params: { firstAt: [j] } });
     });
   };
 }

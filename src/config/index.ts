@@ -10,6 +10,8 @@ export { ConfigError, formatIssue } from "./issues.ts";
 export type { ConfigIssue } from "./issues.ts";
 export { loadEnvironmentFile, parseEnvironment, MAX_FILE_BYTES } from "./parse.ts";
 export type { ParseResult } from "./parse.ts";
+export { createOffThreadParser } from "./offthread.ts";
+export type { OffThreadParser, OffThreadParserOptions } from "./offthread.ts";
 export { environmentSchema, PERMISSIONS, SECRET_LOCATIONS, BASES, DEFAULT_DEPLOY_COMMANDS, DEFAULT_PROTECTED_BRANCHES } from "./schema.ts";
 export type { EnvironmentSpec, Position } from "./schema.ts";
 export { parseDuration, parseMemory } from "./units.ts";

@@ -2,16 +2,16 @@
  * Turning an environment file into an `EnvironmentSpec`: YAML first (positions, syntax), then the
  * schema (values). Every problem found in either step is returned together.
  */
-import { readFile, stat } from "node:fs/promises";
 import { basename } from "node:path";
 import { ConfigError, sortIssues } from "./issues.ts";
 import type { ConfigIssue } from "./issues.ts";
+import { MAX_FILE_BYTES, MAX_ISSUES, MAX_MESSAGE_CHARS, MAX_PATH_CHARS } from "./limits.ts";
+import { readAtMost } from "./read.ts";
 import type { EnvironmentSpec } from "./schema.ts";
 import { readYaml } from "./source.ts";
 import { validate } from "./validate.ts";
 
-/** Environment files are a few kilobytes; refusing huge ones keeps a bad upload from costing much. */
-export const MAX_FILE_BYTES = 1024 * 1024;
+export { MAX_FILE_BYTES } from "./limits.ts";
 
 export type ParseResult = { spec: EnvironmentSpec; issues: [] } | { spec: null; issues: ConfigIssue[] };
 
@@ -24,7 +24,27 @@ function onePerPlace(issues: ConfigIssue[]): ConfigIssue[] {
   });
 }
 
+const cut = (s: string, max: number): string => (s.length > max ? `${s.slice(0, max - 1)}…` : s);
+
+/**
+ * Keeps the answer small whatever the file holds: at most MAX_ISSUES issues (the last one says how
+ * many more there were), each message and path cut to a bounded length.
+ */
+function bounded(issues: ConfigIssue[]): ConfigIssue[] {
+  const shown = issues.slice(0, MAX_ISSUES).map((i) => ({ ...i, path: cut(i.path, MAX_PATH_CHARS), message: cut(i.message, MAX_MESSAGE_CHARS) }));
+  const rest = issues.length - shown.length;
+  const last = issues[MAX_ISSUES];
+  if (rest > 0 && last !== undefined) {
+    shown.push({ file: last.file, line: last.line, column: last.column, path: "", message: `and ${rest} more problems, not listed: fix the ones above first` });
+  }
+  return shown;
+}
+
 function parseUnsafe(source: string, fileName: string): ParseResult {
+  // Every UTF-16 unit is at least one UTF-8 byte, so a long string is refused without counting.
+  if (source.length > MAX_FILE_BYTES || Buffer.byteLength(source, "utf8") > MAX_FILE_BYTES) {
+    return { spec: null, issues: [{ file: fileName, line: 0, column: 0, path: "", message: `the file is larger than ${MAX_FILE_BYTES} bytes: an environment file is a few kilobytes` }] };
+  }
   const read = readYaml(source, fileName);
   if (!read.ok) return { spec: null, issues: sortIssues(read.issues) };
   const checked = validate(read.data, read.map, fileName);
@@ -44,10 +64,11 @@ function parseUnsafe(source: string, fileName: string): ParseResult {
  */
 export function parseEnvironment(source: string, fileName: string): ParseResult {
   try {
-    return parseUnsafe(source, fileName);
+    const result = parseUnsafe(source, fileName);
+    return result.spec === null ? { spec: null, issues: bounded(result.issues) } : result;
   } catch (e) {
     // A bug here must still come out as a located issue, never as an exception.
-    const message = `internal error while checking the file (please report it): ${e instanceof Error ? e.message : String(e)}`;
+    const message = cut(`internal error while checking the file (please report it): ${e instanceof Error ? e.message : String(e)}`, MAX_MESSAGE_CHARS);
     return { spec: null, issues: [{ file: fileName, line: 0, column: 0, path: "", message }] };
   }
 }
@@ -72,10 +93,10 @@ export async function loadEnvironmentFile(path: string): Promise<{ spec: Environ
   const fileName = basename(path);
   let source: string;
   try {
-    const info = await stat(path);
-    if (info.isDirectory()) throw unreadable(fileName, "it is a directory");
-    if (info.size > MAX_FILE_BYTES) throw unreadable(fileName, `it is larger than ${MAX_FILE_BYTES} bytes`);
-    source = await readFile(path, "utf8");
+    // Bounded by the bytes read, not by stat: /dev/zero, pipes and FIFOs have size 0.
+    const bytes = await readAtMost(path, MAX_FILE_BYTES);
+    if (bytes === null) throw unreadable(fileName, `it is larger than ${MAX_FILE_BYTES} bytes`);
+    source = bytes.toString("utf8");
   } catch (e) {
     if (e instanceof ConfigError) throw e;
     const code = (e as NodeJS.ErrnoException).code ?? "";

@@ -8,6 +8,7 @@ import type { IssueSink } from "./fields.ts";
 import { ALWAYS, asString, expecting, noDuplicates, oneOf, parsedString, refineWith, ruleString, slugify, withDefault } from "./fields.ts";
 import { checkCommandRule, checkNetworkRule } from "./rules.ts";
 import { DAY_MS, GiB, MiB, formatBytes, parseDuration, parseMemory } from "./units.ts";
+import { quote } from "./words.ts";
 
 const NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const PROVIDER_RE = /^[a-z0-9][a-z0-9-]*$/;
@@ -25,19 +26,19 @@ function badName(v: string): string | undefined {
   if (NAME_RE.test(v)) return undefined;
   const slug = slugify(v);
   const hint = NAME_RE.test(slug) ? ` (did you mean ${JSON.stringify(slug)}?)` : "";
-  return `${JSON.stringify(v)} is not a valid name: use 1 to 63 lowercase letters, digits and dashes, starting with a letter or digit${hint}`;
+  return `${quote(v)} is not a valid name: use 1 to 63 lowercase letters, digits and dashes, starting with a letter or digit${hint}`;
 }
 
 function badProvider(v: string): string | undefined {
   if (PROVIDER_RE.test(v)) return undefined;
-  return `${JSON.stringify(v)} is not a provider name: use lowercase letters, digits and dashes, e.g. "k8s-prod"`;
+  return `${quote(v)} is not a provider name: use lowercase letters, digits and dashes, e.g. "k8s-prod"`;
 }
 
 function badSecretName(v: string): string | undefined {
   if (SECRET_RE.test(v)) return undefined;
   const upper = v.toUpperCase().replace(/[^A-Z0-9_]/g, "_");
-  const hint = SECRET_RE.test(upper) ? ` (did you mean ${JSON.stringify(upper)}?)` : "";
-  return `${JSON.stringify(v)} is not a secret name: use upper-case letters, digits and "_", not starting with a digit, e.g. "STRIPE_API_KEY"${hint}`;
+  const hint = SECRET_RE.test(upper) && upper.length <= 64 ? ` (did you mean ${JSON.stringify(upper)}?)` : "";
+  return `${quote(v)} is not a secret name: use upper-case letters, digits and "_", not starting with a digit, e.g. "STRIPE_API_KEY"${hint}`;
 }
 
 const nonEmptyCommand = (v: string): string | undefined =>
@@ -117,7 +118,7 @@ const secretIn = z
 /** Secrets are the same secret whether written short or extended. */
 const secretKey = (s: unknown): string | undefined => asString(typeof s === "object" && s !== null ? (s as { name?: unknown }).name : s);
 
-type Secret = { name: string; hosts: string[] | null; in: ("header" | "query" | "body")[] };
+type Secret = { name: string; hosts: string[] | null; in: ("header" | "query" | "body")[]; cleartext?: boolean };
 
 const secret = z
   .union(
@@ -132,6 +133,12 @@ const secret = z
           in: withDefault(secretIn, () => ["header" as const]).describe(
             'Extension. Where in a request the placeholder may be swapped: "header", "query", "body". Default ["header"]. An empty list is an error.',
           ),
+          cleartext: z
+            .boolean(expecting("true or false"))
+            .optional()
+            .describe(
+              "Extension. Also swap the secret into plain http:// requests to its hosts: it then crosses the network unencrypted. Absent or false: swapped only into requests that leave over TLS; a plain-HTTP request carrying the placeholder is refused.",
+            ),
         },
         expecting('a mapping with "name", "hosts", "in"'),
       ),
@@ -166,7 +173,7 @@ function noConflicts(lists: readonly string[]) {
         const before = new Set(entries(earlier).map(asString));
         entries(later).forEach((entry, i) => {
           if (typeof entry !== "string" || !before.has(entry)) return;
-          const message = `${JSON.stringify(entry)} is in both ${earlier} and ${later}; keep it in one`;
+          const message = `${quote(entry)} is in both ${earlier} and ${later}; keep it in one`;
           ctx.addIssue({ code: "custom", path: [later, i], message, input: entry });
         });
       }
@@ -257,7 +264,7 @@ const rbac = z
     if (typeof roles !== "object" || roles === null || Array.isArray(roles)) return;
     for (const role of Object.keys(roles)) {
       if (ROLE_RE.test(role)) continue;
-      const message = `${JSON.stringify(role)} is not a role name: use lowercase letters, digits, "_" and "-", starting with a letter, e.g. "engineering"`;
+      const message = `${quote(role)} is not a role name: use lowercase letters, digits, "_" and "-", starting with a letter, e.g. "engineering"`;
       // at: "key" places the issue on the role's key rather than on its permission list.
       ctx.addIssue({ code: "custom", path: [role], message, input: role, params: { at: "key" } });
     }

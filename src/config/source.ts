@@ -3,12 +3,16 @@
  * problems (syntax, duplicate keys, unquoted `*`, a top level that is not a mapping) are found
  * here; the values themselves are judged by the zod schema afterwards.
  */
-import { LineCounter, Scalar, isAlias, isMap, isScalar, isSeq, parseDocument } from "yaml";
-import type { Document, Node, YAMLError } from "yaml";
+import { LineCounter, Scalar, isAlias, isMap, isScalar, isSeq } from "yaml";
+import type { Node, YAMLError } from "yaml";
+import { replaceAliases, resolveAliases } from "./aliases.ts";
+import type { AliasTargets, KeyNamer, Segment } from "./aliases.ts";
+import { parseBounded } from "./bounded-yaml.ts";
 import type { ConfigIssue } from "./issues.ts";
 import type { Position } from "./schema.ts";
+import { quote } from "./words.ts";
 
-export type Segment = string | number;
+export type { Segment } from "./aliases.ts";
 
 /** Positions of everything written in the file, by dotted path. */
 export interface SourceMap {
@@ -45,22 +49,16 @@ const SYNTAX_HINTS: Record<string, string> = {
   MULTIPLE_DOCS: 'an environment file holds one document: remove the second "---"',
 };
 
-/** Scalar keys read the way `toJS` reads them, so paths match the data zod sees. */
-function keyName(key: unknown): string {
-  if (key === null || key === undefined) return "";
-  if (isScalar(key)) return String(key.value);
-  return String((key as { toString(): string }).toString());
-}
-
 class Walker {
   readonly keys = new Map<string, Position>();
   readonly values = new Map<string, Position>();
   readonly issues: ConfigIssue[] = [];
 
   constructor(
-    private readonly doc: Document,
     private readonly lines: LineCounter,
     private readonly file: string,
+    private readonly targets: AliasTargets = new Map(),
+    private readonly keyName: KeyNamer = String,
   ) {}
 
   at(offset: number): Position {
@@ -84,9 +82,10 @@ class Walker {
    * text back as a plain string so the rest of the file can still be checked.
    */
   unaliased(node: unknown, path: Segment[], fallback: Position): unknown {
-    if (!isAlias(node) || node.resolve(this.doc) !== undefined) return node;
+    if (!isAlias(node) || this.targets.get(node) !== undefined) return node;
     const text = `*${node.source}`;
-    this.issue(this.nodeStart(node) ?? fallback, path, `${text} is read as a YAML alias, which is not defined: quote it, e.g. ${JSON.stringify(text)}`);
+    const quoted = quote(text);
+    this.issue(this.nodeStart(node) ?? fallback, path, `${quoted.slice(1, -1)} is read as a YAML alias, which is not defined: quote it, e.g. ${quoted}`);
     return new Scalar(text);
   }
 
@@ -107,7 +106,7 @@ class Walker {
   walkMap(items: { key: unknown; value: unknown }[], path: Segment[], fallback: Position): void {
     const seen = new Map<string, Position>();
     for (const pair of items) {
-      const name = keyName(pair.key);
+      const name = this.keyName(pair.key);
       const keyPos = this.nodeStart(pair.key) ?? fallback;
       const first = seen.get(name);
       // The last copy is the one the data holds, so its positions are the ones recorded.
@@ -116,6 +115,7 @@ class Walker {
       // JavaScript objects treat this key specially (zod drops it from records without a word),
       // so it is refused everywhere rather than silently lost.
       if (name === "__proto__") this.issue(keyPos, [...path, name], '"__proto__" cannot be used as a key');
+      pair.key = this.unaliased(pair.key, [...path, name], keyPos);
       const valuePos = this.nodeStart(pair.value) ?? keyPos;
       pair.value = this.unaliased(pair.value, [...path, name], valuePos);
       this.record([...path, name], keyPos, valuePos);
@@ -133,7 +133,9 @@ class Walker {
     const pos = this.at(e.pos[0]);
     const hint = SYNTAX_HINTS[e.code];
     // The library's own advice for this one names one of its functions, which helps nobody here.
-    const said = e.code === "MULTIPLE_DOCS" ? "the file holds more than one YAML document" : (e.message.split("\n")[0] ?? "");
+    // Its messages may quote the file (a token, an alias name): cut, like every quoted value.
+    const first = e.message.split("\n")[0] ?? "";
+    const said = e.code === "MULTIPLE_DOCS" ? "the file holds more than one YAML document" : first.length > 120 ? `${first.slice(0, 120)}…` : first;
     const message = `YAML syntax: ${said}${hint === undefined ? "" : `; ${hint}`}`;
     return { file: this.file, line: pos.line, column: pos.column, path: "", message };
   }
@@ -150,20 +152,32 @@ function uniqueByPosition(issues: ConfigIssue[]): ConfigIssue[] {
 
 /**
  * Parses YAML text. Syntax errors stop here (the library's recovery guesses, and validating a
- * guess would add confusing follow-on errors); everything else is collected and returned.
+ * guess would add confusing follow-on errors); everything else is collected and returned. The
+ * bounds of limits.ts apply: too many tokens, too deep a nesting or too many alias expansions is
+ * one located issue, found before the costly work.
  */
 export function readYaml(source: string, file: string): ReadResult {
   const lines = new LineCounter();
+  const at = (offset: number): Position => {
+    const p = lines.linePos(offset);
+    return { line: Math.max(1, p.line), column: Math.max(1, p.col) };
+  };
   // uniqueKeys: false so that duplicates are reported by the walker, with their path.
   // logLevel "error": the library would otherwise print warnings to stderr; the issues say it all.
-  const doc = parseDocument(source, { lineCounter: lines, uniqueKeys: false, prettyErrors: false, logLevel: "error" });
-  const walker = new Walker(doc, lines, file);
-  if (doc.errors.length > 0) return { ok: false, issues: uniqueByPosition(doc.errors.map((e) => walker.syntaxIssue(e))) };
+  const parsed = parseBounded(source, lines, { uniqueKeys: false, prettyErrors: false, logLevel: "error" });
+  if (!parsed.ok) return { ok: false, issues: [{ file, ...at(parsed.offset), path: "", message: parsed.message }] };
+  const doc = parsed.doc;
+  if (doc.errors.length > 0) {
+    const walker = new Walker(lines, file);
+    return { ok: false, issues: uniqueByPosition(doc.errors.map((e) => walker.syntaxIssue(e))) };
+  }
   const top = doc.contents;
   if (top === null || (isScalar(top) && top.value === null)) {
     const message = 'the file is empty: an environment needs at least a name, e.g. "name: my-environment"';
     return { ok: false, issues: [{ file, line: 1, column: 1, path: "", message }] };
   }
+  const aliases = resolveAliases(top, source);
+  const walker = new Walker(lines, file, aliases.targets, aliases.keyName);
   const root = walker.nodeStart(top) ?? { line: 1, column: 1 };
   if (!isMap(top)) {
     const kind = isSeq(top) ? "a list" : isAlias(top) ? "an alias" : "a single value";
@@ -171,11 +185,17 @@ export function readYaml(source: string, file: string): ReadResult {
     return { ok: false, issues: [{ file, line: root.line, column: root.column, path: "", message }] };
   }
   walker.walk(top, [], root);
+  if (aliases.problem !== undefined) {
+    const { node, path, message } = aliases.problem;
+    walker.issue(walker.nodeStart(node) ?? root, path, message);
+    return { ok: false, issues: walker.issues };
+  }
+  replaceAliases(top, aliases.targets, aliases.keyName);
   let data: unknown;
   try {
-    data = doc.toJS({ maxAliasCount: 100 });
+    data = doc.toJS();
   } catch (e) {
-    // toJS refuses alias bombs ("billion laughs") and anything else it cannot turn into data.
+    // Not expected once aliases are replaced; still a located issue rather than an exception.
     walker.issue(root, [], `cannot read the file: ${(e as Error).message}`);
     return { ok: false, issues: walker.issues };
   }

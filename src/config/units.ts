@@ -2,6 +2,7 @@
  * Sizes and durations as people write them in an environment file. Both parsers throw an `Error`
  * whose message is fit to show as-is: it quotes the input and lists the accepted forms.
  */
+import { quote } from "./words.ts";
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
@@ -35,16 +36,17 @@ const SIZE_FORMS =
  * @throws Error naming the input and the accepted forms.
  */
 export function parseMemory(s: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$/.exec(s);
-  if (m === null) throw new Error(`${JSON.stringify(s)} is not a size: write ${SIZE_FORMS}`);
+  // Trimmed first: with "\s*" on both sides of the unit, a long run of spaces took quadratic time.
+  const m = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/.exec(s.trim());
+  if (m === null) throw new Error(`${quote(s)} is not a size: write ${SIZE_FORMS}`);
   const [, digits = "", unit = ""] = m;
-  if (unit === "") throw new Error(`${JSON.stringify(s)} has no unit: write ${SIZE_FORMS}`);
+  if (unit === "") throw new Error(`${quote(s)} has no unit: write ${SIZE_FORMS}`);
   const factor = SIZE_UNITS.get(unit.toLowerCase());
   if (factor === undefined) {
-    throw new Error(`${JSON.stringify(s)} has an unknown unit "${unit}": write ${SIZE_FORMS}`);
+    throw new Error(`${quote(s)} has an unknown unit ${quote(unit)}: write ${SIZE_FORMS}`);
   }
   const bytes = Math.round(Number(digits) * factor);
-  if (!Number.isSafeInteger(bytes)) throw new Error(`${JSON.stringify(s)} is too large`);
+  if (!Number.isSafeInteger(bytes)) throw new Error(`${quote(s)} is too large`);
   return bytes;
 }
 
@@ -68,13 +70,13 @@ export function parseDuration(s: string): number {
   const m = DURATION_RE.exec(compact);
   if (compact === "" || m === null) {
     const why = /^\d+(?:\.\d+)?$/.test(compact) ? "has no unit" : "is not a duration";
-    throw new Error(`${JSON.stringify(s)} ${why}: write ${DURATION_FORMS}`);
+    throw new Error(`${quote(s)} ${why}: write ${DURATION_FORMS}`);
   }
   const [, d, h, min, sec] = m;
   const part = (v: string | undefined, unitMs: number): number => (v === undefined ? 0 : Number(v) * unitMs);
   const ms = part(d, DAY_MS) + part(h, HOUR_MS) + part(min, MINUTE_MS) + part(sec, SECOND_MS);
   const rounded = Math.round(ms);
-  if (!Number.isSafeInteger(rounded)) throw new Error(`${JSON.stringify(s)} is too long`);
+  if (!Number.isSafeInteger(rounded)) throw new Error(`${quote(s)} is too long`);
   return rounded;
 }
 

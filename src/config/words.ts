@@ -30,8 +30,10 @@ export function nearest(word: string, candidates: readonly string[]): string | u
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const c of candidates) {
-    const d = editDistance(word.toLowerCase(), c.toLowerCase());
     const limit = Math.min(3, Math.max(1, Math.floor(0.4 * Math.max(word.length, c.length))));
+    // The distance is at least the difference in length: skip the O(n·m) table for a long word.
+    if (Math.abs(word.length - c.length) > limit) continue;
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
     if (d <= limit && d < bestDistance) {
       best = c;
       bestDistance = d;
@@ -47,16 +49,24 @@ export function quoteList(words: readonly string[]): string {
 
 const MAX_SHOWN = 40;
 
+/**
+ * Quotes a value from the file for a message, cut to its first 40 characters: a message must stay
+ * short whatever the file holds (a 1 MiB value would otherwise come back in every issue).
+ *
+ * @example quote("rm -rf") // `"rm -rf"`; quote("a".repeat(100)) // `"aaaa…"` (40 a's and an ellipsis)
+ */
+export function quote(s: string): string {
+  return JSON.stringify(s.length > MAX_SHOWN ? `${s.slice(0, MAX_SHOWN)}…` : s);
+}
+
 /** Names a YAML value for "got …" messages, e.g. `a string "npm install"`, `a list`, `nothing`. */
 export function describeValue(v: unknown): string {
   if (v === undefined || v === null) return "nothing";
   if (Array.isArray(v)) return "a list";
   if (v instanceof Uint8Array) return "binary data"; // a !!binary value
   switch (typeof v) {
-    case "string": {
-      const shown = v.length > MAX_SHOWN ? `${v.slice(0, MAX_SHOWN)}…` : v;
-      return v === "" ? "an empty string" : `a string ${JSON.stringify(shown)}`;
-    }
+    case "string":
+      return v === "" ? "an empty string" : `a string ${quote(v)}`;
     case "number":
       return Number.isFinite(v) ? `the number ${v}` : `the number ${String(v)}`;
     case "boolean":

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import type { LayerStore, Provider, Store, Template } from "../core/index.ts";
+import type { LayerStore, Provider, SingleFlight, Store, Template } from "../core/index.ts";
 import { PaddockError } from "../core/index.ts";
 import type { EnvironmentSpec } from "../config/index.ts";
 import { contentDigest } from "./digest.ts";
@@ -44,6 +44,9 @@ export interface BuildDeps {
   provider: Provider;
   layers: LayerStore;
   egress: Egress | null;
+  /** Build steps in progress, by layer id: two builds that need the same layer at once (two
+   * environments sharing their first steps) run it once, the second waiting for the first. */
+  steps?: SingleFlight<void>;
 }
 
 export async function buildTemplate(req: BuildRequest, deps: BuildDeps): Promise<Template> {
@@ -58,7 +61,8 @@ export async function buildTemplate(req: BuildRequest, deps: BuildDeps): Promise
     req.onEvent({ type: "step", index, total, command: step.run, status: cached ? "cached" : "running" });
     if (!cached) {
       if (req.noCache) await deps.layers.remove(key);
-      await runStep(req, deps, { index, command: step.run, key, parent, below: [...layers] });
+      const run = () => runStep(req, deps, { index, command: step.run, key, parent, below: [...layers] });
+      await (deps.steps ? deps.steps.run(key, run) : run());
     }
     layers.push(key);
     parent = key;

@@ -88,9 +88,10 @@ export class Egress {
     const out: SecretBinding[] = [];
     for (const s of spec.secrets) {
       const known = defaultBinding(s.name) ?? defaultBinding(s.name, (await this.deps.vault.resolve(s.name, { environment })) ?? undefined);
-      if (s.hosts) out.push({ name: s.name, hosts: s.hosts, in: s.in, kind: known?.kind ?? "http" });
-      else if (known) out.push({ ...known, in: s.in });
-      else out.push({ name: s.name, hosts: [], in: s.in, kind: "http" });
+      const cleartext = s.cleartext === true ? { cleartext: true } : {};
+      if (s.hosts) out.push({ name: s.name, hosts: s.hosts, in: s.in, kind: known?.kind ?? "http", ...cleartext });
+      else if (known) out.push({ ...known, in: s.in, ...cleartext });
+      else out.push({ name: s.name, hosts: [], in: s.in, kind: "http", ...cleartext });
     }
     return out;
   }

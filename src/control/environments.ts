@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import type { Environment, EnvironmentVersion, Template } from "../core/index.ts";
 import { PaddockError, invalid, notFound } from "../core/index.ts";
-import type { ConfigIssue, EnvironmentSpec } from "../config/index.ts";
-import { formatIssue, parseEnvironment } from "../config/index.ts";
+import type { ConfigIssue, EnvironmentSpec, OffThreadParser } from "../config/index.ts";
+import { createOffThreadParser, formatIssue } from "../config/index.ts";
 import type { BuildEvent, BuildDeps } from "./builder.ts";
 import { isSecretBound } from "../gateway/index.ts";
 import { buildTemplate } from "./builder.ts";
@@ -20,11 +20,18 @@ export class Environments {
   /** One build at a time per environment: a second apply waits its turn instead of racing. */
   private readonly building = new Map<string, Promise<unknown>>();
 
-  constructor(private readonly deps: BuildDeps) {}
+  /**
+   * @param parser checks files off the event loop (uploads are untrusted: a slow one must not
+   *   hold up other requests); by default a worker thread with a 2 s limit per file.
+   */
+  constructor(
+    private readonly deps: BuildDeps,
+    private readonly parser: OffThreadParser = createOffThreadParser({ timeoutMs: 2000 }),
+  ) {}
 
   /** The file's own rules, plus what the installation knows: every secret must be bound to hosts. */
-  validate(source: string, fileName: string): { spec: EnvironmentSpec | null; issues: ConfigIssue[] } {
-    const parsed = parseEnvironment(source, fileName);
+  async validate(source: string, fileName: string): Promise<{ spec: EnvironmentSpec | null; issues: ConfigIssue[] }> {
+    const parsed = await this.parser.parse(source, fileName);
     if (!parsed.spec) return parsed;
     const issues = unboundSecrets(parsed.spec, fileName);
     return issues.length ? { spec: null, issues } : parsed;
@@ -34,7 +41,7 @@ export class Environments {
     req: { source: string; fileName: string; createdBy: string; noCache?: boolean; signal?: AbortSignal },
     onEvent: (e: BuildEvent | { type: "version"; name: string; version: number }) => void,
   ): Promise<{ version: EnvironmentVersion; template: Template }> {
-    const parsed = this.validate(req.source, req.fileName);
+    const parsed = await this.validate(req.source, req.fileName);
     if (!parsed.spec) throw invalidFile(req.fileName, parsed.issues);
     const spec = parsed.spec;
     const previous = this.building.get(spec.name) ?? Promise.resolve();
@@ -76,6 +83,11 @@ export class Environments {
     } finally {
       if (this.building.get(spec.name) === run) this.building.delete(spec.name);
     }
+  }
+
+  /** Ends the parser's worker thread. */
+  async close(): Promise<void> {
+    await this.parser.close();
   }
 
   /** After a restart: a build that was running when the control plane died will never finish. */

@@ -6,6 +6,7 @@
 import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Provider, Store } from "../core/index.ts";
+import { SingleFlight } from "../core/index.ts";
 import type { ClosableLayerStore, LayerStoreKind } from "../layers/index.ts";
 import { openLayerStore } from "../layers/index.ts";
 import { openStore } from "../store/index.ts";
@@ -19,7 +20,7 @@ import {
   openNetworkManager,
   type NetworkManager,
 } from "../providers/local/index.ts";
-import { createGateway, splitUrlSecret, type Gateway, type GatewayEndpoints, type LocalApi, type UpstreamOptions } from "../gateway/index.ts";
+import { splitUrlSecret, startGatewayProcess, type GatewayEndpoints, type GatewayProcess, type LocalApi, type PortableUpstreamOptions } from "../gateway/index.ts";
 import { Egress } from "./egress.ts";
 import { RecordWriter } from "./records.ts";
 import { Environments } from "./environments.ts";
@@ -51,7 +52,7 @@ export interface ControlPlaneOptions {
     /** Ports on the installation's gateway address; defaults below. */
     ports?: Partial<Omit<GatewayEndpoints, "address">>;
     /** Upstream TLS trust and DNS overrides (tests point the gateway at local upstreams). */
-    upstream?: UpstreamOptions;
+    upstream?: PortableUpstreamOptions;
   };
 }
 
@@ -65,7 +66,7 @@ export interface ControlPlane {
   readonly providers: Map<string, Provider>;
   readonly environments: Environments;
   readonly vault: Vault;
-  readonly gateway: Gateway;
+  readonly gateway: GatewayProcess;
   readonly network: NetworkManager;
   readonly sessions: Sessions;
   readonly identities: Identities;
@@ -75,6 +76,11 @@ export interface ControlPlane {
   readonly commands: CommandGate;
   /** Set when this start created the admin principal: where its token was written. */
   readonly adminTokenFile: string | null;
+  /**
+   * Every secret value, and the credentials inside URL-shaped ones (a DSN's key, a database URL's
+   * password): what audit records and log lines must never show (see `secretScrubber`).
+   */
+  secretValues(): Promise<string[]>;
   doctor(): Promise<DoctorReport>;
   /** Running sandboxes are left alone; tests ask for the layer image and host network objects to go too. */
   close(opts?: { unmountLayers?: boolean; removeHostNetwork?: boolean }): Promise<void>;
@@ -90,32 +96,32 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
   const network = await openNetworkManager({ scope: installationScope(opts.home), ports });
   // Secret values to keep out of audit records: each whole value, and the credentials inside a
   // URL-shaped one (a DSN's key, a database URL's password), which are secrets on their own.
-  const audit = new AuditLog(store, vault.deriveKey("audit-chain"), join(opts.home, "audit.head"), async () =>
+  const secretValues = async (): Promise<string[]> =>
     (await vault.allValues()).flatMap((v) => {
       const text = v.reveal();
       const url = splitUrlSecret(text);
       return url ? [text, url.user, ...(url.password ? [url.password] : [])] : [text];
-    }),
-  );
+    });
+  const audit = new AuditLog(store, vault.deriveKey("audit-chain"), join(opts.home, "audit.head"), secretValues);
   const identities = new Identities(store);
   const adminTokenFile = await identities.bootstrap(opts.home);
   const access = new Access(store);
   const records = new RecordWriter(store, log, audit);
   let serveLocal: LocalApi | null = null;
-  const gateway = await createGateway({
-    address: network.gatewayIp,
-    ports,
+  // Its own process: a hostile sandbox that saturates the gateway cannot stall this one (the API).
+  const gateway = await startGatewayProcess({
+    init: { address: network.gatewayIp, ports, upstream: opts.gateway?.upstream ?? {} },
     secrets: vault,
     onRecord: (r) => records.push(r),
-    ...(opts.gateway?.upstream ? { upstream: opts.gateway.upstream } : {}),
     // The gateway starts before the sessions and the command gate it hands these requests to.
     localApi: (sessionId, req) => (serveLocal ? serveLocal(sessionId, req) : Promise.resolve({ status: 503, body: { error: "starting" } })),
     log,
   });
+  vault.onChange(() => gateway.secretsChanged());
   const egress = new Egress({ gateway, vault, store });
   const local = await createLocalProvider({ home: opts.home, layers, log, network });
   const providers = new Map<string, Provider>([["local", local]]);
-  const environments = new Environments({ store, provider: local, layers, egress });
+  const environments = new Environments({ store, provider: local, layers, egress, steps: new SingleFlight<void>() });
   const sessions = new Sessions({ store, providers, environments, egress, audit, access, log });
   const approvals = new Approvals({ store, access, audit });
   const checker: CommandChecker = await createCommandChecker();
@@ -144,9 +150,11 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
     approvals,
     commands,
     adminTokenFile,
+    secretValues,
     doctor: () => runDoctor({ home: opts.home, store, layers, network }),
     async close(o = {}) {
       sessions.close();
+      await environments.close();
       for (const p of providers.values()) await p.close();
       await gateway.close();
       await records.flush();

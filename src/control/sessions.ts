@@ -130,6 +130,16 @@ export class Sessions {
     return (await this.running(id)).provider.listDir(id, path);
   }
 
+  /**
+   * Signal every process of a running session except its init (default SIGKILL, then wait until
+   * they are gone), without starting anything inside it: the way out of a full pid limit or a
+   * stuck session. The session keeps running and takes commands again.
+   */
+  async kill(id: string, signal: NodeJS.Signals = "SIGKILL"): Promise<{ signalled: number }> {
+    const { provider } = await this.running(id);
+    return { signalled: await provider.killProcesses(id, signal) };
+  }
+
   /** End a session; stopping one that already ended is not an error (resolves it unchanged). */
   async stop(id: string, reason = "stopped by user"): Promise<Session> {
     const s = await this.get(id);

@@ -35,8 +35,21 @@ export class PaddockError extends Error {
   }
 }
 
+/**
+ * At most `max` characters of caller input for a message: longer text is cut and says how long it
+ * was, so a 3 MiB input never becomes a 3 MiB error.
+ * @example excerpt("x".repeat(5000), 10) // "xxxxxxxxxx… (5000 characters)"
+ */
+export function excerpt(text: string, max = 200): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length} characters)`;
+}
+
+/** Caller input quoted for a message: JSON-quoted (control characters escaped) and cut to `max`. */
+export const quoted = (text: string, max = 200): string =>
+  text.length <= max ? JSON.stringify(text) : `${JSON.stringify(text.slice(0, max))}… (${text.length} characters)`;
+
 export const notFound = (what: string, id: string): PaddockError =>
-  new PaddockError("not_found", `${what} ${JSON.stringify(id)} not found`);
+  new PaddockError("not_found", `${what} ${quoted(id)} not found`);
 
 export const invalid = (message: string, details?: Record<string, unknown>): PaddockError =>
   new PaddockError("invalid_argument", message, details);

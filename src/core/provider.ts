@@ -12,6 +12,7 @@
  *   them; nothing outside the sandbox is ever reachable through them.
  */
 import type { Readable } from "node:stream";
+import type { ExecSignals } from "./signals.ts";
 
 export interface ComputeLimits {
   /** CPU in cores (fractions allowed). */
@@ -118,6 +119,11 @@ export interface ExecOptions {
   onStderr?: (chunk: Buffer) => void;
   /** Aborting kills the command's process group. */
   signal?: AbortSignal;
+  /**
+   * Signals to deliver to the command's process group while it runs (e.g. a user's Ctrl-C as
+   * SIGINT); its exit is then reported as usual. See `ExecSignals`.
+   */
+  signals?: ExecSignals;
 }
 
 export interface ExecResult {
@@ -153,6 +159,14 @@ export interface Provider {
   readFile(id: string, path: string): Promise<Buffer>;
   listDir(id: string, path: string): Promise<FileEntry[]>;
   stop(id: string, opts?: StopOptions): Promise<boolean>;
+  /**
+   * Send `signal` (default SIGKILL) to every process of the sandbox except its own init, without
+   * starting a process inside it: the way out for a session whose processes fill its pid limit or
+   * that is otherwise stuck. With SIGKILL it resolves once they are gone. Rejects `not_found` for
+   * an unknown or stopped id.
+   * @returns how many processes were signalled.
+   */
+  killProcesses(id: string, signal?: NodeJS.Signals): Promise<number>;
   /**
    * Every exec the sandbox's guard has denied so far, oldest first (callers dedupe by count).
    * Survives a control-plane restart; gone once the sandbox is stopped. Unknown ids resolve [].

@@ -25,9 +25,12 @@ const crypto = webcrypto;
 export interface SessionCa {
   certPem: string;
   keyPem: string;
-  /** A TLS context for `name`, minted on first use and cached until close to expiry. */
+  /** A TLS context for `name`, minted on first use and cached until close to expiry (at most `leafCacheSize` names, least recently used dropped). */
   contextFor(name: string): Promise<SecureContext>;
 }
+
+/** Leaves kept per CA unless told otherwise (GatewayLimits.leafCacheSize). */
+export const DEFAULT_LEAF_CACHE_SIZE = 256;
 
 function serial(): string {
   const b = randomBytes(16);
@@ -82,7 +85,13 @@ async function importKey(keyPem: string): Promise<CryptoKey> {
  * Create a session CA, or restore one from PEM. `permitted` is the list of DNS names for the name
  * constraints (null: unconstrained, the policy allows `*`). Rejects when a restored CA is unusable.
  */
-export async function createSessionCa(id: string, permitted: string[] | null, restore?: { certPem: string; keyPem: string }): Promise<SessionCa> {
+export async function createSessionCa(
+  id: string,
+  permitted: string[] | null,
+  restore?: { certPem: string; keyPem: string },
+  opts: { leafCacheSize?: number } = {},
+): Promise<SessionCa> {
+  const maxLeaves = opts.leafCacheSize ?? DEFAULT_LEAF_CACHE_SIZE;
   let caCert: x509.X509Certificate;
   let caKey: CryptoKey;
   let keyPem: string;
@@ -132,11 +141,23 @@ export async function createSessionCa(id: string, permitted: string[] | null, re
     keyPem,
     contextFor(name: string): Promise<SecureContext> {
       const hit = cache.get(name);
-      if (hit && hit.expires > Date.now() + DAY_MS / 2) return hit.ctx;
-      const ctx = mint(name);
-      cache.set(name, { ctx, expires: Date.now() + LEAF_VALIDITY_MS });
-      ctx.catch(() => cache.delete(name));
-      return ctx;
+      // A Map iterates in insertion order: re-inserting on use keeps the least recently used first.
+      cache.delete(name);
+      if (hit && hit.expires > Date.now() + DAY_MS / 2) {
+        cache.set(name, hit);
+        return hit.ctx;
+      }
+      const entry = { ctx: mint(name), expires: Date.now() + LEAF_VALIDITY_MS };
+      cache.set(name, entry);
+      entry.ctx.catch(() => {
+        if (cache.get(name) === entry) cache.delete(name);
+      });
+      // Bounded: a sandbox may send any number of server names (a policy with `*.example.com`).
+      for (const oldest of cache.keys()) {
+        if (cache.size <= maxLeaves) break;
+        cache.delete(oldest);
+      }
+      return entry.ctx;
     },
   };
 }

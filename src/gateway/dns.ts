@@ -76,8 +76,14 @@ export async function startDns(sessions: SessionTable, address: string, port: nu
   const bound = udp.address().port;
   const open = new Set<net.Socket>();
   const tcp = net.createServer((socket) => {
+    // DNS over TCP counts against the session's connection cap like every other listener.
+    const usage = sessions.bySourceAddress(sourceAddress(socket.remoteAddress))?.usage;
+    if (usage && !usage.openConnection()) return void socket.destroy();
     open.add(socket);
-    socket.once("close", () => open.delete(socket));
+    socket.once("close", () => {
+      open.delete(socket);
+      usage?.closeConnection();
+    });
     let buf = Buffer.alloc(0);
     socket.on("error", () => socket.destroy());
     socket.setTimeout(10_000, () => socket.destroy());

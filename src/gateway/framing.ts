@@ -3,9 +3,8 @@
  * mode) already rejects most smuggling shapes; these checks repeat the important ones on
  * `rawHeaders` so the gateway does not depend on parser leniency settings: one Host, at most one
  * Content-Length, never Content-Length with Transfer-Encoding. Requests are always re-framed
- * upstream (body buffered, Content-Length set), so the upstream sees exactly one request.
+ * upstream by Node's client (body.ts), so the upstream sees exactly one request.
  */
-import type { IncomingMessage } from "node:http";
 import { canonicalHost } from "./addresses.ts";
 
 /** Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus proxy credentials. */
@@ -94,24 +93,4 @@ export function responseHeaders(raw: string[], drop: string[]): [string, string]
     if (!skip.has(name.toLowerCase())) out.push([name, raw[i + 1] ?? ""]);
   }
   return out;
-}
-
-/** The whole body, or null once it passes `limit` bytes (the rest is left unread; answer and close). */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on("data", (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        req.removeAllListeners("data");
-        req.pause();
-        resolve(null);
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on("end", () => resolve(Buffer.concat(chunks)));
-    req.on("error", reject);
-  });
 }

@@ -17,13 +17,17 @@ import { logLine } from "./records.ts";
 import { SessionTable } from "./sessions.ts";
 import { UpstreamAgents, type UpstreamOptions } from "./upstream.ts";
 import type { LocalApi } from "./local.ts";
-import type { EgressRecord, Gateway, GatewayEndpoints, SecretSource } from "./types.ts";
+import { resolveLimits } from "./limits.ts";
+import type { EgressRecord, Gateway, GatewayEndpoints, GatewayLimits, SecretSource } from "./types.ts";
 
 export { decideHost } from "./policy.ts";
 export { defaultBinding, isSecretBound, splitUrlSecret } from "./placeholders.ts";
 export type { UpstreamOptions } from "./upstream.ts";
+export { DEFAULT_LIMITS } from "./limits.ts";
 export { LOCAL_API_HOST, type LocalApi, type LocalRequest, type LocalResponse } from "./local.ts";
 export * from "./types.ts";
+export { startGatewayProcess, type GatewayProcess, type GatewayProcessOptions } from "./process.ts";
+export type { PortableUpstreamOptions } from "./process-protocol.ts";
 
 export interface CreateGatewayOptions {
   /** Listen address (the sandboxes' next hop; tests use 127.0.0.1). */
@@ -39,6 +43,8 @@ export interface CreateGatewayOptions {
   log?: (line: string) => void;
   /** Serves http://paddock.internal to registered sessions; absent: 404 there. */
   localApi?: LocalApi;
+  /** Per-session limits; absent keys keep DEFAULT_LIMITS (limits.ts). Tests shorten the timeouts. */
+  limits?: Partial<GatewayLimits>;
 }
 
 function listen(server: net.Server, address: string, port: number): Promise<number> {
@@ -62,10 +68,12 @@ function closeServer(server: net.Server): Promise<void> {
 /** Start a gateway. Rejects (listeners closed again) when a port cannot be bound. */
 export async function createGateway(opts: CreateGatewayOptions): Promise<Gateway> {
   const log = opts.log ?? (() => undefined);
-  const sessions = new SessionTable(opts.secrets);
+  const limits = resolveLimits(opts.limits);
+  const sessions = new SessionTable(opts.secrets, limits);
   const agents = new UpstreamAgents();
   const deps: Deps = {
     sessions,
+    limits,
     upstream: opts.upstream ?? {},
     agents,
     ...(opts.localApi ? { localApi: opts.localApi } : {}),

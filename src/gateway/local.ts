@@ -6,8 +6,8 @@
  * calling session (known from the source address, never from anything the sandbox says), to the
  * handler the control plane gave it.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
-import { readBody } from "./framing.ts";
+import type { ServerResponse } from "node:http";
+import type { Buffered, Refusal } from "./body.ts";
 
 export const LOCAL_API_HOST = "paddock.internal";
 /** Tool calls are small; anything larger is not one. */
@@ -30,8 +30,11 @@ export interface LocalResponse {
 /** The control plane's side: answer one request from session `sessionId`. */
 export type LocalApi = (sessionId: string, req: LocalRequest) => Promise<LocalResponse>;
 
-/** Serve one request to paddock.internal; resolves the status sent. Never rejects. */
-export async function serveLocal(api: LocalApi | undefined, sessionId: string, method: string, path: string, req: IncomingMessage, res: ServerResponse): Promise<number> {
+/**
+ * Serve one request to paddock.internal; resolves the status sent. Never rejects. `read` reads the
+ * body (at most MAX_LOCAL_BODY_BYTES, within the session's buffer budget); the caller releases it.
+ */
+export async function serveLocal(api: LocalApi | undefined, sessionId: string, method: string, path: string, read: () => Promise<Buffered | Refusal>, res: ServerResponse): Promise<number> {
   const send = (status: number, body: unknown): number => {
     if (res.headersSent) {
       res.destroy();
@@ -43,8 +46,9 @@ export async function serveLocal(api: LocalApi | undefined, sessionId: string, m
     return status;
   };
   if (!api) return send(404, { error: "paddock.internal is not served by this installation" });
-  const body = await readBody(req, MAX_LOCAL_BODY_BYTES);
-  if (body === null) return send(413, { error: `request bodies over ${MAX_LOCAL_BODY_BYTES} bytes are refused` });
+  const got = await read();
+  if ("status" in got) return send(got.status, { error: got.reason });
+  const body = got.body;
   const abort = new AbortController();
   res.on("close", () => {
     if (!res.writableFinished) abort.abort();

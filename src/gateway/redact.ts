@@ -1,130 +1,179 @@
 /**
  * Response redaction (DESIGN.md invariant 1): every secret value of the session that an upstream
- * echoes is replaced by its placeholder before a byte reaches the sandbox, in raw, URL-encoded and
- * base64 forms (at each of the three byte alignments, so a secret inside a larger base64 blob such
- * as `user:SECRET` is caught too), across chunk boundaries.
+ * echoes is replaced by its placeholder before a byte reaches the sandbox — raw, in any mixture of
+ * percent, JSON and HTML escapes, as hex, or as base64 (docs/gateway.md, "Redaction", lists every
+ * covered form and what is out of reach). The body is streamed: RedactStream holds back only the
+ * last bytes of what it has seen, as many as a split match could have in them.
  */
 import { Transform, type TransformCallback } from "node:stream";
+import { Matcher, type Match } from "./matcher.ts";
 
+/** A secret value and the placeholder that replaces it (every form is derived from these two). */
 export interface Replacement {
   from: Buffer;
   to: Buffer;
 }
 
-/** Shortest secret form worth matching inside a base64 blob (shorter cores would hit noise). */
-const MIN_CORE = 8;
-
-/** Base64 characters that depend only on `value`'s bytes when it starts `offset` bytes into a blob. */
-function base64Core(value: Buffer, offset: number): string {
-  const b64 = Buffer.concat([Buffer.alloc(offset), value]).toString("base64");
-  const start = Math.ceil((8 * offset) / 6);
-  const end = Math.floor((8 * (offset + value.length)) / 6);
-  return b64.slice(start, end);
-}
-
-/** Every form of `secret` to replace, each mapped to the same form of `placeholder`; longest first. */
+/** The replacements for a session's secrets: empty secrets and ones equal to their placeholder dropped. */
 export function replacementsFor(pairs: { secret: string; placeholder: string }[]): Replacement[] {
   const out = new Map<string, string>();
-  for (const { secret, placeholder } of pairs) {
-    if (secret === "" || secret === placeholder) continue;
-    const s = Buffer.from(secret);
-    const p = Buffer.from(placeholder);
-    out.set(secret, placeholder);
-    out.set(encodeURIComponent(secret), encodeURIComponent(placeholder));
-    out.set(s.toString("base64"), p.toString("base64"));
-    out.set(s.toString("base64url"), p.toString("base64url"));
-    for (const offset of [0, 1, 2]) {
-      const core = base64Core(s, offset);
-      if (core.length >= MIN_CORE) out.set(core, base64Core(p, offset));
-    }
-  }
-  return [...out.entries()]
-    .filter(([from]) => from !== "")
-    .sort((a, b) => b[0].length - a[0].length)
-    .map(([from, to]) => ({ from: Buffer.from(from), to: Buffer.from(to) }));
+  for (const { secret, placeholder } of pairs) if (secret !== "" && secret !== placeholder) out.set(secret, placeholder);
+  return [...out].map(([from, to]) => ({ from: Buffer.from(from), to: Buffer.from(to) }));
 }
 
 /**
- * The first occurrence at or after `start` (and before `limit`) of any form: the earliest wins,
- * and at one position the longest (`reps` is sorted longest first). Buffer#indexOf is native, so
- * scanning a body costs little more than reading it; `next` caches each form's next position.
+ * The matches to replace, left to right: at one position the longest. Matches that overlap (two
+ * secrets sharing bytes) are replaced as one region by both placeholders, so no part of either is
+ * left. Only regions that start before `limit` are returned.
  */
-function nextHit(buf: Buffer, start: number, limit: number, reps: Replacement[], next: number[]): { at: number; rep: Replacement } | null {
-  let best: { at: number; rep: Replacement } | null = null;
-  reps.forEach((r, k) => {
-    let at = next[k] ?? -1;
-    if (at !== -2 && at < start) {
-      at = buf.indexOf(r.from, start);
-      next[k] = at === -1 ? -2 : at; // -2: no further occurrence in this buffer
+function plan(found: Match[], limit: number): Match[] {
+  found.sort((a, b) => a.start - b.start || b.end - a.end);
+  const chosen: Match[] = [];
+  for (const m of found) {
+    const last = chosen.at(-1);
+    if (last && m.start < last.end) {
+      if (m.end > last.end) chosen[chosen.length - 1] = { start: last.start, end: m.end, text: Buffer.concat([last.text, m.text]) };
+      continue;
     }
-    if (at < 0 || at >= limit) return;
-    if (!best || at < best.at) best = { at, rep: r };
-  });
-  return best;
-}
-
-/** Redact the matches that start before `limit`; returns the output and where scanning stopped. */
-function redactUpTo(buf: Buffer, limit: number, reps: Replacement[]): { parts: Buffer[]; end: number } {
-  const parts: Buffer[] = [];
-  const next: number[] = reps.map(() => -1);
-  let from = 0;
-  for (let hit = nextHit(buf, 0, limit, reps, next); hit; hit = nextHit(buf, from, limit, reps, next)) {
-    parts.push(buf.subarray(from, hit.at), hit.rep.to);
-    from = hit.at + hit.rep.from.length;
+    if (m.start >= limit) break;
+    chosen.push(m);
   }
-  return { parts, end: from };
+  return chosen;
 }
 
-/** Replace every occurrence of every form in `buf`; left to right, longest form first at each position. */
+/** Bytes `[from, to)` of the data that `pieces` hold one after the other, without copying. */
+function slice(pieces: Buffer[], from: number, to: number): Buffer[] {
+  const out: Buffer[] = [];
+  let base = 0;
+  for (const p of pieces) {
+    const a = Math.max(from, base);
+    const b = Math.min(to, base + p.length);
+    if (a < b) out.push(p.subarray(a - base, b - base));
+    base += p.length;
+  }
+  return out;
+}
+
+/** One session's redaction, compiled once per response and used for its head and its body. */
+export class Redactor {
+  /**
+   * Bytes a stream must hold back: a match can span maxSpan bytes, and one that overlaps a match
+   * starting just before the cut must be whole in the buffer too.
+   */
+  readonly keep: number;
+  private readonly matcher: Matcher | null;
+  private names: Matcher | null = null;
+
+  constructor(private readonly reps: Replacement[]) {
+    this.matcher = reps.length > 0 ? new Matcher(reps.map((r) => ({ secret: r.from, placeholder: r.to }))) : null;
+    this.keep = this.matcher ? 2 * this.matcher.maxSpan - 1 : 0;
+  }
+
+  get empty(): boolean {
+    return this.matcher === null;
+  }
+
+  /** Every match in `buf` (see Matcher#find). */
+  find(buf: Buffer, final: boolean): Match[] {
+    return this.matcher ? this.matcher.find(buf, final) : [];
+  }
+
+  /** The regions to replace among `found`: those that start before `limit` (see plan). */
+  plan(found: Match[], limit: number): Match[] {
+    return plan(found, limit);
+  }
+
+  buffer(buf: Buffer): Buffer {
+    const chosen = plan(this.find(buf, true), buf.length);
+    if (chosen.length === 0) return buf;
+    const parts: Buffer[] = [];
+    let from = 0;
+    for (const m of chosen) {
+      parts.push(buf.subarray(from, m.start), m.text);
+      from = m.end;
+    }
+    parts.push(buf.subarray(from));
+    return Buffer.concat(parts);
+  }
+
+  /** For header values and status lines, which Node hands over as latin1 strings. */
+  text(text: string): string {
+    return this.buffer(Buffer.from(text, "latin1")).toString("latin1");
+  }
+
+  /**
+   * Whether a header name holds a form of a secret. Node lower-cases names, so they are compared
+   * without case (a secret's letters can no longer be told apart there).
+   */
+  nameLeaks(name: string): boolean {
+    if (this.empty) return false;
+    this.names ??= new Matcher(this.reps.map((r) => ({ secret: r.from, placeholder: r.to })), true);
+    return this.names.find(Buffer.from(name.toLowerCase(), "latin1"), true).length > 0;
+  }
+}
+
+/** Replace every form of every secret in `buf`. */
 export function replaceAll(buf: Buffer, reps: Replacement[]): Buffer {
-  if (reps.length === 0) return buf;
-  const { parts, end } = redactUpTo(buf, buf.length, reps);
-  if (parts.length === 0) return buf;
-  parts.push(buf.subarray(end));
-  return Buffer.concat(parts);
+  return new Redactor(reps).buffer(buf);
 }
 
 export function redactText(text: string, reps: Replacement[]): string {
-  return replaceAll(Buffer.from(text, "latin1"), reps).toString("latin1");
+  return new Redactor(reps).text(text);
 }
 
 /**
- * A stream that redacts across chunk boundaries: it holds back the last (longest form − 1) bytes
- * of each chunk, which is the most a form split over two chunks can have in the first one.
+ * A stream that redacts across chunk boundaries. It holds back the last `keep` bytes it has seen
+ * (the carry): a match that starts before them lies wholly in what it has, so it is replaced now;
+ * the rest waits for the next chunk (or the end). A chunk is not copied behind the carry: matches
+ * that start in the carry are looked for in the carry and the first bytes of the chunk (the seam),
+ * the others in the chunk itself.
  */
 export class RedactStream extends Transform {
   private carry: Buffer = Buffer.alloc(0);
-  private readonly keep: number;
+  private readonly redactor: Redactor;
 
-  constructor(private readonly reps: Replacement[]) {
+  constructor(redactor: Redactor | Replacement[]) {
     super();
-    this.keep = Math.max(0, ...reps.map((r) => r.from.length - 1));
+    this.redactor = redactor instanceof Redactor ? redactor : new Redactor(redactor);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    const buf = Buffer.concat([this.carry, chunk]);
-    // Only bytes that are certainly not the start of a split form may go out; find a cut point
-    // that is not inside a replaced region by redacting the emit part and the tail separately.
-    const cut = Math.max(0, buf.length - this.keep);
-    const [head, tail] = this.split(buf, cut);
-    this.carry = tail;
-    if (head.length > 0) this.push(head);
+    const { keep } = this.redactor;
+    if (this.redactor.empty) return cb(null, chunk);
+    const c = this.carry.length;
+    const total = c + chunk.length;
+    const cut = total - keep;
+    if (chunk.length <= 2 * keep) {
+      // Small chunks: simply join them to the carry.
+      const buf = Buffer.concat([this.carry, chunk]);
+      if (cut <= 0) return void ((this.carry = buf), cb());
+      return this.release(this.redactor.plan(this.redactor.find(buf, false), cut), [buf], cut, cb);
+    }
+    const seam = Buffer.concat([this.carry, chunk.subarray(0, keep)]);
+    const found = this.redactor.find(seam, false).filter((m) => m.start < c);
+    for (const m of this.redactor.find(chunk, false)) found.push({ start: m.start + c, end: m.end + c, text: m.text });
+    this.release(this.redactor.plan(found, cut), [this.carry, chunk], cut, cb);
+  }
+
+  /** Push the data `pieces` hold (one after the other) up to `cut`, `chosen` replaced; carry the rest raw. */
+  private release(chosen: Match[], pieces: Buffer[], cut: number, cb: TransformCallback): void {
+    const out: Buffer[] = [];
+    let from = 0;
+    for (const m of chosen) {
+      out.push(...slice(pieces, from, m.start), m.text);
+      from = m.end;
+    }
+    // Up to the cut, or past it when a replaced match ran over it.
+    const emitTo = Math.max(from, cut);
+    out.push(...slice(pieces, from, emitTo));
+    this.carry = Buffer.concat(slice(pieces, emitTo, Infinity));
+    for (const b of out) if (b.length > 0) this.push(b);
     cb();
   }
 
   override _flush(cb: TransformCallback): void {
-    const out = replaceAll(this.carry, this.reps);
+    const out = this.redactor.buffer(this.carry);
     if (out.length > 0) this.push(out);
     cb();
-  }
-
-  /** Redact `buf`, then return what is safe to emit and the raw bytes to carry. A match that starts
-   * before `cut` is complete within `buf` (no form is longer than keep + 1), so it is replaced here. */
-  private split(buf: Buffer, cut: number): [Buffer, Buffer] {
-    const { parts, end } = redactUpTo(buf, cut, this.reps);
-    // Emit up to the cut (or past it, when a replaced match ran over it); carry the rest raw.
-    const emitTo = Math.max(end, cut);
-    parts.push(buf.subarray(end, emitTo));
-    return [parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts), Buffer.from(buf.subarray(emitTo))];
   }
 }

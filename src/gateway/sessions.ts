@@ -8,9 +8,10 @@ import { inspect } from "node:util";
 import { PaddockError, conflict, invalid } from "../core/errors.ts";
 import { canonicalIp } from "./addresses.ts";
 import { createSessionCa, type SessionCa } from "./ca.ts";
+import { DEFAULT_LIMITS, SessionUsage } from "./limits.ts";
 import { makePlaceholder, parsePlaceholder, type Placeholder } from "./placeholders.ts";
 import { permittedDnsNames } from "./policy.ts";
-import type { GatewayRegistration, GatewaySessionSpec, SecretBinding, SecretSource } from "./types.ts";
+import type { GatewayLimits, GatewayRegistration, GatewaySessionSpec, SecretBinding, SecretSource } from "./types.ts";
 
 export interface Session {
   readonly spec: GatewaySessionSpec;
@@ -18,6 +19,8 @@ export interface Session {
   readonly ca: SessionCa;
   /** Client connections of this session: destroyed on unregister. */
   readonly sockets: Set<Socket>;
+  /** What the session holds of the gateway (connections, buffered bytes), against GatewayLimits. */
+  readonly usage: SessionUsage;
 }
 
 /**
@@ -57,12 +60,15 @@ export class SessionTable {
    */
   private readonly loadedCas = new Map<string, Promise<SessionCa>>();
 
-  constructor(private readonly secrets: SecretSource) {}
+  constructor(
+    private readonly secrets: SecretSource,
+    private readonly limits: GatewayLimits = DEFAULT_LIMITS,
+  ) {}
 
   private loadCa(id: string, permitted: string[] | null, keep: { certPem: string; keyPem: string }): Promise<SessionCa> {
     let ca = this.loadedCas.get(keep.certPem);
     if (!ca) {
-      ca = createSessionCa(id, permitted, keep);
+      ca = createSessionCa(id, permitted, keep, { leafCacheSize: this.limits.leafCacheSize });
       ca.catch(() => this.loadedCas.delete(keep.certPem));
       this.loadedCas.set(keep.certPem, ca);
       if (this.loadedCas.size > 64) this.loadedCas.delete(this.loadedCas.keys().next().value as string);
@@ -97,14 +103,15 @@ export class SessionTable {
     let ca: SessionCa;
     try {
       const keep = restore?.caKeyPem ? { certPem: restore.caCertPem, keyPem: restore.caKeyPem } : undefined;
-      ca = keep ? await this.loadCa(spec.id, permitted, keep) : await createSessionCa(spec.id, permitted);
+      ca = keep ? await this.loadCa(spec.id, permitted, keep) : await createSessionCa(spec.id, permitted, undefined, { leafCacheSize: this.limits.leafCacheSize });
     } catch (err) {
       // Never echo key material: say what failed, keep the cause for debugging off the wire.
       throw new PaddockError("invalid_argument", "the stored session CA could not be loaded; register without restore to make a new one", undefined, { cause: err });
     }
     const old = this.byId.get(spec.id);
     if (old) this.drop(old);
-    const session: Session = { spec: { ...spec, sourceIp: source.address }, placeholders, ca, sockets: old?.sockets ?? new Set() };
+    // A re-registered session keeps its open connections, and so what they hold.
+    const session: Session = { spec: { ...spec, sourceIp: source.address }, placeholders, ca, sockets: old?.sockets ?? new Set(), usage: old?.usage ?? new SessionUsage(this.limits) };
     this.byId.set(spec.id, session);
     this.bySource.set(source.address, session);
     return { placeholders: Object.fromEntries([...placeholders].map(([k, v]) => [k, v.text])), caCertPem: ca.certPem, caKeyPem: ca.keyPem };
@@ -116,6 +123,7 @@ export class SessionTable {
     this.drop(session);
     for (const s of session.sockets) s.destroy();
     session.sockets.clear();
+    session.usage.bursts.close();
     return true;
   }
 

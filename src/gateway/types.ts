@@ -32,6 +32,13 @@ export interface SecretBinding {
   in: SecretLocation[];
   /** `http`: swapped by the HTTP(S) proxy. `database`: reserved for the database gateway (no HTTP swap). */
   kind: "http" | "database";
+  /**
+   * Also swap into plain `http://` requests to these hosts: the secret then crosses the network
+   * unencrypted. Absent or false (the default): swapped only into requests that leave over TLS to a
+   * verified upstream; a plain-HTTP request carrying the placeholder where it would be swapped is
+   * refused (403, rule `gateway.cleartext-secret`).
+   */
+  cleartext?: boolean;
 }
 
 /** Where to find a secret's value: the most specific scope that has one wins (agent > team > environment > global). */
@@ -50,6 +57,32 @@ export interface SecretSource {
 
 /** One request through the gateway, allowed or denied (the type lives in core: the store keeps it too). */
 export type EgressRecord = EgressRecordInput;
+
+/**
+ * Per-session resource limits, so that one sandbox cannot exhaust the gateway and with it every
+ * other session's egress. Durations in milliseconds. Defaults: `DEFAULT_LIMITS` in limits.ts;
+ * what happens at each limit: docs/gateway.md, "Limits".
+ */
+export interface GatewayLimits {
+  /** Client connections one session may hold open at once, all listeners together (a CONNECT tunnel counts once). Beyond it, new ones are closed at once. */
+  maxConnectionsPerSession: number;
+  /** From accepting a TLS connection (or answering CONNECT) to a finished TLS handshake. */
+  tlsHandshakeTimeoutMs: number;
+  /** To a request's complete headers: from the connection's start (after TLS), or on a kept-alive connection from when its next request began to arrive. */
+  headersTimeoutMs: number;
+  /** From a request's complete headers to its complete body. */
+  requestTimeoutMs: number;
+  /** A plain HTTP or transparent TLS connection with no request in flight and nothing received for this long is closed. */
+  keepAliveTimeoutMs: number;
+  /** The same for a connection inside a CONNECT tunnel (the tunnel is closed). */
+  tunnelIdleTimeoutMs: number;
+  /** Largest request body the gateway buffers (only bodies a secret may be swapped into, git pushes it checks, paddock.internal calls). */
+  maxBufferedBodyBytes: number;
+  /** Request body bytes one session may have buffered at once, all its requests together. */
+  maxBufferedBodyBytesPerSession: number;
+  /** Leaf certificates (one per server name) kept per session CA; the least recently used is dropped. */
+  leafCacheSize: number;
+}
 
 export interface GatewaySessionSpec {
   /** Session (or build) id. */

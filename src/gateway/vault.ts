@@ -93,6 +93,8 @@ export interface Vault extends SecretSource {
   allValues(): Promise<SecretValue[]>;
   /** A 32-byte key for another purpose (e.g. "audit-chain"), derived with HKDF-SHA256: the vault key itself never leaves. */
   deriveKey(purpose: string): Buffer;
+  /** Call `listener` after every set, and every delete that removed a value (e.g. so a gateway process drops cached values). */
+  onChange(listener: () => void): void;
 }
 
 export interface VaultOptions {
@@ -208,11 +210,24 @@ class SqlVault implements Vault {
     checkValue(value);
     const s = storedScope(scope);
     await this.#store.putSecret({ name, scope: s, ...this.#encrypt(Buffer.from(value, "utf8"), secretAad(name, s)) });
+    this.#changed();
   }
 
   async delete(name: string, scope?: VaultScope): Promise<boolean> {
     checkName(name);
-    return this.#store.deleteSecret(name, storedScope(scope));
+    const deleted = await this.#store.deleteSecret(name, storedScope(scope));
+    if (deleted) this.#changed();
+    return deleted;
+  }
+
+  #changeListeners: (() => void)[] = [];
+
+  onChange(listener: () => void): void {
+    this.#changeListeners.push(listener);
+  }
+
+  #changed(): void {
+    for (const l of this.#changeListeners) l();
   }
 
   async list(): Promise<SecretListing[]> {

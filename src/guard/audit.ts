@@ -134,11 +134,16 @@ export class AuditLog {
 
 export const REDACTED_SECRET = "[redacted secret]";
 
+/** Replaces every secret value (as typed, base64 and URL-encoded) in a text (a log line, a record's strings). */
+export function secretScrubber(values: string[]): (text: string) => string {
+  const forms = [...new Set(values.filter((v) => v.length >= 4).flatMap((v) => [v, Buffer.from(v).toString("base64"), encodeURIComponent(v)]))].sort((a, b) => b.length - a.length);
+  return (t) => forms.reduce((acc, f) => (acc.includes(f) ? acc.split(f).join(REDACTED_SECRET) : acc), t);
+}
+
 /** Replaces every secret value (as typed, base64 and URL-encoded) in a record's strings. */
 function redactor(values: string[]): (r: AuditInput) => AuditInput {
-  const forms = [...new Set(values.filter((v) => v.length >= 4).flatMap((v) => [v, Buffer.from(v).toString("base64"), encodeURIComponent(v)]))].sort((a, b) => b.length - a.length);
-  if (forms.length === 0) return (r) => r;
-  const text = (t: string): string => forms.reduce((acc, f) => (acc.includes(f) ? acc.split(f).join(REDACTED_SECRET) : acc), t);
+  if (!values.some((v) => v.length >= 4)) return (r) => r;
+  const text = secretScrubber(values);
   const deep = (v: unknown): unknown => {
     if (typeof v === "string") return text(v);
     if (Array.isArray(v)) return v.map(deep);

@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { open, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { Principal, PrincipalKind, Store } from "../core/index.ts";
-import { conflict, invalid, notFound, PaddockError } from "../core/index.ts";
+import { conflict, invalid, notFound, PaddockError, quoted } from "../core/index.ts";
 import { mintToken, parseToken, secretMatches } from "./tokens.ts";
 
 export const ADMIN_ROLE = "admin";
@@ -51,9 +51,9 @@ export class Identities {
 
   /** Create a principal and its first token; the token is in the result only. */
   async add(p: NewPrincipal, label = "created with the principal"): Promise<{ principal: Principal; token: string }> {
-    if (!NAME_RE.test(p.name)) throw invalid(`${JSON.stringify(p.name)} is not a valid name: use lowercase letters, digits, ".", "_" and "-", starting with a letter (e.g. "alice")`);
-    if (!ROLE_RE.test(p.role)) throw invalid(`${JSON.stringify(p.role)} is not a role name: use lowercase letters, digits, "_" and "-", starting with a letter (e.g. "engineering")`);
-    if (p.team !== undefined && p.team !== null && !NAME_RE.test(p.team)) throw invalid(`${JSON.stringify(p.team)} is not a valid team name (e.g. "eng")`);
+    if (!NAME_RE.test(p.name)) throw invalid(`${quoted(p.name)} is not a valid name: use lowercase letters, digits, ".", "_" and "-", starting with a letter (e.g. "alice")`);
+    if (!ROLE_RE.test(p.role)) throw invalid(`${quoted(p.role)} is not a role name: use lowercase letters, digits, "_" and "-", starting with a letter (e.g. "engineering")`);
+    if (p.team !== undefined && p.team !== null && !NAME_RE.test(p.team)) throw invalid(`${quoted(p.team)} is not a valid team name (e.g. "eng")`);
     if (p.kind === "agent" && p.role === ADMIN_ROLE) throw invalid("an agent cannot have the admin role: give it a role from the environments' rbac:");
     if (await this.store.getPrincipalByName(p.name)) throw conflict(`a principal named ${JSON.stringify(p.name)} already exists; pick another name`);
     const principal: Principal = {

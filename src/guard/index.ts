@@ -6,7 +6,7 @@
 export { Identities, ADMIN_ROLE, type NewPrincipal } from "./identity.ts";
 export { mintToken, parseToken } from "./tokens.ts";
 export { effectivePermissions, rolePermissions, describePermissions, isAdmin, PERMISSION_ORDER, type Permission, type Requirement } from "./rbac.ts";
-export { AuditLog, canonical, REDACTED_SECRET, type AuditEntry, type AuditProblem, type AuditVerification } from "./audit.ts";
+export { AuditLog, canonical, REDACTED_SECRET, secretScrubber, type AuditEntry, type AuditProblem, type AuditVerification } from "./audit.ts";
 export {
   createCommandChecker,
   BASIC_TOOLS,

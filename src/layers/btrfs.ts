@@ -1,9 +1,9 @@
-import { mkdir, readdir, rename, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { ActiveLayer, LayerStore } from "../core/index.ts";
 import { PaddockError, conflict, runCommand } from "../core/index.ts";
-import { directoryUsage, isMountPoint, checkLayerName } from "./common.ts";
+import { directoryUsage, isMountPoint, checkLayerName, renameUnlessTaken } from "./common.ts";
 
 /**
  * Layers as btrfs subvolumes inside a loop-mounted image (this machine's root is ext4, which has no
@@ -87,7 +87,11 @@ class BtrfsLayerStore implements LayerStore {
       return;
     }
     await rm(join(from, "work"), { recursive: true, force: true });
-    await rename(from, to);
+    if (!(await renameUnlessTaken(from, to))) {
+      // Another commit of the same id won the race: ids are content keys, the first one stays.
+      await this.remove(key);
+      return;
+    }
     await runCommand(["btrfs", "property", "set", "-ts", to, "ro", "true"]);
   }
 

@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { readFile, rename } from "node:fs/promises";
 import { resolve } from "node:path";
 import { invalid, runCommand } from "../core/index.ts";
 
@@ -23,4 +23,20 @@ export function unescapeMountPath(s: string): string {
 export async function directoryUsage(dir: string): Promise<number> {
   const { stdout } = await runCommand(["du", "-sb", "--", dir]);
   return Number(stdout.split("\t")[0]);
+}
+
+/**
+ * rename(2) of a layer directory onto its committed name. Resolves false when the name was taken
+ * meanwhile (rename onto a non-empty directory fails with ENOTEMPTY or EEXIST): two sandboxes or
+ * builds that made the same layer at once, where the first to commit wins.
+ */
+export async function renameUnlessTaken(from: string, to: string): Promise<boolean> {
+  try {
+    await rename(from, to);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOTEMPTY" || code === "EEXIST") return false;
+    throw err;
+  }
 }

@@ -1,9 +1,9 @@
-import { mkdir, readdir, rename, rm, truncate, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rm, truncate, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { ActiveLayer, LayerStore } from "../core/index.ts";
 import { PaddockError, conflict, runCommand } from "../core/index.ts";
-import { directoryUsage, checkLayerName, isMountPoint } from "./common.ts";
+import { directoryUsage, checkLayerName, isMountPoint, renameUnlessTaken } from "./common.ts";
 
 /**
  * The fallback layer store: plain directories on whatever filesystem holds the data directory.
@@ -71,8 +71,8 @@ class DirectoryLayerStore implements LayerStore {
     const from = join(this.activeDir, key);
     if (!existsSync(from)) throw new PaddockError("not_found", `active layer ${key} not found`);
     const to = join(this.committedDir, id);
-    if (existsSync(to)) await rm(from, { recursive: true, force: true });
-    else await rename(from, to);
+    // Another commit of the same id may win between the check and the rename: the first one stays.
+    if (existsSync(to) || !(await renameUnlessTaken(from, to))) await rm(from, { recursive: true, force: true });
     await rm(join(this.workRoot, key), { recursive: true, force: true });
   }
 

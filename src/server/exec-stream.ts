@@ -1,37 +1,59 @@
-import type { IncomingMessage, Server as HttpServer } from "node:http";
+import { STATUS_CODES, type IncomingMessage, type Server as HttpServer } from "node:http";
 import type { Duplex } from "node:stream";
 import { PassThrough } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
-import { constants as osConstants } from "node:os";
 import type { ControlPlane } from "../control/index.ts";
-import { asPaddockError, httpStatusOf, type Principal } from "../core/index.ts";
+import { ExecSignals, PaddockError, excerpt, httpStatusOf, invalid, type Principal } from "../core/index.ts";
 import { ExecBody } from "./schemas.ts";
 import { auditFailure, authenticate, authorize } from "./auth.ts";
+import { closeWith, parseInput, rawErrorResponse, type PublicError, type ErrorReporter } from "./errors.ts";
 
 /**
  * Interactive exec over a WebSocket: live stdout/stderr, stdin passthrough, signals. One socket is
  * one command; the protocol is described on the `execStream` route of the OpenAPI document.
+ *
+ * Everything here faces the network before and after authentication, so no listener may throw:
+ * malformed upgrades are answered in the API's error shape, protocol violations close the socket
+ * with their WebSocket close code, and client mistakes after the start are `invalid_argument`
+ * messages that leave the command running.
  */
 export const STDOUT = 1;
 export const STDERR = 2;
+/** Largest message either way; a bigger one closes the socket with code 1009 (message too big). */
+export const MAX_MESSAGE_BYTES = 1 << 20;
+/** Stdin held for a command that is not reading it before the server stops reading the socket. */
+const STDIN_BUFFER = 1 << 20;
 const PATH_RE = /^\/v1\/sessions\/([^/]+)\/exec\/stream$/;
+const ExecRequest = ExecBody.omit({ stdin: true });
 
-export function attachExecStream(server: HttpServer, cp: ControlPlane): () => Promise<void> {
-  const wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
+export function attachExecStream(server: HttpServer, cp: ControlPlane, errors: ErrorReporter): () => Promise<void> {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
+  // A handshake ws cannot complete (not GET, bad Sec-WebSocket-Key or version): our shape too.
+  wss.on("wsClientError", (err: Error, socket: Duplex) => refuse(socket, 400, { code: "invalid_argument", message: `bad WebSocket handshake: ${err.message}` }));
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const m = PATH_RE.exec(new URL(req.url ?? "/", "http://x").pathname);
-    if (!m?.[1]) {
-      socket.end("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    // Node's own error listener is gone from an upgraded socket: a client resetting the
+    // connection while we check its token must not become an uncaught 'error'.
+    socket.on("error", () => socket.destroy());
+    let id: string;
+    try {
+      id = sessionIdOf(req.url ?? "/");
+    } catch (err) {
+      const body = errors.describe(err, "execStream");
+      refuse(socket, httpStatusOf(body.code), body);
       return;
     }
-    const id = decodeURIComponent(m[1]);
     // The same checks as every other route, before the upgrade: a refused caller never gets a socket.
     admit(cp, req, id).then(
-      (principal) => wss.handleUpgrade(req, socket, head, (ws) => serve(ws, cp, id, principal)),
+      (principal) => {
+        try {
+          wss.handleUpgrade(req, socket, head, (ws) => serve(ws, cp, id, principal, errors));
+        } catch {
+          socket.destroy(); // nothing sensible left to answer on this socket
+        }
+      },
       (err: unknown) => {
-        const e = asPaddockError(err);
-        const body = JSON.stringify({ error: { code: e.code, message: e.message } });
-        socket.end(`HTTP/1.1 ${httpStatusOf(e.code)} Refused\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+        const body = errors.describe(err, "execStream");
+        refuse(socket, httpStatusOf(body.code), body);
       },
     );
   });
@@ -40,6 +62,23 @@ export function attachExecStream(server: HttpServer, cp: ControlPlane): () => Pr
       for (const c of wss.clients) c.terminate();
       wss.close(() => resolve());
     });
+}
+
+/** The session id of an exec stream path (percent-decoded), or not_found / invalid_argument. */
+function sessionIdOf(url: string): string {
+  const path = url.split("?")[0] ?? "";
+  const m = PATH_RE.exec(path);
+  if (!m?.[1]) throw new PaddockError("not_found", `no WebSocket route at ${JSON.stringify(excerpt(path, 200))}: the exec stream is /v1/sessions/{id}/exec/stream`);
+  try {
+    return decodeURIComponent(m[1]);
+  } catch {
+    throw invalid("the session id in the path has invalid percent-encoding (e.g. %E0%A4%A): encode each byte as %XX");
+  }
+}
+
+/** Answer an upgrade we will not complete, in the API's error shape, and close. */
+function refuse(socket: Duplex, status: number, body: PublicError): void {
+  closeWith(socket, rawErrorResponse(status, STATUS_CODES[status] ?? "Error", body));
 }
 
 async function admit(cp: ControlPlane, req: IncomingMessage, id: string): Promise<Principal> {
@@ -52,55 +91,104 @@ async function admit(cp: ControlPlane, req: IncomingMessage, id: string): Promis
   return principal;
 }
 
-function serve(ws: WebSocket, cp: ControlPlane, id: string, principal: Principal): void {
-  const stdin = new PassThrough();
+function serve(ws: WebSocket, cp: ControlPlane, id: string, principal: Principal, errors: ErrorReporter): void {
+  const stdin = new PassThrough({ highWaterMark: STDIN_BUFFER });
+  stdin.on("error", () => undefined); // nothing writes after its end (see below); never uncaught
   const abort = new AbortController();
-  let started = false;
-  const fail = (err: unknown) => {
-    const e = asPaddockError(err);
-    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: "error", code: e.code, message: e.message }), () => ws.close(1000));
+  const signals = new ExecSignals();
+  let phase: "request" | "running" | "done" = "request";
+  let stdinClosedWarned = false;
+
+  /** Send unless the socket is going away (then there is nobody to tell). */
+  const send = (data: string | Buffer, then?: () => void): void => {
+    if (ws.readyState === ws.OPEN) ws.send(data, () => then?.());
   };
+  const finish = (msg: Record<string, unknown>): void => {
+    phase = "done";
+    if (ws.isPaused) ws.resume(); // so the close handshake can be read
+    send(JSON.stringify(msg), () => ws.close(1000));
+  };
+  const fail = (err: unknown): void => finish({ type: "error", ...errors.describe(err, "execStream"), fatal: true });
+  /** A client mistake about one message: the command keeps running. */
+  const reject = (message: string): void => send(JSON.stringify({ type: "error", code: "invalid_argument", message, fatal: false }));
+  const endStdin = (): void => {
+    if (!stdin.writableEnded) stdin.end();
+  };
+
+  // Protocol errors (a message over 1 MiB, invalid UTF-8 in a text message, a bad frame): ws has
+  // already closed the socket with the matching close code (1009, 1007, 1002); "close" follows.
+  ws.on("error", () => undefined);
   ws.on("close", () => {
-    abort.abort();
-    stdin.end();
+    abort.abort(new PaddockError("unavailable", "the exec stream closed before the command ended"));
+    endStdin();
   });
-  ws.on("message", (data: RawData, isBinary: boolean) => {
-    const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
-    if (!started) {
-      started = true;
-      let request;
-      try {
-        request = ExecBody.omit({ stdin: true }).parse(JSON.parse(buf.toString("utf8")));
-      } catch (err) {
-        fail(new Error(`bad exec request: ${err instanceof Error ? err.message : String(err)}`));
-        return;
-      }
-      cp.commands
-        .run(id, principal, {
-          argv: request.argv,
-          ...(request.cwd ? { cwd: request.cwd } : {}),
-          ...(request.env ? { env: request.env } : {}),
-          ...(request.timeoutMs ? { timeoutMs: request.timeoutMs } : {}),
-          stdin,
-          signal: abort.signal,
-          onStdout: (c) => ws.send(Buffer.concat([Buffer.of(STDOUT), c])),
-          onStderr: (c) => ws.send(Buffer.concat([Buffer.of(STDERR), c])),
-        })
-        .then((r) => ws.send(JSON.stringify({ type: "exit", ...r }), () => ws.close(1000)))
-        .catch(fail);
-      return;
-    }
-    if (isBinary) {
-      stdin.write(buf);
-      return;
-    }
-    let msg: { type?: string; signal?: string };
+
+  const start = (buf: Buffer, isBinary: boolean): void => {
+    if (isBinary) throw invalid('the first message must be the exec request as JSON text, e.g. {"argv":["npm","test"]}');
+    let json: unknown;
     try {
-      msg = JSON.parse(buf.toString("utf8")) as typeof msg;
+      json = JSON.parse(buf.toString("utf8"));
     } catch {
+      throw invalid(`bad exec request: not JSON: ${JSON.stringify(excerpt(buf.toString("utf8"), 100))}`);
+    }
+    const request = parseInput(ExecRequest, json, "exec request") as ReturnType<typeof ExecRequest.parse>;
+    phase = "running";
+    cp.commands
+      .run(id, principal, {
+        argv: request.argv,
+        ...(request.cwd ? { cwd: request.cwd } : {}),
+        ...(request.env ? { env: request.env } : {}),
+        ...(request.timeoutMs ? { timeoutMs: request.timeoutMs } : {}),
+        stdin,
+        signal: abort.signal,
+        signals,
+        onStdout: (c) => send(Buffer.concat([Buffer.of(STDOUT), c])),
+        onStderr: (c) => send(Buffer.concat([Buffer.of(STDERR), c])),
+      })
+      .then((r) => finish({ type: "exit", ...r }), fail);
+  };
+
+  const onStdin = (buf: Buffer): void => {
+    if (stdin.writableEnded) {
+      if (!stdinClosedWarned) reject("stdin is already closed (stdin-eof was sent): later stdin messages are dropped");
+      stdinClosedWarned = true;
       return;
     }
-    if (msg.type === "stdin-eof") stdin.end();
-    else if (msg.type === "signal" && msg.signal && msg.signal in osConstants.signals) abort.abort(msg.signal);
+    // Flow control: while the command does not read, stop reading the socket.
+    if (!stdin.write(buf) && !ws.isPaused) {
+      ws.pause();
+      stdin.once("drain", () => ws.resume());
+    }
+  };
+
+  const onControl = (buf: Buffer): void => {
+    let msg: unknown;
+    try {
+      msg = JSON.parse(buf.toString("utf8"));
+    } catch {
+      msg = null;
+    }
+    const m = (msg && typeof msg === "object" ? msg : {}) as { type?: unknown; signal?: unknown };
+    if (m.type === "stdin-eof") endStdin();
+    else if (m.type === "signal") {
+      if (typeof m.signal !== "string") return reject('a signal message names its signal: {"type":"signal","signal":"SIGINT"}');
+      try {
+        signals.send(m.signal);
+      } catch (err) {
+        reject(err instanceof Error ? err.message : String(err));
+      }
+    } else reject(`unknown message ${JSON.stringify(excerpt(buf.toString("utf8"), 100))}: send {"type":"stdin-eof"} or {"type":"signal","signal":"SIGINT"}, stdin as binary messages`);
+  };
+
+  ws.on("message", (data: RawData, isBinary: boolean) => {
+    try {
+      const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+      if (phase === "request") start(buf, isBinary);
+      else if (phase === "done") return; // the result is on its way; nothing can change it now
+      else if (isBinary) onStdin(buf);
+      else onControl(buf);
+    } catch (err) {
+      fail(err);
+    }
   });
 }

@@ -3,11 +3,10 @@
  * (reconciling what a previous incarnation left), serves the route table with request validation
  * and one error format, the OpenAPI document, and the exec WebSocket.
  */
-import Fastify, { type FastifyInstance } from "fastify";
-import type { z } from "zod";
+import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
 import type { ControlPlane, ControlPlaneOptions } from "../control/index.ts";
 import { openControlPlane } from "../control/index.ts";
-import { PaddockError, asPaddockError, httpStatusOf, invalid } from "../core/index.ts";
+import { PaddockError, asPaddockError, excerpt, httpStatusOf, invalid } from "../core/index.ts";
 import { routes, type Route } from "./routes.ts";
 import { secretRoutes } from "./routes-secrets.ts";
 import { guardRoutes } from "./routes-guard.ts";
@@ -15,6 +14,7 @@ import { auditFailure, authenticate, authorize } from "./auth.ts";
 import type { Principal } from "../core/index.ts";
 import { openApiDocument } from "./openapi.ts";
 import { attachExecStream } from "./exec-stream.ts";
+import { answerClientError, ErrorReporter, parseInput as parse, type PublicError } from "./errors.ts";
 
 /** The OpenAPI document's own route: any principal may read it. */
 const openApiRoute: Route = {
@@ -31,6 +31,7 @@ const openApiRoute: Route = {
 export const allRoutes: Route[] = [...routes, ...secretRoutes, ...guardRoutes, openApiRoute];
 export { routes } from "./routes.ts";
 export { openApiDocument } from "./openapi.ts";
+export { describeThrown } from "./errors.ts";
 
 export interface ServerOptions extends ControlPlaneOptions {
   host?: string;
@@ -40,24 +41,42 @@ export interface ServerOptions extends ControlPlaneOptions {
 export interface RunningServer {
   url: string;
   cp: ControlPlane;
+  /** Log a crash of the process (its cause and stack, secrets redacted); resolves once written. */
+  logCrash(kind: string, err: unknown): Promise<void>;
   close(opts?: { unmountLayers?: boolean; removeHostNetwork?: boolean }): Promise<void>;
 }
 
 const MAX_FILE_BYTES = 256 * 1024 * 1024;
+/** Longest path parameter (ids and names are far shorter); a longer one is answered 414. */
+const MAX_PARAM_LENGTH = 256;
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const cp = await openControlPlane(opts);
-  const app = Fastify({ logger: false, bodyLimit: MAX_FILE_BYTES });
+  const errors = new ErrorReporter({ home: cp.home, log: opts.log ?? (() => undefined), secretValues: () => cp.secretValues() });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: MAX_FILE_BYTES,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    // Refused by node's HTTP parser (431, 400) or by the router (bad percent-encoding, 414):
+    // answered in our shape too, never the framework's.
+    clientErrorHandler: answerClientError,
+    frameworkErrors: (err, _req, res) => {
+      const reply = res as unknown as FastifyReply;
+      void reply.code(err.code === "FST_ERR_MAX_PARAM_LENGTH" ? 414 : 400).send({ error: routerError(err) });
+    },
+  });
   app.addContentTypeParser("application/octet-stream", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
-  app.setErrorHandler((err, _req, reply) => {
-    const e = err instanceof PaddockError ? err : fastifyError(err);
-    void reply.code(httpStatusOf(e.code)).send({ error: { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) } });
+  app.setErrorHandler((err, req, reply) => {
+    const operation = (req.routeOptions.config as { operationId?: string } | undefined)?.operationId ?? `${excerpt(req.method, 16)} request`;
+    const body = errors.describe(err instanceof PaddockError ? err : fastifyError(err, req.headers["content-type"]), operation);
+    void reply.code(httpStatusOf(body.code)).send({ error: body });
   });
   app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send({ error: { code: "not_found", message: `no route ${req.method} ${req.url.split("?")[0]} (see /v1/openapi.json)` } });
+    const path = req.url.split("?")[0] ?? "";
+    void reply.code(404).send({ error: { code: "not_found", message: `no route ${excerpt(req.method, 16)} ${excerpt(path, 200)} (see /v1/openapi.json)` } });
   });
   for (const r of allRoutes) register(app, cp, r);
-  const closeStreams = attachExecStream(app.server, cp);
+  const closeStreams = attachExecStream(app.server, cp, errors);
   try {
     await app.listen({ host: opts.host ?? "127.0.0.1", port: opts.port ?? 7070 });
   } catch (err) {
@@ -71,6 +90,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   return {
     url: `http://${opts.host ?? "127.0.0.1"}:${port}`,
     cp,
+    logCrash: (kind, err) => errors.logCrash(kind, err),
     async close(o = {}) {
       await closeStreams();
       await app.close();
@@ -84,6 +104,7 @@ function register(app: FastifyInstance, cp: ControlPlane, r: Route): void {
   app.route({
     method: r.method,
     url: r.path,
+    config: { operationId: r.operationId },
     // Authentication comes first, before the body is even read: without a token nothing else
     // about the request is looked at (a malformed body gets 401, not 400).
     onRequest: async (req) => {
@@ -132,17 +153,20 @@ function auditDetail(r: Route, body: unknown): Record<string, unknown> {
   return {};
 }
 
-function parse(schema: z.ZodType | undefined, value: unknown, where: string): unknown {
-  if (!schema) return value;
-  const r = schema.safeParse(value);
-  if (r.success) return r.data;
-  const problems = r.error.issues.map((i) => `${i.path.length ? i.path.join(".") : where}: ${i.message}`);
-  throw invalid(`bad ${where}: ${problems.join("; ")}`, { problems });
-}
-
-function fastifyError(err: unknown): PaddockError {
+/** A framework error as ours: the client's mistakes are `invalid_argument`, the rest `internal`. */
+function fastifyError(err: unknown, contentType: string | undefined): PaddockError {
   const e = err as { statusCode?: number; message?: string; code?: string };
   if (e.statusCode === 413) return new PaddockError("invalid_argument", `request body too large (limit ${MAX_FILE_BYTES} bytes)`);
-  if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) return new PaddockError("invalid_argument", e.message ?? "bad request");
+  if (e.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") {
+    return new PaddockError("invalid_argument", `unsupported Content-Type ${JSON.stringify(excerpt(contentType ?? "", 100))}: send application/json (application/octet-stream for file bytes)`);
+  }
+  if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) return new PaddockError("invalid_argument", excerpt(e.message ?? "bad request", 300));
   return asPaddockError(err);
+}
+
+/** The router's refusals: bad percent-encoding in the path, an overlong path parameter. */
+function routerError(err: { code?: string; message: string }): PublicError {
+  if (err.code === "FST_ERR_MAX_PARAM_LENGTH") return { code: "invalid_argument", message: `a path parameter is over ${MAX_PARAM_LENGTH} characters` };
+  if (err.code === "FST_ERR_BAD_URL") return { code: "invalid_argument", message: "the URL path has invalid percent-encoding (e.g. %E0%A4%A): encode each byte as %XX" };
+  return { code: "invalid_argument", message: "the request cannot be routed" };
 }

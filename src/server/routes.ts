@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { constants as osConstants } from "node:os";
 import { z } from "zod";
 import { invalidFile, type ControlPlane } from "../control/index.ts";
 import { invalid, type Principal, type Session } from "../core/index.ts";
@@ -94,7 +95,7 @@ export const routes: Route[] = [
     response: { status: 200, schema: z.object({ valid: z.boolean(), issues: z.array(S.Issue), spec: z.unknown() }) },
     handler: async ({ cp, body }) => {
       const b = body as z.infer<typeof S.ValidateBody>;
-      const { spec, issues } = cp.environments.validate(b.source, b.fileName);
+      const { spec, issues } = await cp.environments.validate(b.source, b.fileName);
       return { valid: spec !== null, issues, spec };
     },
   },
@@ -123,7 +124,7 @@ export const routes: Route[] = [
         return done;
       }
       // Validate before committing to a 200 stream, so a bad file is a plain 400 with its issues.
-      const { spec, issues } = cp.environments.validate(b.source, b.fileName);
+      const { spec, issues } = await cp.environments.validate(b.source, b.fileName);
       if (!spec) throw invalidFile(b.fileName, issues);
       reply.hijack();
       reply.raw.writeHead(201, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
@@ -238,6 +239,23 @@ export const routes: Route[] = [
     handler: async ({ cp, params }) => publicSession(await cp.sessions.stop(params.id ?? "")),
   },
   {
+    method: "POST",
+    path: "/v1/sessions/:id/kill",
+    operationId: "killSessionProcesses",
+    access: WRITE,
+    scope: sessionScope,
+    summary:
+      "Signal every process of a running session except its init, without starting a process inside it (default SIGKILL, answered once they are gone). The way out when the session's processes fill compute.pids or it is stuck; the session keeps running.",
+    params: S.IdParams,
+    body: S.KillBody,
+    response: { status: 200, schema: S.KillResponse },
+    handler: async ({ cp, params, body }) => {
+      const name = (body as z.infer<typeof S.KillBody>).signal ?? "SIGKILL";
+      if (!(name in osConstants.signals)) throw invalid(`unknown signal ${JSON.stringify(name.slice(0, 32))}: use a name such as SIGKILL, SIGTERM or SIGINT`);
+      return cp.sessions.kill(params.id ?? "", name as NodeJS.Signals);
+    },
+  },
+  {
     method: "DELETE",
     path: "/v1/sessions/:id",
     operationId: "deleteSession",
@@ -291,7 +309,7 @@ export const routes: Route[] = [
     access: WRITE,
     scope: sessionScope,
     summary:
-      "WebSocket. First message (text): the exec request as JSON ({argv, cwd?, env?, timeoutMs?}). Then client→server binary messages are stdin; text {\"type\":\"stdin-eof\"} closes stdin; {\"type\":\"signal\",\"signal\":\"SIGINT\"} signals the command. Server→client binary messages start with 1 (stdout) or 2 (stderr) followed by the bytes; the last message is text {\"type\":\"exit\",exitCode,signal,timedOut,durationMs} or {\"type\":\"error\",code,message}.",
+      "WebSocket. First message (text): the exec request as JSON ({argv, cwd?, env?, timeoutMs?}); anything else is answered with an invalid_argument error and the socket closes. Then client→server binary messages are stdin; text {\"type\":\"stdin-eof\"} closes stdin; {\"type\":\"signal\",\"signal\":\"SIGINT\"} delivers that signal to the command's process group (a trap may handle it; the command's exit is then reported as usual). A message the server cannot use (unknown type, unknown signal name, stdin after stdin-eof) is answered {\"type\":\"error\",\"code\":\"invalid_argument\",message,\"fatal\":false} and the command runs on. Server→client binary messages start with 1 (stdout) or 2 (stderr) followed by the bytes; the last message is text {\"type\":\"exit\",exitCode,signal,timedOut,durationMs} or {\"type\":\"error\",code,message,\"fatal\":true,errorId?}. Messages are at most 1 MiB: a bigger one closes the socket with code 1009 (other protocol violations: 1002, 1007). Closing the socket kills the command.",
     params: S.IdParams,
     response: { status: 101, schema: "websocket" },
     handler: async () => {

@@ -7,6 +7,7 @@ export const ErrorBody = z
       code: z.enum(["not_found", "invalid_argument", "unauthorized", "forbidden", "conflict", "unavailable", "internal"]),
       message: z.string().describe("What went wrong and how to fix it."),
       details: z.record(z.string(), z.unknown()).optional().describe("Machine-readable detail, e.g. every located issue of an invalid file."),
+      errorId: z.string().optional().describe("Internal errors only: the id under which the server log has the details (docs/operations.md)."),
     }),
   })
   .describe("Every error response has this shape.");
@@ -77,6 +78,18 @@ export const ExecBody = z.object({
   env: z.record(z.string(), z.string()).optional(),
   timeoutMs: z.number().int().min(0).max(7 * 24 * 3600 * 1000).optional().describe("Kill the command after this long; 0 or absent for none. Exit code 124 on timeout."),
   stdin: z.string().optional().describe("Standard input, base64."),
+});
+
+export const KillBody = z.object({
+  signal: z
+    .string()
+    .regex(/^SIG[A-Z0-9]+$/, { error: "a signal name such as SIGKILL, SIGTERM or SIGINT" })
+    .optional()
+    .describe("Signal name; default SIGKILL (the call then returns once every process is gone)."),
+});
+
+export const KillResponse = z.object({
+  signalled: z.number().describe("How many processes were signalled."),
 });
 
 export const ExecResponse = z.object({

@@ -65,9 +65,13 @@ void describe("YAML-level problems", () => {
       "a: &a [x, x, x, x, x, x, x, x, x, x]",
       "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]",
       "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]",
+      "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]",
       "name: x",
     );
-    assert.deepEqual(problems(bomb), ["runtime.yml:1:1: cannot read the file: Excessive alias count indicates a resource exhaustion attack"]);
+    // Located at the alias that crosses the limit; the other keys are not checked once it is hit.
+    assert.deepEqual(problems(bomb), [
+      'runtime.yml:4:20 d[3]: too many alias expansions (limit 5000): the aliases up to "*c" repeat more than 5000 values; write the values out instead',
+    ]);
   });
 });
 

@@ -4,6 +4,8 @@ import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { PaddockClient } from "../../src/client/index.ts";
 import { testServer } from "../helpers/server.ts";
+import { runCommand } from "../../src/core/index.ts";
+import { installationScope } from "../../src/providers/local/index.ts";
 import { startUpstream, UPSTREAM_NAMES, type Upstream } from "../helpers/upstream.ts";
 
 /**
@@ -61,7 +63,7 @@ void describe("egress gateway with real clients in real sandboxes, against local
       gateway: {
         upstream: {
           extraCaPem: [up.caPem],
-          resolve: async (host) => (UPSTREAM_NAMES.includes(host) ? [UPSTREAM_IP] : []),
+          hosts: Object.fromEntries(UPSTREAM_NAMES.map((n) => [n, [UPSTREAM_IP]])),
           trustedAddresses: [UPSTREAM_IP],
         },
       },
@@ -93,9 +95,16 @@ void describe("egress gateway with real clients in real sandboxes, against local
     assert.match(r.stdout, /^STRIPE_API_KEY=paddock-ph-[0-9a-f]{32}$/m);
     assert.match(r.stdout, /^SENTRY_DSN=https:\/\/paddock-ph-[0-9a-f]{32}@o1\.ingest\.sentry\.io\/42$/m);
     assert.match(r.stdout, /^DATABASE_URL=postgres:\/\/paddock-ph-[0-9a-f]+:paddock-ph-[0-9a-f]+@db\.internal:5432\/app$/m);
-    // Everywhere the sandbox can write or Paddock puts files (the rest is the read-only host OS).
-    const grep = await sh(a, `grep -rl -e '${STRIPE}' -e '${GITHUB}' -e '${SENTRY_KEY}' /etc /workspace /home /tmp /run /var/tmp /opt /usr/local 2>/dev/null; echo done`);
-    assert.equal(grep.stdout, "done\n");
+    // Everywhere the sandbox can write or Paddock puts files. Inside: the files Paddock mounts and
+    // the writable places, tmpfs ones included (the rest is the read-only host OS, whose size is
+    // the host's business: grepping a host's /opt can take minutes).
+    const grep = await sh(a, `grep -rl -e '${STRIPE}' -e '${GITHUB}' -e '${SENTRY_KEY}' /etc/resolv.conf /etc/hosts /etc/paddock /workspace /home /tmp /run /var/tmp; echo "done $?"`);
+    assert.equal(grep.stdout, "done 1\n", `grep found a secret value or failed (2): ${grep.stderr}`);
+    // From the host: every layer of this installation (template layers, the sessions' writable
+    // layers) and every file Paddock wrote for its sandboxes.
+    const scope = installationScope(home);
+    const hostGrep = await runCommand(["grep", "-rl", "-e", STRIPE, "-e", GITHUB, "-e", SENTRY_KEY, join(home, "layers"), join("/run/paddock", scope)], { allowFailure: true });
+    assert.equal(hostGrep.code, 1, `found in: ${hostGrep.stdout}${hostGrep.stderr}`);
   });
 
   void it("curl through the explicit proxy: the upstream gets the real key, the sandbox gets the placeholder back", async () => {

@@ -10,6 +10,7 @@ import { after, before, describe, it } from "node:test";
 import { PaddockClient } from "../../src/client/index.ts";
 import { testServer } from "../helpers/server.ts";
 import type { RunningServer } from "../../src/server/index.ts";
+import { until } from "../helpers/wait.ts";
 
 // Line numbers matter: messages must point at them.
 const GUARDED = `name: guarded
@@ -219,10 +220,5 @@ void describe("command guardrails end to end (real sandboxes, exec API)", () => 
 
 async function waitForPending(c: PaddockClient, session: string) {
   // Readiness, not a sleep: poll the API until the request is recorded.
-  for (let i = 0; i < 500; i++) {
-    const [a] = await c.approvals.list({ state: "pending", session });
-    if (a) return a;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error("no pending approval appeared");
+  return until(async () => (await c.approvals.list({ state: "pending", session }))[0] ?? null, 30_000, `a pending approval for session ${session}`);
 }

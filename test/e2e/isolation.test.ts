@@ -6,6 +6,8 @@ import { join } from "node:path";
 import type { PaddockClient } from "../../src/client/index.ts";
 import { PaddockError } from "../../src/core/index.ts";
 import { testServer } from "../helpers/server.ts";
+import { until } from "../helpers/wait.ts";
+import { detectCgroupLayout, installationScope, pidsUsage, sandboxCgroups } from "../../src/providers/local/index.ts";
 
 /**
  * ../shared/attacks/sandbox.md, from inside real sessions through the real API: every escape must
@@ -19,7 +21,14 @@ void describe("sandbox isolation (attacks/sandbox.md)", () => {
   let b: string;
   let hostListener: Server;
   let hostPort: number;
-  const sh = async (id: string, script: string, timeoutMs = 20_000) => client.sessions.run(id, { argv: ["sh", "-c", script], timeoutMs });
+  /** A shell line in a session; a time-out fails with the line it was waiting for, not as a bare assertion. */
+  const sh = async (id: string, script: string, timeoutMs = 20_000) => {
+    const r = await client.sessions.run(id, { argv: ["sh", "-c", script], timeoutMs });
+    assert.equal(r.timedOut, false, `timed out after ${timeoutMs} ms waiting for: ${script}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+    return r;
+  };
+  /** The session's work cgroup (where every command runs): its pids count is the real condition to wait on. */
+  const workPids = async (id: string) => sandboxCgroups(await detectCgroupLayout(installationScope(home)), id).workPids;
 
   before(async () => {
     const t = await testServer();
@@ -117,11 +126,39 @@ void describe("sandbox isolation (attacks/sandbox.md)", () => {
     for (const line of r.stdout.split("\n").filter((l) => l.startsWith("CONNECTED"))) assert.match(line, /:(80|443)$/, `${line}: only 80/443 reach anything (the gateway)`);
   });
 
-  void it("a fork bomb hits the pids limit inside the session only", async () => {
-    const r = await sh(a, "bomb() { bomb | bomb & }; (bomb) 2>/dev/null & sleep 2; ps -e --no-headers | wc -l", 30_000);
-    assert.ok(Number(r.stdout.trim().split("\n").pop()) <= 64, r.stdout);
-    await sh(a, "kill -9 -1; true");
+  void it("a fork bomb fills compute.pids of its session only; session kill ends it without a new process inside, and the session works again", async () => {
+    const work = await workPids(a);
+    // Every process forks forever and retries when refused, so the limit stays full until killed
+    // (a shell bomb collapses by itself once forks fail, which proves nothing). Detached from the
+    // exec (own output, background): the bomb outlives the command that lit it.
+    const bomb = "import os, time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        time.sleep(0.005)\n";
+    const lit = await sh(a, `python3 -c '${bomb}' </dev/null >/dev/null 2>&1 & echo lit`);
+    assert.equal(lit.stdout, "lit\n");
+    // Wait on the real condition: the work group's pid count at its limit (never a sleep).
+    const full = await until(async () => {
+      const u = await pidsUsage(work);
+      return u && u.current >= 64 ? u : null;
+    }, 20_000, "the fork bomb to fill the work cgroup's pids.max (64)");
+    assert.equal(full.max, 64, "the work group's limit is compute.pids");
+
+    // While it is full: an exec is refused with the limit and the way out, and file operations work.
+    const refused = await client.sessions.run(a, { argv: ["echo", "hello"] });
+    assert.equal(refused.exitCode, 126);
+    assert.equal(refused.stdout, "");
+    assert.equal(refused.stderr, `paddock: session ${a} has reached compute.pids (64); 'paddock session kill ${a}' ends its processes\n`);
+    await client.files.write(a, "/workspace/during-bomb.txt", Buffer.from("written while full"));
+    assert.equal((await client.files.read(a, "/workspace/during-bomb.txt")).toString(), "written while full");
+    assert.ok((await client.files.list(a, "/workspace")).some((e) => e.name === "during-bomb.txt"));
+    // The other session is untouched.
     assert.equal((await client.sessions.run(b, { argv: ["echo", "ok"] })).stdout, "ok\n");
+
+    const killed = await client.sessions.killProcesses(a);
+    assert.ok(killed.signalled >= 60, `signalled ${killed.signalled} processes`);
+    // It answers once they are gone: nothing is left in the work group, and its limit is back.
+    assert.deepEqual(await pidsUsage(work), { current: 0, max: 64 });
+    const again = await sh(a, "echo alive; cat /workspace/during-bomb.txt");
+    assert.equal(again.stdout, "alive\nwritten while full");
+    assert.equal((await client.sessions.get(a)).state, "running");
   });
 
   void it("memory past the limit is OOM-killed inside the session; the session lives on", async () => {

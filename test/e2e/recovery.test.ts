@@ -4,7 +4,7 @@ import { readFile } from "node:fs/promises";
 import type { ChildProcess } from "node:child_process";
 import { releaseHome, spawnServer } from "../helpers/server.ts";
 import { tempDir } from "../helpers/tmp.ts";
-import { detectCgroupLayout, installationScope, listCgroupIds } from "../../src/providers/local/index.ts";
+import { detectCgroupLayout, installationScope, listCgroupIds, sandboxCgroups } from "../../src/providers/local/index.ts";
 import type { PaddockClient } from "../../src/client/index.ts";
 
 /** Invariant 9: kill -9 the control plane at any point; restart finds or reconciles everything. */
@@ -111,8 +111,9 @@ void describe("crash recovery with the real server process", () => {
     const layout = await detectCgroupLayout(installationScope(home.path));
     const ids = await listCgroupIds(layout);
     assert.ok(ids.includes(session.id));
-    const procsFile = layout.version === 2 ? `${layout.root}/paddock/${layout.scope}/${session.id}/cgroup.procs` : `${layout.pids}/paddock/${layout.scope}/${session.id}/cgroup.procs`;
-    for (const p of (await readFile(procsFile, "utf8")).split("\n").filter(Boolean)) process.kill(Number(p), "SIGKILL");
+    // The supervisor and pid 1 live in the agent's group (commands in the work group die with pid 1).
+    for (const dir of sandboxCgroups(layout, session.id).join)
+      for (const p of (await readFile(`${dir}/cgroup.procs`, "utf8")).split("\n").filter(Boolean)) process.kill(Number(p), "SIGKILL");
     s = await start();
     const lost = await s.client.sessions.get(session.id);
     assert.equal(lost.state, "lost");

@@ -9,7 +9,7 @@ import net from "node:net";
 import tls from "node:tls";
 import { gzipSync } from "node:zlib";
 import { createSessionCa, type SessionCa } from "../../src/gateway/ca.ts";
-import { createGateway, type EgressRecord, type Gateway, type GatewaySessionSpec, type SecretSource } from "../../src/gateway/index.ts";
+import { createGateway, type EgressRecord, type Gateway, type GatewayLimits, type GatewaySessionSpec, type SecretSource } from "../../src/gateway/index.ts";
 
 export interface Seen {
   method: string;
@@ -131,8 +131,38 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(source: SecretSource = secretSource()): Promise<Harness> {
+export interface HarnessOptions {
+  /** Gateway limits (tests shorten the timeouts). */
+  limits?: Partial<GatewayLimits>;
+  /**
+   * Port 443 leads to a front that looks at the first byte: a TLS ClientHello goes on to the HTTPS
+   * upstream, anything else (plain HTTP sent to port 443) to the HTTP upstream, which records it.
+   * Without it, plain HTTP to 443 reaches the TLS upstream and nobody can see what was sent.
+   */
+  sniff443?: boolean;
+}
+
+/** A TCP front that routes by the first byte (0x16: TLS handshake) to one of two local ports. */
+async function startSniffer(tlsPort: number, plainPort: number): Promise<net.Server> {
+  const server = net.createServer((client) => {
+    client.once("data", (first: Buffer) => {
+      const target = net.connect(first[0] === 0x16 ? tlsPort : plainPort, "127.0.0.1");
+      target.write(first);
+      client.pipe(target).pipe(client);
+      const end = (): void => void (client.destroy(), target.destroy());
+      client.on("error", end).on("close", end);
+      target.on("error", end).on("close", end);
+    });
+    client.on("error", () => client.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return server;
+}
+
+export async function startHarness(source: SecretSource = secretSource(), opts: HarnessOptions = {}): Promise<Harness> {
   const up = await startUpstreams();
+  const sniffer = opts.sniff443 ? await startSniffer(up.httpsPort, up.httpPort) : null;
+  const port443 = sniffer ? (sniffer.address() as net.AddressInfo).port : up.httpsPort;
   const records: EgressRecord[] = [];
   const logs: string[] = [];
   const dns = new Map<string, string[]>();
@@ -150,10 +180,12 @@ export async function startHarness(source: SecretSource = secretSource()): Promi
         if (a && a.length === 0) throw new Error("ENOTFOUND");
         return a ?? ["127.0.0.1"];
       },
-      portOverride: (_host, port) => (port === 443 ? up.httpsPort : port === 80 ? up.httpPort : up.httpsPort),
+      portOverride: (_host, port) => (port === 443 ? port443 : port === 80 ? up.httpPort : up.httpsPort),
     },
+    ...(opts.limits ? { limits: opts.limits } : {}),
   });
-  return { gw, up, records, logs, dns, lookups, close: async () => void (await gw.close(), await up.close()) };
+  const closeSniffer = (): Promise<void> => new Promise((r) => (sniffer ? sniffer.close(() => r()) : r()));
+  return { gw, up, records, logs, dns, lookups, close: async () => void (await gw.close(), await up.close(), await closeSniffer()) };
 }
 
 /** A spec whose policy reaches the upstreams: names allowed, and 127.0.0.1 named as an IP literal. */

@@ -43,15 +43,34 @@ void describe("swapRequest", () => {
   const ph = makePlaceholder("REAL");
   const m = [new SecretMaterial({ name: "K", hosts: ["api.x.io", "*.y.io"], in: ["header"], kind: "http" }, ph, "REAL")];
   const req = { headers: [["authorization", `Bearer ${ph.text}`]] as [string, string][], path: `/p?k=${ph.text}`, body: Buffer.from(ph.text) };
+  const tls = { tls: true };
   void it("swaps headers for bound hosts only, never in disallowed locations", () => {
-    const out = swapRequest(req, "api.x.io", m);
+    const out = swapRequest(req, "api.x.io", m, tls);
     assert.deepEqual(out.headers, [["authorization", "Bearer REAL"]]);
     assert.equal(out.path, req.path);
-    assert.equal(out.body.toString(), ph.text);
+    assert.equal(out.body?.toString(), ph.text);
     assert.deepEqual(out.swapped, ["K"]);
-    assert.deepEqual(swapRequest(req, "evil.example", m).headers, req.headers);
-    assert.equal(swapRequest(req, "a.y.io", m).swapped.length, 1);
-    assert.equal(swapRequest(req, "y.io", m).swapped.length, 0);
+    assert.deepEqual(swapRequest(req, "evil.example", m, tls).headers, req.headers);
+    assert.equal(swapRequest(req, "a.y.io", m, tls).swapped.length, 1);
+    assert.equal(swapRequest(req, "y.io", m, tls).swapped.length, 0);
+  });
+  void it("over plain HTTP withholds (never swaps) unless the binding allows cleartext", () => {
+    const plain = swapRequest(req, "api.x.io", m, { tls: false });
+    assert.deepEqual(plain.headers, req.headers);
+    assert.deepEqual(plain.swapped, []);
+    assert.deepEqual(plain.withheld, ["K"]);
+    // Not bound to the host: not withheld either (it goes out unchanged, as over TLS).
+    assert.deepEqual(swapRequest(req, "evil.example", m, { tls: false }).withheld, []);
+    const open = [new SecretMaterial({ ...m[0]!.binding, cleartext: true }, ph, "REAL")];
+    const out = swapRequest(req, "api.x.io", open, { tls: false });
+    assert.deepEqual(out.headers, [["authorization", "Bearer REAL"]]);
+    assert.deepEqual([out.swapped, out.withheld], [["K"], []]);
+  });
+  void it("swaps in bodies byte for byte, every occurrence", () => {
+    const body = [new SecretMaterial({ name: "B", hosts: ["api.x.io"], in: ["body"], kind: "http" }, ph, "RÉAL")];
+    const out = swapRequest({ headers: [], path: "/", body: Buffer.from(`\u00ff${ph.text}-${ph.text}`) }, "api.x.io", body, tls);
+    assert.equal(out.body?.toString(), "\u00ffRÉAL-RÉAL");
+    assert.equal(swapRequest({ headers: [], path: "/", body: null }, "api.x.io", body, tls).body, null);
   });
   void it("hostBound never accepts `*`", () => {
     assert.equal(hostBound(["*"], "a.io"), false);

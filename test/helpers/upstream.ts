@@ -50,6 +50,13 @@ export async function startUpstream(address: string, opts: { gitToken: string })
   await makeRepo(gitRoot, "org/repo.git");
   const received: Received[] = [];
   const handler = (req: IncomingMessage, res: ServerResponse) => {
+    if ((req.url ?? "").startsWith("/sink")) {
+      // Bulk uploads (load tests): counted, neither kept nor recorded.
+      let bytes = 0;
+      req.on("data", (c: Buffer) => (bytes += c.length));
+      req.on("end", () => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ bytes }) + "\n"));
+      return;
+    }
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {

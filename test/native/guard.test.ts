@@ -16,6 +16,7 @@ import type { LaunchedSandbox } from "../../src/providers/local/launcher.ts";
 import { guardFileText, launchSandbox, readGuardLog } from "../../src/providers/local/launcher.ts";
 import type { Prepared } from "./helpers.ts";
 import { USER_HOST_ID, buildNative, isAlive, mountsMentioning, prepareSandbox, rootOnly, sandboxHostPids, statusField, teardown, waitGone } from "./helpers.ts";
+import { until } from "../helpers/wait.ts";
 
 const RM = "paddock: 'rm' denied by guardrails.commands.deny (runtime.yml:18)";
 const SUDO = "paddock: 'sudo' denied by guardrails.commands.deny (runtime.yml:19)";
@@ -267,9 +268,11 @@ void describe("exec guard: supervisor, launch refusals, cost", rootOnly, () => {
     try {
       const sb = g.sandbox as LaunchedSandbox;
       void g.run(["sleep", "60"]).catch(() => undefined);
-      await new Promise((r) => setTimeout(r, 200));
-      const pids = sandboxHostPids(sb.initPid);
-      assert.ok(pids.length >= 2, "the agent and sleep");
+      // Readiness: the sleep exists (the agent, its handler and the command), not a fixed wait.
+      const pids = await until(async () => {
+        const now = sandboxHostPids(sb.initPid);
+        return now.length >= 3 ? now : null;
+      }, 20_000, "the sleep to start in the sandbox");
       process.kill(sb.supervisorPid, "SIGKILL");
       for (const pid of pids) assert.ok(await waitGone(pid), `sandbox process ${pid} survived its supervisor`);
       assert.equal(isAlive(sb.initPid), false);

@@ -18,6 +18,7 @@ import type { Fixture } from "../native/helpers.ts";
 import { rootOnly, startSandbox } from "../native/helpers.ts";
 import type { Hit, Ports, StandIn } from "./helpers.ts";
 import { PROBE, freePorts, hostObjects, listenTcp, startStandInGateway, testScope } from "./helpers.ts";
+import { until } from "../helpers/wait.ts";
 
 const run = promisify(execFile);
 
@@ -155,13 +156,11 @@ void describe("sandbox network: only the gateway is reachable", rootOnly, () => 
 
   void it("another sandbox is unreachable, though the host can reach it", async () => {
     await b.sh("nohup python3 -m http.server 8000 --bind 0.0.0.0 >/dev/null 2>&1 &");
-    let hostView = "";
-    for (let i = 0; i < 50 && hostView !== "200"; i++) {
+    // B's server is up (the host may reach sandboxes, e.g. for previews): polled, not slept on.
+    await until(async () => {
       const r = await run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2", `http://${netB.sandboxIp}:8000/`]).catch(() => ({ stdout: "" }));
-      hostView = r.stdout;
-      if (hostView !== "200") await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.equal(hostView, "200", "B's server is up (the host may reach sandboxes, e.g. for previews)");
+      return r.stdout === "200";
+    }, 30_000, `python's http.server in sandbox B to answer 200 on ${netB.sandboxIp}:8000 from the host`);
     assert.equal(await probe(a, "tcp", netB.sandboxIp, 8000), "ERR EHOSTUNREACH");
     assert.equal(await probe(a, "udp", netB.sandboxIp, 8000), "ERR EPERM");
     assert.equal(await probe(a, "tcp", netB.sandboxIp, 443), `OK https ${netA.sandboxIp}`, "443 to B lands on the gateway, not on B");

@@ -10,6 +10,7 @@ import { networkNames, openNetworkManager } from "../../src/providers/local/netw
 import { rootOnly } from "../native/helpers.ts";
 import type { Ports } from "./helpers.ts";
 import { freePorts, hostObjects, percentile, testScope } from "./helpers.ts";
+import { until } from "../helpers/wait.ts";
 
 const opened: { scope: string; mgr: NetworkManager }[] = [];
 
@@ -45,8 +46,9 @@ void describe("network manager lifecycle", rootOnly, () => {
     const m1 = await open(scope, ports);
     const s1 = await m1.acquire("s1");
     await assert.rejects(m1.acquire("s1"), /already has a network/);
-    // A second manager on the same scope while m1's pool exists = a restart after a crash.
-    await sleep(100);
+    // A second manager on the same scope while m1's pool exists = a restart after a crash. The
+    // pool fills in the background: wait until its two namespaces exist beside s1's.
+    await until(async () => hostObjects(scope).filter((o) => o.startsWith("netns ")).length >= 3, 20_000, "m1's pool of 2 network namespaces");
     const m2 = await open(scope, ports, { poolSize: 0 });
     assert.equal(m2.gatewayIp, m1.gatewayIp, "an existing gateway interface pins the range");
     assert.deepEqual(await m2.list(), ["s1"]);

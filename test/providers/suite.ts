@@ -109,6 +109,34 @@ export function runProviderSuite(name: string, factory: () => Promise<ProviderFi
       await p.stop(sid);
     });
 
+    void it("killProcesses: every process but init gets the signal, running execs report it, the sandbox takes commands again", async () => {
+      await assert.rejects(p.killProcesses("never-was"), isCode("not_found"));
+      const sid = id();
+      await p.create(spec(sid));
+      // Started, then proven running by its own output (not by waiting a while).
+      let ready!: () => void;
+      const started = new Promise<void>((r) => (ready = r));
+      const trapped = p.exec(sid, {
+        argv: ["sh", "-c", "trap 'echo got-term; exit 3' TERM; echo ready; sleep 60 & wait"],
+        onStdout: (b) => (b.toString().includes("ready") ? ready() : undefined),
+      });
+      await started;
+      assert.equal((await out(sid, ["sh", "-c", "setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo bg"])).stdout, "bg\n");
+      assert.ok((await p.killProcesses(sid, "SIGTERM")) >= 3, "the shell, its sleep and the background sleep");
+      assert.equal((await trapped).exitCode, 3, "a TERM trap runs: the signal is delivered as sent");
+      let spinning!: () => void;
+      const spun = new Promise<void>((r) => (spinning = r));
+      const stubborn = p.exec(sid, {
+        argv: ["sh", "-c", "trap '' TERM INT; echo ready; while :; do :; done"],
+        onStdout: () => spinning(),
+      });
+      await spun;
+      assert.ok((await p.killProcesses(sid)) >= 1);
+      assert.deepEqual([(await stubborn).exitCode, (await stubborn).signal], [137, "SIGKILL"]);
+      assert.equal((await out(sid, ["sh", "-c", "pgrep -x sleep || echo none"])).stdout, "none\n");
+      await p.stop(sid);
+    });
+
     void it("files: write, read back byte for byte, list with mode and size; missing → not_found", async () => {
       const sid = id();
       await p.create(spec(sid));

@@ -105,7 +105,8 @@ export class AgentClient {
    * Run a command in the sandbox and wait for it.
    * @returns exit status; 128+N if killed by signal N; 124 on timeout; 127 if the program was not
    * found; 126 if it could not be started (the reason goes to `onStderr` as `paddock: …`).
-   * Aborting `signal` kills the command's process group and rejects with the abort reason.
+   * Aborting `signal` kills the command's process group and rejects with the abort reason;
+   * `signals` are delivered to it and the exit is reported as usual.
    */
   async exec(opts: ExecOptions): Promise<ExecResult> {
     if (opts.argv.length === 0) throw invalid("exec: argv is empty");
@@ -140,6 +141,11 @@ export class AgentClient {
       void call.result.finally(() => opts.signal?.removeEventListener("abort", onAbort)).catch(() => undefined);
     });
     aborted.catch(() => undefined);
+    // Each signal the caller sends while the command runs goes to its process group as a `K` frame.
+    const unlisten = opts.signals?.listen((_name, signo) => {
+      if (call.sock.writable) call.sock.write(frame("K", Buffer.from(String(signo))));
+    });
+    void call.result.finally(() => unlisten?.()).catch(() => undefined);
     const stdinDone = feedStdin(call.sock, opts.stdin, call.result);
     stdinDone.catch(() => {
       call.settle();

@@ -41,21 +41,57 @@ export async function detectCgroupLayout(scope: string): Promise<CgroupLayout> {
   throw unavailable("no usable cgroup controllers: need memory, pids and cpu (cgroup v2, or v1 controllers mounted)");
 }
 
-/** Directories a sandbox's processes join. */
-export function cgroupDirs(layout: CgroupLayout, id: string): string[] {
+/**
+ * Processes the agent and its handlers may have beside the session's own (`compute.pids`): the
+ * supervisor, pid 1, one handler per exec or file operation in flight, and each command for the
+ * moment between its fork and its move into the work group. Commands cannot use this reserve, so
+ * a session whose processes fill `compute.pids` still serves file operations and `session kill`.
+ */
+export const AGENT_PIDS_RESERVE = 128;
+
+/**
+ * One sandbox's cgroups. The sandbox's own group carries its memory and cpu limits and a pids
+ * limit of `compute.pids` plus the agent's reserve. Below it (on the pids hierarchy on v1, on the
+ * one tree on v2) the agent's processes live in `agent/` and every command the agent starts moves
+ * itself into `work/`, whose pids limit is `compute.pids`.
+ */
+export interface SandboxCgroups {
+  /** The sandbox's own directories, one per hierarchy (recorded; removed with their children at stop). */
+  dirs: string[];
+  /** What the launcher joins before any namespace exists (the agent's group). */
+  join: string[];
+  /** Where commands go: the launcher opens their `cgroup.procs` for the agent. */
+  work: string[];
+  /** The work group's pids directory: `pids.max`, `pids.current` and `cgroup.procs` of commands. */
+  workPids: string;
+}
+
+/** The paths of a sandbox's cgroups (they need not exist). */
+export function sandboxCgroups(layout: CgroupLayout, id: string): SandboxCgroups {
   switch (layout.version) {
-    case 2:
-      return [join(layout.root, "paddock", layout.scope, id)];
-    case 1:
-      return [layout.memory, layout.pids, layout.cpu].map((c) => join(c, "paddock", layout.scope, id));
+    case 2: {
+      const dir = join(layout.root, "paddock", layout.scope, id);
+      return { dirs: [dir], join: [join(dir, "agent")], work: [join(dir, "work")], workPids: join(dir, "work") };
+    }
+    case 1: {
+      const [memDir, pidsDir, cpuDir] = [layout.memory, layout.pids, layout.cpu].map((c) => join(c, "paddock", layout.scope, id)) as [string, string, string];
+      return { dirs: [memDir, pidsDir, cpuDir], join: [memDir, join(pidsDir, "agent"), cpuDir], work: [join(pidsDir, "work")], workPids: join(pidsDir, "work") };
+    }
   }
+}
+
+/** Directories a sandbox's processes belong to (top level, one per hierarchy). */
+export function cgroupDirs(layout: CgroupLayout, id: string): string[] {
+  return sandboxCgroups(layout, id).dirs;
 }
 
 const CPU_PERIOD_US = 100_000;
 
 /** Create the sandbox's cgroups with its limits. Idempotent. */
-export async function createCgroups(layout: CgroupLayout, id: string, limits: ComputeLimits): Promise<string[]> {
+export async function createCgroups(layout: CgroupLayout, id: string, limits: ComputeLimits): Promise<SandboxCgroups> {
   const quota = String(Math.max(1000, Math.round(limits.cpu * CPU_PERIOD_US)));
+  const groups = sandboxCgroups(layout, id);
+  const total = String(limits.pids + AGENT_PIDS_RESERVE);
   switch (layout.version) {
     case 2: {
       const parent = join(layout.root, "paddock", layout.scope);
@@ -66,27 +102,33 @@ export async function createCgroups(layout: CgroupLayout, id: string, limits: Co
           if (dir !== layout.root) throw err;
         });
       }
-      const dir = join(parent, id);
+      const [dir] = groups.dirs as [string];
       await mkdir(dir, { recursive: true });
       await writeFile(join(dir, "memory.max"), String(limits.memoryBytes));
       if (existsSync(join(dir, "memory.swap.max"))) await writeFile(join(dir, "memory.swap.max"), "0");
-      await writeFile(join(dir, "pids.max"), String(limits.pids));
+      await writeFile(join(dir, "pids.max"), total);
       await writeFile(join(dir, "cpu.max"), `${quota} ${CPU_PERIOD_US}`);
-      return [dir];
+      // Processes live only in the leaves (v2's no-internal-process rule); the memory and cpu
+      // limits above cover both.
+      await writeFile(join(dir, "cgroup.subtree_control"), "+pids");
+      break;
     }
     case 1: {
-      const [memDir, pidsDir, cpuDir] = cgroupDirs(layout, id) as [string, string, string];
+      const [memDir, pidsDir, cpuDir] = groups.dirs as [string, string, string];
       await Promise.all([memDir, pidsDir, cpuDir].map((d) => mkdir(d, { recursive: true })));
       await writeFile(join(memDir, "memory.limit_in_bytes"), String(limits.memoryBytes));
       // Without swap accounting memsw is absent; with it, equal limits mean "no swap".
       const memsw = join(memDir, "memory.memsw.limit_in_bytes");
       if (existsSync(memsw)) await writeFile(memsw, String(limits.memoryBytes));
-      await writeFile(join(pidsDir, "pids.max"), String(limits.pids));
+      await writeFile(join(pidsDir, "pids.max"), total);
       await writeFile(join(cpuDir, "cpu.cfs_period_us"), String(CPU_PERIOD_US));
       await writeFile(join(cpuDir, "cpu.cfs_quota_us"), quota);
-      return [memDir, pidsDir, cpuDir];
+      break;
     }
   }
+  for (const d of [...groups.join, ...groups.work]) await mkdir(d, { recursive: true });
+  await writeFile(join(groups.workPids, "pids.max"), String(limits.pids));
+  return groups;
 }
 
 /** Pids (host view) in a cgroup directory; [] when it is gone. */
@@ -95,13 +137,64 @@ export async function cgroupPids(dir: string): Promise<number[]> {
   return text.split("\n").filter(Boolean).map(Number);
 }
 
+/** How many processes the group holds and may hold; null when the group does not exist. */
+export async function pidsUsage(dir: string): Promise<{ current: number; max: number } | null> {
+  try {
+    const [current, max] = await Promise.all([readFile(join(dir, "pids.current"), "utf8"), readFile(join(dir, "pids.max"), "utf8")]);
+    return { current: Number(current.trim()), max: max.trim() === "max" ? Infinity : Number(max.trim()) };
+  } catch {
+    return null;
+  }
+}
+
 /**
- * Kill every process in the sandbox's cgroups and remove them. Waits (bounded) for the kernel to
- * empty each group: rmdir of a populated cgroup fails with EBUSY.
+ * Send `signal` to every process of a work group, and for SIGKILL wait until the group is empty.
+ * While it runs the group's pids limit is 0, so nothing in it can fork: the set of processes is
+ * closed and one pass reaches them all, however fast a fork bomb respawns. The limit is then set
+ * back to `pidsLimit`. The caller serialises calls for one group.
+ *
+ * @returns how many processes were signalled.
+ */
+export async function signalWorkGroup(dir: string, signal: NodeJS.Signals, pidsLimit: number, timeoutMs = 10_000): Promise<number> {
+  const maxFile = join(dir, "pids.max");
+  await writeFile(maxFile, "0");
+  try {
+    const pids = await cgroupPids(dir);
+    for (const pid of pids) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        /* already gone */
+      }
+    }
+    if (signal === "SIGKILL") await waitUntilEmpty(dir, timeoutMs);
+    return pids.length;
+  } finally {
+    await writeFile(maxFile, String(pidsLimit));
+  }
+}
+
+/** Until the group counts no process (its zombies reaped by the sandbox's pid 1). */
+async function waitUntilEmpty(dir: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let wait = 1; ; wait = Math.min(wait * 2, 20)) {
+    const usage = await pidsUsage(dir);
+    if (!usage || usage.current === 0) return;
+    if (Date.now() > deadline) throw unavailable(`${usage.current} processes of the session did not exit within ${timeoutMs} ms of SIGKILL (uninterruptible I/O?)`);
+    // Any leftover killed process is already dying: give the kernel and pid 1's reaping a moment.
+    await new Promise((r) => setTimeout(r, wait));
+  }
+}
+
+/**
+ * Kill every process in the sandbox's cgroups and remove them, their child groups first. Waits
+ * (bounded) for the kernel to empty each group: rmdir of a populated cgroup fails with EBUSY.
  */
 export async function destroyCgroups(dirs: string[]): Promise<void> {
   for (const dir of dirs) {
     if (!existsSync(dir)) continue;
+    const children = (await readdir(dir, { withFileTypes: true }).catch(() => [])).filter((e) => e.isDirectory()).map((e) => join(dir, e.name));
+    await destroyCgroups(children);
     for (let attempt = 0; ; attempt++) {
       const pids = await cgroupPids(dir);
       for (const pid of pids) {

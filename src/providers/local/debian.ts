@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { chmod, lchown, lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { LayerStore } from "../../core/index.ts";
@@ -16,7 +17,7 @@ export async function ensureDebianBase(layers: LayerStore, log: (line: string) =
   if (await layers.has(DEBIAN_BASE_ID)) return DEBIAN_BASE_ID;
   const check = await runCommand(["sh", "-c", "command -v mmdebstrap"], { allowFailure: true });
   if (check.code !== 0) throw unavailable("base: debian-12 needs mmdebstrap on the host: apt-get install mmdebstrap (make up installs it)");
-  const key = `${DEBIAN_BASE_ID}-tmp-${process.pid}-${Date.now()}`;
+  const key = `${DEBIAN_BASE_ID}-tmp-${randomBytes(6).toString("hex")}`;
   const active = await layers.prepare(key);
   try {
     log("building base debian-12 with mmdebstrap (once per machine)…");

@@ -1,8 +1,8 @@
 /** The local provider box: Linux sandboxes on this machine. */
 export { createLocalProvider, installationScope } from "./provider.ts";
 export type { LocalProviderOptions } from "./provider.ts";
-export { detectCgroupLayout, listCgroupIds, cgroupDirs, destroyCgroups, removeCgroupScope } from "./cgroups.ts";
-export type { CgroupLayout } from "./cgroups.ts";
+export { detectCgroupLayout, listCgroupIds, cgroupDirs, destroyCgroups, removeCgroupScope, sandboxCgroups, pidsUsage, AGENT_PIDS_RESERVE } from "./cgroups.ts";
+export type { CgroupLayout, SandboxCgroups } from "./cgroups.ts";
 export { sandboxBinaryPath } from "./launcher.ts";
 export { openNetworkManager } from "./network.ts";
 export type { NetworkManager, SandboxNetwork } from "./network.ts";

@@ -73,6 +73,9 @@ export interface LaunchOptions {
   gidMap?: IdMap;
   /** cgroup directories (v1 per controller, or one v2 dir) joined before any namespace exists. */
   cgroups?: string[];
+  /** cgroup directories every command the agent starts moves into (its `cgroup.procs` is opened
+   * by the launcher and handed to the agent); absent: commands stay in `cgroups`. */
+  workCgroups?: string[];
   /** Paths inside the sandbox to hide (dir → empty read-only tmpfs, file → /dev/null). */
   masks?: string[];
   roBinds?: BindMount[];
@@ -111,6 +114,7 @@ export function launchArgs(o: LaunchOptions): string[] {
   if (o.uidMap) add("--uid-map", map(o.uidMap));
   if (o.gidMap) add("--gid-map", map(o.gidMap));
   for (const c of o.cgroups ?? []) add("--cgroup", c);
+  for (const c of o.workCgroups ?? []) add("--work-cgroup", c);
   for (const m of o.masks ?? []) add("--mask", m);
   for (const b of o.roBinds ?? []) add("--ro-bind", b.src, b.dst);
   for (const b of o.binds ?? []) add("--bind", b.src, b.dst);

@@ -4,11 +4,11 @@ import { createHash } from "node:crypto";
 import { join, relative } from "node:path";
 import { chown } from "node:fs/promises";
 import type { ExecOptions, ExecResult, FileEntry, GuardDenial, LayerStore, Provider, SandboxHandle, SandboxSpec, StopOptions } from "../../core/index.ts";
-import { PaddockError, invalid, notFound } from "../../core/index.ts";
+import { PaddockError, SingleFlight, invalid, notFound } from "../../core/index.ts";
 import { AgentClient } from "./agent-client.ts";
 import { launchSandbox, readGuardLog, sandboxBinaryPath } from "./launcher.ts";
 import type { CgroupLayout } from "./cgroups.ts";
-import { cgroupDirs, createCgroups, destroyCgroups, detectCgroupLayout } from "./cgroups.ts";
+import { cgroupDirs, cgroupPids, createCgroups, destroyCgroups, detectCgroupLayout, pidsUsage, signalWorkGroup } from "./cgroups.ts";
 import { HOST_ID_BASE, SESSION_GID, SESSION_HOME, SESSION_UID, SESSION_USER, WORKSPACE, idMap } from "./ids.ts";
 import { ensureScaffold, handOverToSessionUser } from "./scaffold.ts";
 import { ensureDebianBase } from "./debian.ts";
@@ -41,6 +41,11 @@ interface LocalSandboxState {
   initStartTime: string;
   socket: string;
   cgroups: string[];
+  /** The work group's pids directory, where every command runs (absent for sandboxes started
+   * before commands had a group of their own). */
+  workPids?: string;
+  /** `compute.pids`: the work group's limit. */
+  pidsLimit?: number;
   runDir: string;
   layerKey: string;
   upperDir: string;
@@ -70,6 +75,9 @@ const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 class LocalProvider implements Provider {
   readonly name = "local";
   private readonly live = new Map<string, LocalSandboxState>();
+  private readonly kills = new Map<string, Promise<number>>();
+  /** The base and scaffold layers are made once, however many sandboxes start at the same time. */
+  private readonly shared = new SingleFlight<string>();
 
   constructor(
     private readonly opts: LocalProviderOptions,
@@ -104,7 +112,7 @@ class LocalProvider implements Provider {
       throw prepared.find((r): r is PromiseRejectedResult => r.status === "rejected")?.reason;
     }
     const active = preparedLayer.value;
-    const cgroupDirList = preparedCgroups.value;
+    const groups = preparedCgroups.value;
     const net = preparedNet.value;
     try {
       // The upper's root directory is the merged root's owner: root inside, never host root.
@@ -126,7 +134,8 @@ class LocalProvider implements Provider {
           user: build ? { uid: 0, gid: 0 } : { uid: SESSION_UID, gid: SESSION_GID },
           uidMap: idMap,
           gidMap: idMap,
-          cgroups: cgroupDirList,
+          cgroups: groups.join,
+          workCgroups: groups.work,
           masks: this.masks(spec),
           roBinds: net?.binds ?? [],
           binds: [],
@@ -147,7 +156,9 @@ class LocalProvider implements Provider {
         initPid,
         initStartTime: await processStartTime(initPid),
         socket,
-        cgroups: cgroupDirList,
+        cgroups: groups.dirs,
+        workPids: groups.workPids,
+        pidsLimit: spec.compute.pids,
         runDir: dir,
         layerKey,
         upperDir: active.upperDir,
@@ -175,6 +186,11 @@ class LocalProvider implements Provider {
 
   async exec(id: string, opts: ExecOptions): Promise<ExecResult> {
     const state = this.get(id);
+    const refusal = await this.pidsRefusal(id, state);
+    if (refusal) {
+      opts.onStderr?.(Buffer.from(`${refusal}\n`));
+      return { exitCode: 126, signal: null, timedOut: false, durationMs: 0 };
+    }
     return new AgentClient(state.socket).exec({ ...opts, cwd: opts.cwd ?? WORKSPACE, env: { ...state.env, ...opts.env } });
   }
 
@@ -188,6 +204,48 @@ class LocalProvider implements Provider {
 
   async listDir(id: string, path: string): Promise<FileEntry[]> {
     return new AgentClient(this.get(id).socket).ls(absolute(path));
+  }
+
+  async killProcesses(id: string, signal: NodeJS.Signals = "SIGKILL"): Promise<number> {
+    const state = this.get(id);
+    // One kill at a time per sandbox: each sets the work group's pids limit to 0 and back.
+    const previous = this.kills.get(id) ?? Promise.resolve(0);
+    const next = previous.catch(() => 0).then(() => this.killNow(state, signal));
+    this.kills.set(id, next);
+    try {
+      return await next;
+    } finally {
+      if (this.kills.get(id) === next) this.kills.delete(id);
+    }
+  }
+
+  private async killNow(state: LocalSandboxState, signal: NodeJS.Signals): Promise<number> {
+    if (state.workPids && typeof state.pidsLimit === "number" && existsSync(state.workPids)) {
+      return signalWorkGroup(state.workPids, signal, state.pidsLimit);
+    }
+    // A sandbox from before work groups: everything in its cgroups but the supervisor and pid 1.
+    const spare = new Set([state.supervisorPid, state.initPid]);
+    let n = 0;
+    for (const dir of state.cgroups) {
+      for (const pid of await cgroupPids(dir)) {
+        if (spare.has(pid)) continue;
+        try {
+          process.kill(pid, signal);
+          n++;
+        } catch {
+          /* already gone */
+        }
+      }
+    }
+    return n;
+  }
+
+  /** The line an exec gets instead of running when the session's processes fill compute.pids. */
+  private async pidsRefusal(id: string, state: LocalSandboxState): Promise<string | null> {
+    if (!state.workPids || typeof state.pidsLimit !== "number") return null;
+    const usage = await pidsUsage(state.workPids);
+    if (!usage || usage.current < usage.max) return null;
+    return `paddock: session ${id} has reached compute.pids (${state.pidsLimit}); 'paddock session kill ${id}' ends its processes`;
   }
 
   async guardDenials(id: string): Promise<GuardDenial[]> {
@@ -275,10 +333,10 @@ class LocalProvider implements Provider {
     const top = [...spec.layers].reverse().map(rel);
     switch (spec.base) {
       case "host":
-        return { layers: [...top, rel(await ensureScaffold(this.opts.layers, "host", "/etc"))], abs: ["/"] };
+        return { layers: [...top, rel(await this.shared.run("scaffold-host", () => ensureScaffold(this.opts.layers, "host", "/etc")))], abs: ["/"] };
       case "debian-12": {
-        const base = await ensureDebianBase(this.opts.layers, this.opts.log);
-        const scaffold = await ensureScaffold(this.opts.layers, "debian-12", join(this.opts.layers.layerPath(base), "etc"));
+        const base = await this.shared.run("base-debian-12", () => ensureDebianBase(this.opts.layers, this.opts.log));
+        const scaffold = await this.shared.run("scaffold-debian-12", () => ensureScaffold(this.opts.layers, "debian-12", join(this.opts.layers.layerPath(base), "etc")));
         return { layers: [...top, rel(scaffold), rel(base)], abs: [] };
       }
     }

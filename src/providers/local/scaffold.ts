@@ -1,5 +1,5 @@
 import { chmod, chown, lchown, lstat, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { join } from "node:path";
 import type { LayerStore } from "../../core/index.ts";
 import { runCommand } from "../../core/index.ts";
@@ -32,7 +32,7 @@ export async function ensureScaffold(layers: LayerStore, base: "host" | "debian-
   const hidden = base === "host" ? (await readdir("/")).filter((e) => !HOST_ROOT_KEEP.has(e)).sort() : [];
   const id = "scaffold-" + createHash("sha256").update(JSON.stringify({ SCAFFOLD_VERSION, base, files, hidden })).digest("hex").slice(0, 32);
   if (await layers.has(id)) return id;
-  const key = `${id}-tmp-${process.pid}-${Date.now()}`;
+  const key = `${id}-tmp-${randomBytes(6).toString("hex")}`;
   const active = await layers.prepare(key);
   try {
     await writeScaffold(active.upperDir, base, files, hidden);
