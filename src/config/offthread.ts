@@ -109,7 +109,14 @@ class WorkerParser implements OffThreadParser {
       this.worker?.unref();
       return;
     }
-    const worker = this.worker ?? this.start();
+    let worker: Worker;
+    try {
+      worker = this.worker ?? this.start();
+    } catch (e) {
+      // new Worker throws at once for a bad option or a missing entry: every caller learns why.
+      this.failAll(new Error(`cannot start the environment-file checker (${WORKER_URL.href}): ${(e as Error).message}`));
+      return;
+    }
     worker.ref();
     const pending = this.current === null && this.ready ? this.queue.shift() : undefined;
     if (pending === undefined) return;

@@ -136,38 +136,53 @@ function encode(bytes: Buffer, url: boolean, pad: boolean): Buffer {
   return Buffer.from(pad ? text.padEnd(Math.ceil(text.length / 4) * 4, "=") : text);
 }
 
+/** Where the characters from `stop` on end (before `maxEnd`): returns the new stop, or -1 when the
+ * data ends first and may go on. `ended`: a non-base64 character or the data's end was reached. */
+function scanBlob(buf: Uint8Array, stop: number, maxChars: number, maxEnd: number, end: number, final: boolean): { stop: number; padded: boolean; ended: boolean } | null {
+  let padded = false;
+  for (let t = 0; t < maxChars; t++) {
+    const j = forward(buf, stop - 1, end);
+    if (j < 0 && !final) return null;
+    if (j < 0) return { stop, padded, ended: true };
+    if (j >= maxEnd) break;
+    if (buf[j] === 0x3d) padded = true;
+    else if (padded || !IS_B64[buf[j] as number]) return { stop, padded, ended: true };
+    stop = j + 1;
+  }
+  return { stop, padded, ended: false };
+}
+
 /**
  * Replace a base64 match `[cs, ce)` of a `length`-byte secret at `align` by the placeholder. The
  * whole 4-character groups that hold any bit of the secret are decoded, the secret's bytes swapped
- * for the placeholder's and the groups encoded again, so no bit of the secret is left. Returns null
- * when the groups run into the end of data that may go on (`final` false).
+ * for the placeholder's and the groups encoded again, so no bit of the secret is left. When the
+ * blob ends within `maxSpan` of the match's start, the rest of it is encoded again too, so what follows the placeholder
+ * stays aligned and the padding is right; in a longer blob the rest is left as it is (and, when
+ * the lengths differ by other than a multiple of 3, no longer decodes as it did). Returns null when
+ * the data ends first and may go on (`final` false).
  */
-export function base64Replacement(buf: Uint8Array, cs: number, ce: number, align: number, length: number, placeholder: Buffer, end: number, final: boolean): { start: number; end: number; text: Buffer } | null {
+export function base64Replacement(buf: Uint8Array, cs: number, ce: number, align: number, length: number, placeholder: Buffer, maxSpan: number, end: number, final: boolean): { start: number; end: number; text: Buffer } | null {
   let start = cs;
   for (let t = Math.ceil((8 * align) / 6); t > 0; t--) {
     const j = backward(buf, start);
     if (j < 0 || !IS_B64[buf[j] as number]) {
       // The group's first characters are not there: not a real blob, swap the secret's own characters.
-      const core = base64Core(placeholder, align);
-      return { start: cs, end: ce, text: withBreaks(buf, cs, ce, urlAlphabet(buf, cs, ce) ? Buffer.from(core.toString().replace(/\+/g, "-").replace(/\//g, "_")) : core) };
+      const core = base64Core(placeholder, align).toString();
+      return { start: cs, end: ce, text: withBreaks(buf, cs, ce, Buffer.from(urlAlphabet(buf, cs, ce) ? core.replace(/\+/g, "-").replace(/\//g, "_") : core)) };
     }
     start = j;
   }
-  let stop = ce;
-  let padded = false;
-  for (let t = 4 * Math.ceil((align + length) / 3) - Math.floor((8 * (align + length)) / 6); t > 0; t--) {
-    const j = forward(buf, stop - 1, end);
-    if (j < 0) {
-      if (!final) return null;
-      break;
-    }
-    if (buf[j] === 0x3d) padded = true;
-    else if (padded || !IS_B64[buf[j] as number]) break;
-    stop = j + 1;
-  }
+  const group = scanBlob(buf, ce, 4 * Math.ceil((align + length) / 3) - Math.floor((8 * (align + length)) / 6), end, end, final);
+  if (!group) return null;
+  const blob = group.ended ? group : scanBlob(buf, group.stop, Infinity, start + maxSpan, end, final);
+  if (!blob) return null;
+  const stop = blob.ended ? blob.stop : group.stop;
   let chars = "";
   for (let j = start; j < stop; j++) if (!isBreak(buf[j])) chars += String.fromCharCode(buf[j] as number);
   const bytes = Buffer.from(chars, "base64");
   const swapped = Buffer.concat([bytes.subarray(0, align), placeholder, bytes.subarray(Math.min(bytes.length, align + length))]);
-  return { start, end: stop, text: withBreaks(buf, start, stop, encode(swapped, urlAlphabet(buf, start, stop), padded)) };
+  const url = urlAlphabet(buf, start, stop);
+  // Standard base64 is padded where it ends; base64url mostly is not (JWTs); keep what the blob had.
+  const padded = blob.padded || group.padded || (blob.ended && !url);
+  return { start, end: stop, text: withBreaks(buf, start, stop, encode(swapped, url, padded)) };
 }

@@ -41,18 +41,32 @@ const NAMED: { name: Buffer; value: number; legacy: boolean }[][] = Array.from({
 for (const [name, value] of Object.entries(NAMED_LIST)) NAMED[name.charCodeAt(0)]!.push({ name: Buffer.from(name), value, legacy: LEGACY_LIST.includes(name) });
 const MAX_NAME = 8;
 
+const CONTROL: Record<number, number> = { 0x6e: 10, 0x72: 13, 0x74: 9, 0x62: 8, 0x66: 12 }; // n r t b f
+
+/** For each byte, the characters other than introducers and hex digits its units can have. */
+const UNIT_CHARS: Buffer[] = Array.from({ length: 256 }, (_, b) => {
+  const names = Object.entries(NAMED_LIST).filter(([, v]) => v === b).map(([name]) => name);
+  const control = Object.entries(CONTROL).filter(([, v]) => v === b).map(([c]) => String.fromCharCode(Number(c)));
+  return Buffer.from([...names, ...control, b === 0x20 ? "+" : ""].join(""));
+});
+const ALWAYS = Buffer.from("%\\&#;uxX0123456789abcdefABCDEF");
+
 /**
- * The bytes a unit standing for one of `bytes` can be written with, plus `bytes` themselves: every
- * byte of an escape-mixture match of a secret is one of these (a run of them bounds where to look).
+ * The bytes of any escape mixture of `secrets`: their own bytes and every character of a unit that
+ * stands for one of them. A mixture is a run of these, which bounds where one can be.
  */
-export function escapeAlphabet(bytes: Set<number>): Uint8Array {
+export function escapeAlphabet(secrets: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(256);
-  const add = (text: string): void => void [...text].forEach((ch) => (out[ch.charCodeAt(0)] = 1));
-  for (const b of bytes) out[b] = 1;
-  add("%\\&#;uxX0123456789abcdefABCDEF");
-  if (bytes.has(0x20)) add("+");
-  for (const [letter, control] of Object.entries(CONTROL)) if (bytes.has(control)) out[Number(letter)] = 1;
-  for (const [name, value] of Object.entries(NAMED_LIST)) if (bytes.has(value)) add(name);
+  for (const c of ALWAYS) out[c] = 1;
+  const seen = new Uint8Array(256);
+  for (const s of secrets) {
+    for (let i = 0; i < s.length; i++) {
+      const b = s[i]!;
+      if (seen[b] === 1) continue;
+      seen[b] = out[b] = 1;
+      for (const c of UNIT_CHARS[b]!) out[c] = 1;
+    }
+  }
   return out;
 }
 
@@ -60,7 +74,6 @@ function isLetter(c: number | undefined): boolean {
   return c !== undefined && ((c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a));
 }
 
-const CONTROL: Record<number, number> = { 0x6e: 10, 0x72: 13, 0x74: 9, 0x62: 8, 0x66: 12 }; // n r t b f
 
 const HEX_VALUE = new Int8Array(256).map((_, c) => (c >= 0x30 && c <= 0x39 ? c - 0x30 : (c | 0x20) >= 0x61 && (c | 0x20) <= 0x66 ? (c | 0x20) - 0x61 + 10 : -1));
 

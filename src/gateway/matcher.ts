@@ -1,17 +1,20 @@
 /**
  * Finds every covered form of a set of secrets in a buffer (docs/gateway.md, "Redaction"):
  * - whole-string forms (raw, hex, base64; encoded.ts) by sampling: every `stride` bytes the next 4
- *   characters (line breaks skipped, case and base64 alphabet folded) are looked up in a bitmap of
- *   the 4-grams of all forms. A form of F characters contains a sample whenever F ≥ stride + 3,
- *   so one pass in JavaScript reads ~1/stride of the bytes whatever the number of secrets; a hit
- *   is checked exactly (walkForm). Forms too short for that are searched with Buffer#indexOf.
- * - escape mixtures (escapes.ts): such a match starts with a literal prefix of the secret and
- *   then an escape unit, whose first byte is `%`, `+`, `\` or `&`: those bytes are found with
- *   Buffer#indexOf (native, fast when rare), and from each the secret is matched backwards over
- *   its literal prefix and forwards through any mixture.
+ *   bytes (line breaks skipped, case and base64 alphabet folded) are looked up among the 4-grams
+ *   of all forms (grams.ts). A form of F characters contains a whole sample when F ≥ stride + 3, so
+ *   one pass reads ~4/stride of the bytes whatever the number of secrets; a hit is checked exactly
+ *   (walkForm). Forms shorter than MIN_SAMPLED are searched with Buffer#indexOf, exactly.
+ * - escape mixtures (escapes.ts): such a match is a literal prefix of the secret, then an escape
+ *   unit, whose first byte is `%`, `+`, `\` or `&` (an introducer), then anything. From each
+ *   introducer the secret is matched back over its literal prefix and forward through the mixture.
+ *   Where introducers are rare, Buffer#indexOf finds them at memory speed; where they are frequent
+ *   (random bytes, URL-encoded forms, HTML) only those inside runs of the escape alphabet long
+ *   enough to hold a secret are looked at, and the sampler finds those runs.
  */
 import { BASE64, CANON_B64, CANON_HEX, CANON_RAW, HEX, MIN_CORE, RAW, base64Core, base64Replacement, hexText, isBreak, walkForm, withBreaks, type Form } from "./encoded.ts";
 import { INTRODUCERS, MAX_UNIT, PERCENT, escapeAlphabet, matchEscaped, unitAt, unitLeadByte } from "./escapes.ts";
+import { FOLD, GRAM, GramIndex, gramKey, keyAt } from "./grams.ts";
 
 export interface Match {
   start: number;
@@ -24,65 +27,47 @@ export interface SecretPair {
   placeholder: Buffer;
 }
 
-/** Forms shorter than this are searched with indexOf (exactly, no line breaks) instead of sampled. */
+/** Forms shorter than this are searched with indexOf (exactly: no line breaks, no mixed case). */
 const MIN_SAMPLED = 16;
-const GRAM = 4;
-const BITMAP_BITS = 18;
-/** How much of a buffer decides between finding escapes with indexOf and looking in runs. */
+/** How much of a buffer decides between finding introducers with indexOf and looking in runs. */
 const PROBE = 8192;
-
-/** How the sampler reads a byte: case and base64 alphabet folded, line breaks 0 (skipped), NUL 1. */
-const FOLD = new Uint8Array(256).map((_, c) => (c === 10 || c === 13 ? 0 : c === 0 ? 1 : c >= 0x41 && c <= 0x5a ? c | 0x20 : c === 0x2d ? 0x2b : c === 0x5f ? 0x2f : c));
-
-function gramKey(a: number, b: number, c: number, d: number): number {
-  return a | (b << 8) | (c << 16) | (d << 24);
-}
-
-/** Whether a key holds a line break (folded to 0), so its bytes are not the form's next four. */
-function hasZeroByte(key: number): boolean {
-  return (key & 0xff) === 0 || (key & 0xff00) === 0 || (key & 0xff0000) === 0 || (key & 0xff000000) === 0;
-}
-
-function bitOf(key: number): number {
-  return Math.imul(key, 0x9e3779b1) >>> (32 - BITMAP_BITS);
-}
+const NONE: readonly number[] = [];
 
 /** Longest span a match of an n-byte secret can have in a response, in any covered form. */
 export function maxSpan(n: number): number {
-  const base64 = 4 * Math.ceil((n + 2) / 3) + 2;
-  return Math.max(MAX_UNIT * n, 3 * 2 * n, 3 * base64);
+  const base64 = 4 * Math.ceil((n + 2) / 3) + 2; // whole groups and padding
+  return Math.max(MAX_UNIT * n, 3 * 2 * n, 3 * base64); // ×3: a line break of ≤ 2 bytes after each character
 }
 
 export class Matcher {
   /** The longest span any match can have (see maxSpan). */
   readonly maxSpan: number;
+  /** The fewest bytes any match can have. */
+  readonly minSpan: number;
   private readonly pairs: SecretPair[];
   private readonly percent: Buffer[];
-  private readonly sampled: Form[] = [];
+  private readonly forms: Form[] = [];
   private readonly literal: Form[] = [];
   private readonly stride: number;
-  private readonly bitmap = new Int32Array(1 << (BITMAP_BITS - 5));
-  /** Each 4-gram's places in the forms, with the folded 4 characters before (or, at the start, after) it. */
-  private readonly grams = new Map<number, { form: Form; offset: number; near: number; before: boolean }[]>();
-  /** For each byte value: which secrets have it (occursSecret), where (occursAt); to match back from an escape. */
-  private readonly occursSecret: number[][] = Array.from({ length: 256 }, () => []);
-  private readonly occursAt: number[][] = Array.from({ length: 256 }, () => []);
+  private readonly grams: GramIndex | null;
+  /** For each byte value: which secrets have it, and where (to match back from an escape). */
+  private readonly occursSecret: (readonly number[])[] = new Array<readonly number[]>(256).fill(NONE);
+  private readonly occursAt: (readonly number[])[] = new Array<readonly number[]>(256).fill(NONE);
   private readonly introducers: number[];
   private readonly starts = new Uint8Array(256);
-  /** Bytes an escape mixture of a secret can consist of (escapeAlphabet). */
   private readonly alphabet: Uint8Array;
-  /** Whether every escape mixture must cover a whole sample (then only runs of `alphabet` around samples are looked at). */
+  /** Whether every escape mixture covers a whole sample, so looking only in runs around samples is enough. */
   private readonly runsBound: boolean;
   private readonly shortestSecret: number;
 
-  /** `caseless`: for header names, which Node lower-cases: secrets are lower-cased and base64 is
-   * matched as lower-cased text (it cannot be decoded any more). */
+  /** `caseless`: for header names, which Node lower-cases: secrets are compared lower-cased, and
+   * base64 as lower-cased text (it cannot be decoded any more). */
   constructor(pairs: SecretPair[], caseless = false) {
     this.pairs = caseless ? pairs.map((p) => ({ secret: Buffer.from(p.secret.toString("latin1").toLowerCase(), "latin1"), placeholder: p.placeholder })) : pairs;
     this.percent = pairs.map((p) => Buffer.from(encodeURIComponent(p.placeholder.toString())));
     this.pairs.forEach(({ secret }, i) => {
-      this.addForm({ kind: RAW, secret: i, chars: secret, canon: CANON_RAW, align: 0 });
       const original = pairs[i]!.secret;
+      this.addForm({ kind: RAW, secret: i, chars: secret, canon: CANON_RAW, align: 0 });
       if (secret.length >= 4) this.addForm({ kind: HEX, secret: i, chars: Buffer.from(original.toString("hex")), canon: CANON_HEX, align: 0 });
       for (const align of [0, 1, 2]) {
         const core = base64Core(original, align);
@@ -90,42 +75,32 @@ export class Matcher {
         if (!caseless) this.addForm({ kind: BASE64, secret: i, chars: core, canon: CANON_B64, align });
         else for (const t of [core.toString(), core.toString().replace(/\+/g, "-").replace(/\//g, "_")]) this.addForm({ kind: RAW, secret: i, chars: Buffer.from(t.toLowerCase()), canon: CANON_RAW, align: 0 });
       }
-      secret.forEach((b, at) => void (this.occursSecret[b]!.push(i), this.occursAt[b]!.push(at)));
-    });
-    const shortest = Math.min(...this.sampled.map((f) => f.chars.length));
-    this.stride = Math.max(1, Math.min(64, shortest - GRAM + 1));
-    for (const form of this.sampled) {
-      for (let o = 0; o + GRAM <= form.chars.length; o++) {
-        const c = form.chars;
-        const key = gramKey(FOLD[c[o]!]!, FOLD[c[o + 1]!]!, FOLD[c[o + 2]!]!, FOLD[c[o + 3]!]!);
-        const bit = bitOf(key);
-        this.bitmap[bit >>> 5]! |= 1 << (bit & 31);
-        let list = this.grams.get(key);
-        if (!list) this.grams.set(key, (list = []));
-        const before = o >= GRAM;
-        const n = before ? o - GRAM : o + GRAM; // forms are ≥ 2 grams long (MIN_SAMPLED)
-        list.push({ form, offset: o, near: gramKey(FOLD[c[n]!]!, FOLD[c[n + 1]!]!, FOLD[c[n + 2]!]!, FOLD[c[n + 3]!]!), before });
+      for (let at = 0; at < secret.length; at++) {
+        const b = secret[at]!;
+        if (this.occursSecret[b] === NONE) [this.occursSecret[b], this.occursAt[b]] = [[], []];
+        (this.occursSecret[b] as number[]).push(i);
+        (this.occursAt[b] as number[]).push(at);
       }
-    }
-    this.introducers = INTRODUCERS.filter((c) => c !== 0x2b || this.occursSecret[0x20]!.length > 0);
+    });
+    const sampled = this.forms.filter((f) => !this.literal.includes(f));
+    this.stride = Math.max(1, Math.min(64, Math.min(...sampled.map((f) => f.chars.length)) - GRAM + 1));
+    this.grams = sampled.length > 0 ? new GramIndex(sampled.reduce((n, f) => n + f.chars.length - GRAM + 1, 0)) : null;
+    for (const f of sampled) this.grams!.add(this.forms.indexOf(f), f.chars);
+    this.introducers = INTRODUCERS.filter((c) => c !== 0x2b || this.occursSecret[0x20] !== NONE);
     for (const c of this.introducers) this.starts[c] = 1;
-    this.alphabet = escapeAlphabet(new Set(this.pairs.flatMap((p) => [...p.secret])));
+    this.alphabet = escapeAlphabet(this.pairs.map((p) => p.secret));
     this.shortestSecret = Math.min(...this.pairs.map((p) => p.secret.length));
-    // A mixture is at least as long as its secret; a sample (4 bytes every `stride`) lies wholly in it
-    // when it is stride + 3 bytes long.
-    this.runsBound = this.sampled.length > 0 && this.shortestSecret >= this.stride + GRAM - 1;
+    this.runsBound = this.grams !== null && this.shortestSecret >= this.stride + GRAM - 1;
     this.maxSpan = Math.max(0, ...pairs.map((p) => maxSpan(p.secret.length)));
+    this.minSpan = Math.min(this.shortestSecret, ...this.forms.map((f) => f.chars.length));
   }
 
   private addForm(form: Form): void {
-    const hasBreak = form.chars.some((c) => isBreak(c));
-    if (form.chars.length >= MIN_SAMPLED && !hasBreak) return void this.sampled.push(form);
-    if (form.kind === HEX) {
-      // Searched exactly: in lower and in upper case.
-      this.literal.push(form, { ...form, chars: Buffer.from(form.chars.toString().toUpperCase()) });
-    } else if (form.kind === BASE64) {
-      this.literal.push(form, { ...form, chars: Buffer.from(form.chars.toString().replace(/\+/g, "-").replace(/\//g, "_")) });
-    } else this.literal.push(form);
+    this.forms.push(form);
+    if (form.chars.length >= MIN_SAMPLED && !form.chars.some((c) => isBreak(c))) return;
+    this.literal.push(form);
+    if (form.kind === HEX) this.literal.push({ ...form, chars: Buffer.from(form.chars.toString().toUpperCase()) });
+    if (form.kind === BASE64) this.literal.push({ ...form, chars: Buffer.from(form.chars.toString().replace(/\+/g, "-").replace(/\//g, "_")) });
   }
 
   /**
@@ -139,18 +114,13 @@ export class Matcher {
     }
     const hits = this.introducersIn(buf);
     const inRuns = hits === null && this.runsBound;
-    if (this.sampled.length > 0 || inRuns) this.sample(buf, out, final, inRuns);
+    if (this.grams) this.sample(buf, out, final, inRuns);
     if (hits) for (const p of hits) this.escaped(buf, p, final, out);
-    else if (!inRuns) for (let q = 0; q < buf.length; q++) if (this.starts[buf[q] as number] === 1) this.escaped(buf, q, final, out);
+    else if (!inRuns) for (let q = 0; q < buf.length; q++) if (this.starts[buf[q]!] === 1) this.escaped(buf, q, final, out);
     return out;
   }
 
-  /**
-   * Where the bytes that can start an escape are, or null when they are frequent (judged on the
-   * first PROBE bytes). Buffer#indexOf finds rare bytes at memory speed but costs ~35 ns a call;
-   * where they are frequent (random bytes, URL-encoded forms, HTML), escape mixtures are looked
-   * for only in runs of the escape alphabet long enough to hold a secret (`inRuns` in sample).
-   */
+  /** Where the introducers are, or null when they are frequent (judged on the first PROBE bytes). */
   private introducersIn(buf: Buffer): number[] | null {
     const hits: number[] = [];
     const next: number[] = [];
@@ -159,38 +129,57 @@ export class Matcher {
       for (; p >= 0 && p < PROBE; p = buf.indexOf(c, p + 1)) hits.push(p);
       next.push(p);
     }
+    // Beyond one in 128 bytes, indexOf at ~35 ns a call costs more than looking in runs.
     if (hits.length > Math.min(PROBE, buf.length) / 128) return null;
     for (let p of next) for (; p >= 0; p = buf.indexOf(buf[p]!, p + 1)) hits.push(p);
     return hits;
   }
 
-  /**
-   * Sample every `stride` bytes (see the file comment). With `inRuns`, also match escape mixtures
-   * in the runs of the escape alphabet around samples: a mixture is at least as long as its secret,
-   * so it covers a whole sample (runsBound).
-   */
+  /** Sample every `stride` bytes; with `inRuns`, also match escape mixtures in runs around samples. */
   private sample(buf: Buffer, out: Match[], final: boolean, inRuns: boolean): void {
     const n = buf.length;
-    const { stride, bitmap, alphabet: a } = this;
+    const { stride, alphabet: a } = this;
+    const grams = this.grams!;
     const introducers: number[] = [];
     let runEnd = 0;
     for (let p = 0; p + GRAM <= n; p += stride) {
-      const w = buf[p] as number;
-      const x = buf[p + 1] as number;
-      const y = buf[p + 2] as number;
-      const z = buf[p + 3] as number;
+      const w = buf[p]!;
+      const x = buf[p + 1]!;
+      const y = buf[p + 2]!;
+      const z = buf[p + 3]!;
       if (inRuns && p >= runEnd && a[w] === 1 && a[x] === 1 && a[y] === 1 && a[z] === 1) runEnd = this.run(buf, p, introducers, final, out);
-      const f0 = FOLD[w] as number;
-      const f1 = FOLD[x] as number;
-      const f2 = FOLD[y] as number;
-      const f3 = FOLD[z] as number;
-      if (f0 === 0 || f1 === 0 || f2 === 0 || f3 === 0) {
-        this.sampleAcrossBreaks(buf, p, out, final);
-        continue;
-      }
-      const key = gramKey(f0, f1, f2, f3);
-      const bit = bitOf(key);
-      if ((bitmap[bit >>> 5]! & (1 << (bit & 31))) !== 0) this.check(buf, p, key, out, final);
+      const key = gramKey(FOLD[w]!, FOLD[x]!, FOLD[y]!, FOLD[z]!);
+      if (FOLD[w] === 0 || FOLD[x] === 0 || FOLD[y] === 0 || FOLD[z] === 0) this.sampleAcrossBreaks(buf, p, out, final);
+      else if (grams.mayHave(key)) this.check(buf, p, key, out, final);
+    }
+  }
+
+  /** A sample with a line break in its four bytes: the four bytes from `p` that are not breaks. */
+  private sampleAcrossBreaks(buf: Buffer, p: number, out: Match[], final: boolean): void {
+    let key = 0;
+    let got = 0;
+    let q = -1;
+    for (let j = p; j < buf.length && got < GRAM; j++) {
+      const f = FOLD[buf[j]!]!;
+      if (f === 0) continue;
+      if (q < 0) q = j;
+      key |= f << (8 * got++);
+    }
+    if (got === GRAM && this.grams!.mayHave(key)) this.check(buf, q, key, out, final);
+  }
+
+  /** Every form that has 4-gram `key` at `buf[q]` and is written around it. */
+  private check(buf: Buffer, q: number, key: number, out: Match[], final: boolean): void {
+    const g = this.grams!;
+    // The 4 bytes before and after rule out most places at once (unless a line break is there).
+    const before = keyAt(buf, q - GRAM);
+    const after = keyAt(buf, q + GRAM);
+    for (let e = g.first(key); e >= 0; e = g.next[e]!) {
+      const seen = g.before[e] === 1 ? before : after;
+      if (seen !== 0 && seen !== g.near[e]) continue;
+      const form = this.forms[g.form[e]!]!;
+      const span = walkForm(buf, q, g.offset[e]!, form, buf.length);
+      if (span) this.found(buf, form, span[0], span[1], final, out);
     }
   }
 
@@ -206,46 +195,16 @@ export class Matcher {
     return to;
   }
 
-  /** A sample with a line break in its four bytes: the four bytes from `p` that are not breaks. */
-  private sampleAcrossBreaks(buf: Buffer, p: number, out: Match[], final: boolean): void {
-    let key = 0;
-    let got = 0;
-    let q = -1;
-    for (let j = p; j < buf.length && got < GRAM; j++) {
-      const f = FOLD[buf[j] as number] as number;
-      if (f === 0) continue;
-      if (q < 0) q = j;
-      key |= f << (8 * got++);
-    }
-    const bit = bitOf(key);
-    if (got === GRAM && (this.bitmap[bit >>> 5]! & (1 << (bit & 31))) !== 0) this.check(buf, q, key, out, final);
-  }
-
-  /** Whether any form whose 4-gram `key` is at `q` is written there. */
-  private check(buf: Buffer, q: number, key: number, out: Match[], final: boolean): void {
-    const entries = this.grams.get(key);
-    if (!entries) return;
-    // The 4 bytes before and after the gram rule out most places at once (unless a break is there).
-    const before = q >= GRAM ? gramKey(FOLD[buf[q - 4]!]!, FOLD[buf[q - 3]!]!, FOLD[buf[q - 2]!]!, FOLD[buf[q - 1]!]!) : -1;
-    const after = q + 2 * GRAM <= buf.length ? gramKey(FOLD[buf[q + 4]!]!, FOLD[buf[q + 5]!]!, FOLD[buf[q + 6]!]!, FOLD[buf[q + 7]!]!) : -1;
-    for (const { form, offset, near, before: isBefore } of entries) {
-      const seen = isBefore ? before : after;
-      if (seen !== -1 && seen !== near && !hasZeroByte(seen)) continue;
-      const span = walkForm(buf, q, offset, form, buf.length);
-      if (span) this.found(buf, form, span[0], span[1], final, out);
-    }
-  }
-
   /** Record a whole-string match with the placeholder in the same form. */
   private found(buf: Buffer, form: Form, start: number, end: number, final: boolean, out: Match[]): void {
-    const placeholder = this.pairs[form.secret]!.placeholder;
+    const { placeholder, secret } = this.pairs[form.secret]!;
     switch (form.kind) {
       case RAW:
         return void out.push({ start, end, text: withBreaks(buf, start, end, placeholder) });
       case HEX:
         return void out.push({ start, end, text: withBreaks(buf, start, end, hexText(buf, start, end, placeholder)) });
       case BASE64: {
-        const m = base64Replacement(buf, start, end, form.align, this.pairs[form.secret]!.secret.length, placeholder, buf.length, final);
+        const m = base64Replacement(buf, start, end, form.align, secret.length, placeholder, maxSpan(secret.length), buf.length, final);
         if (m) out.push(m);
         return;
       }

@@ -106,7 +106,7 @@ export class Redactor {
    * without case (a secret's letters can no longer be told apart there).
    */
   nameLeaks(name: string): boolean {
-    if (this.empty) return false;
+    if (!this.matcher || name.length < this.matcher.minSpan) return false;
     this.names ??= new Matcher(this.reps.map((r) => ({ secret: r.from, placeholder: r.to })), true);
     return this.names.find(Buffer.from(name.toLowerCase(), "latin1"), true).length > 0;
   }

@@ -10,6 +10,7 @@
  *   with every secret value and API token redacted.
  */
 import { randomBytes } from "node:crypto";
+import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { z } from "zod";
@@ -150,6 +151,40 @@ export function closeWith(socket: Duplex, response: string): void {
   socket.end(response);
   socket.resume();
   setTimeout(() => socket.destroy(), LINGER_MS).unref();
+}
+
+/** How much of an unread request body is read and dropped before an early answer. */
+const DRAIN_BYTES = 8 << 20;
+
+/**
+ * Before answering a request whose body was never read (refused before its body: no token, no
+ * route, a bad URL): read and drop what is left of it, up to a limit and for at most a moment.
+ * Answering first and closing with the body unread resets the connection, and the client would
+ * lose the answer.
+ */
+export function drainBody(req: IncomingMessage): Promise<void> {
+  if (req) return Promise.resolve();
+  return new Promise((resolve) => {
+    let seen = 0;
+    const done = (): void => {
+      clearTimeout(timer);
+      req.off("data", onData);
+      req.off("end", done);
+      req.off("close", done);
+      req.off("error", done);
+      resolve();
+    };
+    const onData = (chunk: Buffer): void => {
+      seen += chunk.length;
+      if (seen > DRAIN_BYTES) done();
+    };
+    const timer = setTimeout(done, LINGER_MS);
+    req.on("data", onData);
+    req.once("end", done);
+    req.once("close", done);
+    req.once("error", done);
+    req.resume();
+  });
 }
 
 /** Most validation problems one error lists (a body with a million bad keys gets this many). */

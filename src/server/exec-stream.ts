@@ -3,7 +3,7 @@ import type { Duplex } from "node:stream";
 import { PassThrough } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import type { ControlPlane } from "../control/index.ts";
-import { ExecSignals, PaddockError, excerpt, httpStatusOf, invalid, type Principal } from "../core/index.ts";
+import { ExecSignals, PaddockError, excerpt, httpStatusOf, invalid, type ExecOptions, type ExecResult, type Principal } from "../core/index.ts";
 import { ExecBody } from "./schemas.ts";
 import { auditFailure, authenticate, authorize } from "./auth.ts";
 import { closeWith, parseInput, rawErrorResponse, type PublicError, type ErrorReporter } from "./errors.ts";
@@ -92,38 +92,61 @@ async function admit(cp: ControlPlane, req: IncomingMessage, id: string): Promis
 }
 
 function serve(ws: WebSocket, cp: ControlPlane, id: string, principal: Principal, errors: ErrorReporter): void {
-  const stdin = new PassThrough({ highWaterMark: STDIN_BUFFER });
-  stdin.on("error", () => undefined); // nothing writes after its end (see below); never uncaught
-  const abort = new AbortController();
-  const signals = new ExecSignals();
-  let phase: "request" | "running" | "done" = "request";
-  let stdinClosedWarned = false;
-
-  /** Send unless the socket is going away (then there is nobody to tell). */
-  const send = (data: string | Buffer, then?: () => void): void => {
-    if (ws.readyState === ws.OPEN) ws.send(data, () => then?.());
-  };
-  const finish = (msg: Record<string, unknown>): void => {
-    phase = "done";
-    if (ws.isPaused) ws.resume(); // so the close handshake can be read
-    send(JSON.stringify(msg), () => ws.close(1000));
-  };
-  const fail = (err: unknown): void => finish({ type: "error", ...errors.describe(err, "execStream"), fatal: true });
-  /** A client mistake about one message: the command keeps running. */
-  const reject = (message: string): void => send(JSON.stringify({ type: "error", code: "invalid_argument", message, fatal: false }));
-  const endStdin = (): void => {
-    if (!stdin.writableEnded) stdin.end();
-  };
-
+  const stream = new StreamedCommand(
+    ws,
+    (request, signal, signals, send) => cp.commands.run(id, principal, { ...request, signal, signals, onStdout: (c) => send(STDOUT, c), onStderr: (c) => send(STDERR, c) }),
+    (err) => errors.describe(err, "execStream"),
+  );
   // Protocol errors (a message over 1 MiB, invalid UTF-8 in a text message, a bad frame): ws has
   // already closed the socket with the matching close code (1009, 1007, 1002); "close" follows.
   ws.on("error", () => undefined);
-  ws.on("close", () => {
-    abort.abort(new PaddockError("unavailable", "the exec stream closed before the command ended"));
-    endStdin();
-  });
+  ws.on("close", () => stream.closed());
+  ws.on("message", (data: RawData, isBinary: boolean) => stream.message(Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer), isBinary));
+}
 
-  const start = (buf: Buffer, isBinary: boolean): void => {
+/** Runs the command through the command gate (guardrails, audit) with the stream's stdin and signals. */
+type Run = (
+  request: Pick<ExecOptions, "argv" | "cwd" | "env" | "timeoutMs" | "stdin">,
+  signal: AbortSignal,
+  signals: ExecSignals,
+  send: (channel: number, chunk: Buffer) => void,
+) => Promise<ExecResult>;
+
+/** One command on one socket: the request, then stdin and control messages, then its result. */
+class StreamedCommand {
+  #phase: "request" | "running" | "done" = "request";
+  readonly #stdin = new PassThrough({ highWaterMark: STDIN_BUFFER });
+  readonly #abort = new AbortController();
+  readonly #signals = new ExecSignals();
+  #stdinClosedWarned = false;
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly run: Run,
+    private readonly describe: (err: unknown) => PublicError,
+  ) {
+    this.#stdin.on("error", () => undefined); // nothing writes after its end (see onStdin); never uncaught
+  }
+
+  /** Every message, whatever it holds: a client's mistake never escapes as an exception. */
+  message(buf: Buffer, isBinary: boolean): void {
+    try {
+      if (this.#phase === "request") this.#start(buf, isBinary);
+      else if (this.#phase === "done") return; // the result is on its way; nothing can change it now
+      else if (isBinary) this.#onStdin(buf);
+      else this.#onControl(buf);
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
+
+  /** The socket is gone: kill the command. */
+  closed(): void {
+    this.#abort.abort(new PaddockError("unavailable", "the exec stream closed before the command ended"));
+    this.#endStdin();
+  }
+
+  #start(buf: Buffer, isBinary: boolean): void {
     if (isBinary) throw invalid('the first message must be the exec request as JSON text, e.g. {"argv":["npm","test"]}');
     let json: unknown;
     try {
@@ -131,64 +154,71 @@ function serve(ws: WebSocket, cp: ControlPlane, id: string, principal: Principal
     } catch {
       throw invalid(`bad exec request: not JSON: ${JSON.stringify(excerpt(buf.toString("utf8"), 100))}`);
     }
-    const request = parseInput(ExecRequest, json, "exec request") as ReturnType<typeof ExecRequest.parse>;
-    phase = "running";
-    cp.commands
-      .run(id, principal, {
-        argv: request.argv,
-        ...(request.cwd ? { cwd: request.cwd } : {}),
-        ...(request.env ? { env: request.env } : {}),
-        ...(request.timeoutMs ? { timeoutMs: request.timeoutMs } : {}),
-        stdin,
-        signal: abort.signal,
-        signals,
-        onStdout: (c) => send(Buffer.concat([Buffer.of(STDOUT), c])),
-        onStderr: (c) => send(Buffer.concat([Buffer.of(STDERR), c])),
-      })
-      .then((r) => finish({ type: "exit", ...r }), fail);
-  };
+    const r = parseInput(ExecRequest, json, "exec request") as ReturnType<typeof ExecRequest.parse>;
+    this.#phase = "running";
+    const request = { argv: r.argv, ...(r.cwd ? { cwd: r.cwd } : {}), ...(r.env ? { env: r.env } : {}), ...(r.timeoutMs ? { timeoutMs: r.timeoutMs } : {}), stdin: this.#stdin };
+    this.run(request, this.#abort.signal, this.#signals, (channel, chunk) => this.#send(Buffer.concat([Buffer.of(channel), chunk]))).then(
+      (result) => this.#finish({ type: "exit", ...result }),
+      (err: unknown) => this.#fail(err),
+    );
+  }
 
-  const onStdin = (buf: Buffer): void => {
-    if (stdin.writableEnded) {
-      if (!stdinClosedWarned) reject("stdin is already closed (stdin-eof was sent): later stdin messages are dropped");
-      stdinClosedWarned = true;
+  #onStdin(buf: Buffer): void {
+    if (this.#stdin.writableEnded) {
+      if (!this.#stdinClosedWarned) this.#reject("stdin is already closed (stdin-eof was sent): later stdin messages are dropped");
+      this.#stdinClosedWarned = true;
       return;
     }
     // Flow control: while the command does not read, stop reading the socket.
-    if (!stdin.write(buf) && !ws.isPaused) {
-      ws.pause();
-      stdin.once("drain", () => ws.resume());
+    if (!this.#stdin.write(buf) && !this.ws.isPaused) {
+      this.ws.pause();
+      this.#stdin.once("drain", () => this.ws.resume());
     }
-  };
+  }
 
-  const onControl = (buf: Buffer): void => {
-    let msg: unknown;
+  #onControl(buf: Buffer): void {
+    let msg: unknown = null;
     try {
       msg = JSON.parse(buf.toString("utf8"));
     } catch {
-      msg = null;
+      /* answered below as an unknown message */
     }
     const m = (msg && typeof msg === "object" ? msg : {}) as { type?: unknown; signal?: unknown };
-    if (m.type === "stdin-eof") endStdin();
-    else if (m.type === "signal") {
-      if (typeof m.signal !== "string") return reject('a signal message names its signal: {"type":"signal","signal":"SIGINT"}');
+    if (m.type === "stdin-eof") this.#endStdin();
+    else if (m.type !== "signal") {
+      this.#reject(`unknown message ${JSON.stringify(excerpt(buf.toString("utf8"), 100))}: send {"type":"stdin-eof"} or {"type":"signal","signal":"SIGINT"}, stdin as binary messages`);
+    } else if (typeof m.signal !== "string") this.#reject('a signal message names its signal: {"type":"signal","signal":"SIGINT"}');
+    else {
       try {
-        signals.send(m.signal);
+        this.#signals.send(m.signal);
       } catch (err) {
-        reject(err instanceof Error ? err.message : String(err));
+        this.#reject(err instanceof Error ? err.message : String(err));
       }
-    } else reject(`unknown message ${JSON.stringify(excerpt(buf.toString("utf8"), 100))}: send {"type":"stdin-eof"} or {"type":"signal","signal":"SIGINT"}, stdin as binary messages`);
-  };
-
-  ws.on("message", (data: RawData, isBinary: boolean) => {
-    try {
-      const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
-      if (phase === "request") start(buf, isBinary);
-      else if (phase === "done") return; // the result is on its way; nothing can change it now
-      else if (isBinary) onStdin(buf);
-      else onControl(buf);
-    } catch (err) {
-      fail(err);
     }
-  });
+  }
+
+  #endStdin(): void {
+    if (!this.#stdin.writableEnded) this.#stdin.end();
+  }
+
+  /** Send unless the socket is going away (then there is nobody to tell). */
+  #send(data: string | Buffer, then?: () => void): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(data, () => then?.());
+  }
+
+  /** The last message, then a normal close. */
+  #finish(msg: Record<string, unknown>): void {
+    this.#phase = "done";
+    if (this.ws.isPaused) this.ws.resume(); // so the close handshake can be read
+    this.#send(JSON.stringify(msg), () => this.ws.close(1000));
+  }
+
+  #fail(err: unknown): void {
+    this.#finish({ type: "error", ...this.describe(err), fatal: true });
+  }
+
+  /** A client mistake about one message: the command keeps running. */
+  #reject(message: string): void {
+    this.#send(JSON.stringify({ type: "error", code: "invalid_argument", message, fatal: false }));
+  }
 }

@@ -14,7 +14,7 @@ import { auditFailure, authenticate, authorize } from "./auth.ts";
 import type { Principal } from "../core/index.ts";
 import { openApiDocument } from "./openapi.ts";
 import { attachExecStream } from "./exec-stream.ts";
-import { answerClientError, ErrorReporter, parseInput as parse, type PublicError } from "./errors.ts";
+import { answerClientError, drainBody, ErrorReporter, parseInput as parse, type PublicError } from "./errors.ts";
 
 /** The OpenAPI document's own route: any principal may read it. */
 const openApiRoute: Route = {
@@ -60,20 +60,22 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     // Refused by node's HTTP parser (431, 400) or by the router (bad percent-encoding, 414):
     // answered in our shape too, never the framework's.
     clientErrorHandler: answerClientError,
-    frameworkErrors: (err, _req, res) => {
+    frameworkErrors: (err, req, res) => {
       const reply = res as unknown as FastifyReply;
-      void reply.code(err.code === "FST_ERR_MAX_PARAM_LENGTH" ? 414 : 400).send({ error: routerError(err) });
+      void drainBody(req.raw).then(() => reply.code(err.code === "FST_ERR_MAX_PARAM_LENGTH" ? 414 : 400).send({ error: routerError(err) }));
     },
   });
   app.addContentTypeParser("application/octet-stream", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
-  app.setErrorHandler((err, req, reply) => {
+  app.setErrorHandler(async (err, req, reply) => {
     const operation = (req.routeOptions.config as { operationId?: string } | undefined)?.operationId ?? `${excerpt(req.method, 16)} request`;
     const body = errors.describe(err instanceof PaddockError ? err : fastifyError(err, req.headers["content-type"]), operation);
-    void reply.code(httpStatusOf(body.code)).send({ error: body });
+    await drainBody(req.raw);
+    return reply.code(httpStatusOf(body.code)).send({ error: body });
   });
-  app.setNotFoundHandler((req, reply) => {
+  app.setNotFoundHandler(async (req, reply) => {
     const path = req.url.split("?")[0] ?? "";
-    void reply.code(404).send({ error: { code: "not_found", message: `no route ${excerpt(req.method, 16)} ${excerpt(path, 200)} (see /v1/openapi.json)` } });
+    await drainBody(req.raw);
+    return reply.code(404).send({ error: { code: "not_found", message: `no route ${excerpt(req.method, 16)} ${excerpt(path, 200)} (see /v1/openapi.json)` } });
   });
   for (const r of allRoutes) register(app, cp, r);
   const closeStreams = attachExecStream(app.server, cp, errors);

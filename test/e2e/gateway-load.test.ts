@@ -76,18 +76,18 @@ void describe("one sandbox floods the gateway; another session and the API are u
   void it(`B's requests and /v1/health keep working while A holds ${HALF_OPEN} half-open TLS connections and ${UPLOADS} × ${UPLOAD_MIB} MiB uploads`, async () => {
     if (!a || !b) throw new Error("sessions did not start");
     await client.files.write(a, "/workspace/attack.py", Buffer.from(attacker));
-    const setup = await client.sessions.run(a, {
-      argv: ["sh", "-c", `head -c ${UPLOAD_MIB * 1024 * 1024} /dev/zero > /workspace/big && (nohup python3 /workspace/attack.py >/dev/null 2>&1 &) && echo started`],
-      timeoutMs: 60_000,
-    });
-    assert.equal(setup.stdout, "started\n", setup.stderr);
-    // Readiness: the attacker says how many connections it holds.
-    const held = await until(async () => Number((await client.files.read(a, "/workspace/held").catch(() => Buffer.from(""))).toString()) || null, 60_000, "the attacker to open its connections");
+    const made = await client.sessions.run(a, { argv: ["sh", "-c", `head -c ${UPLOAD_MIB * 1024 * 1024} /dev/zero > /workspace/big && echo made`], timeoutMs: 60_000 });
+    assert.equal(made.stdout, "made\n", made.stderr);
+    // The uploads first (rate-limited, so they stay in flight for the whole test), then the
+    // half-open flood, which fills what is left of A's connection cap and keeps knocking.
     const uploads = client.sessions.run(a, {
-      argv: ["sh", "-c", `for i in $(seq ${UPLOADS}); do curl -s -o /dev/null -w '%{http_code}\\n' -m 120 --data-binary @/workspace/big https://api.stripe.com/sink & done; wait`],
+      argv: ["sh", "-c", `for i in $(seq ${UPLOADS}); do curl -s -o /dev/null -w '%{http_code}\\n' -m 170 --limit-rate 4M --data-binary @/workspace/big https://api.stripe.com/sink & done; wait`],
       timeoutMs: 180_000,
     });
-
+    const flood = await client.sessions.run(a, { argv: ["sh", "-c", "(nohup python3 /workspace/attack.py >/dev/null 2>&1 &) && echo started"] });
+    assert.equal(flood.stdout, "started\n", flood.stderr);
+    // Readiness: the attacker says how many connections it opened.
+    const held = await until(async () => Number((await client.files.read(a, "/workspace/held").catch(() => Buffer.from(""))).toString()) || null, 60_000, "the attacker to open its connections");
     const health: number[] = [];
     let polling = true;
     const poller = (async () => {
@@ -116,6 +116,11 @@ void describe("one sandbox floods the gateway; another session and the API are u
         `/v1/health: ${health.length} calls, p50 ${percentile(health, 50).toFixed(1)} ms, p99 ${percentile(health, 99).toFixed(1)} ms; A's uploads: ${upload.stdout.trim().split("\n").join(",")}`,
     );
     assert.ok(held >= 100, `the attacker held only ${held} connections: the test did not create the pressure it claims`);
+    // A's uploads were streamed through (200) or refused by its own memory budget (503): never
+    // starved by its own flood before they began, and never the gateway's memory.
+    const codes = upload.stdout.trim().split("\n");
+    assert.equal(codes.length, UPLOADS);
+    assert.ok(codes.every((c) => c === "200" || c === "503"), `A's uploads: ${codes.join(",")}`);
     assert.ok(Math.max(...times) < 3000, `B's slowest request took ${Math.max(...times).toFixed(0)} ms (bound 3000 ms)`);
     assert.ok(percentile(health, 99) < 500, `/v1/health p99 ${percentile(health, 99).toFixed(0)} ms (bound 500 ms)`);
   });
