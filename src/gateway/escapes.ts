@@ -17,10 +17,10 @@ export const PERCENT = 1;
 export const BACKSLASH = 2;
 export const HTML = 4;
 
-/** Most digits a numeric character reference may have, leading zeros included (`&#x0000002f;`). */
-export const MAX_DIGITS = 8;
-/** Longest unit: `&#x` + MAX_DIGITS + `;`, or a `\uD83D\uDE00` surrogate pair. */
-export const MAX_UNIT = 12;
+/** Most digits a numeric character reference may have, leading zeros included (`&#0000000047;`). */
+export const MAX_DIGITS = 10;
+/** Longest unit: `&#x` + MAX_DIGITS + `;` (a `\uD83D\uDE00` surrogate pair is 12). */
+export const MAX_UNIT = 14;
 
 /** Bytes that can begin a unit other than a literal character. */
 export const INTRODUCERS = [0x25, 0x2b, 0x5c, 0x26]; // % + \ &

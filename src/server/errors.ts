@@ -154,7 +154,7 @@ export function closeWith(socket: Duplex, response: string): void {
 }
 
 /** How much of an unread request body is read and dropped before an early answer. */
-const DRAIN_BYTES = 8 << 20;
+const DRAIN_BYTES = 64 << 20;
 
 /**
  * Before answering a request whose body was never read (refused before its body: no token, no
@@ -163,7 +163,7 @@ const DRAIN_BYTES = 8 << 20;
  * lose the answer.
  */
 export function drainBody(req: IncomingMessage): Promise<void> {
-  if (req) return Promise.resolve();
+  if (req.complete || req.readableEnded || req.destroyed) return Promise.resolve();
   return new Promise((resolve) => {
     let seen = 0;
     const done = (): void => {

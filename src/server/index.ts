@@ -56,6 +56,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const app = Fastify({
     logger: false,
     bodyLimit: MAX_FILE_BYTES,
+    // A client that trickles its request (slow loris) is cut off: headers within 30 s, the whole
+    // request (a file upload up to 256 MiB included) within 5 min. Answers may take longer (an exec).
+    requestTimeout: 300_000,
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     // Refused by node's HTTP parser (431, 400) or by the router (bad percent-encoding, 414):
     // answered in our shape too, never the framework's.

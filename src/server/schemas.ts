@@ -137,8 +137,8 @@ export const PrincipalBody = z.object({
 export const NewPrincipalBody = z.object({
   name: z.string().min(1).max(63).describe('Login name, e.g. "alice".'),
   kind: z.enum(["human", "agent"]).default("human"),
-  role: z.string().min(1).describe('A role from the environments\' rbac: (e.g. "engineering"), or "admin" (humans only).'),
-  team: z.string().min(1).optional(),
+  role: z.string().min(1).max(63).describe('A role from the environments\' rbac: (e.g. "engineering"), or "admin" (humans only).'),
+  team: z.string().min(1).max(63).optional(),
 });
 
 export const AuditRecordBody = z.object({
