@@ -156,12 +156,13 @@ function scanBlob(buf: Uint8Array, stop: number, maxChars: number, maxEnd: numbe
  * Replace a base64 match `[cs, ce)` of a `length`-byte secret at `align` by the placeholder. The
  * whole 4-character groups that hold any bit of the secret are decoded, the secret's bytes swapped
  * for the placeholder's and the groups encoded again, so no bit of the secret is left. When the
- * blob ends within `maxSpan` of the match's start, the rest of it is encoded again too, so what follows the placeholder
- * stays aligned and the padding is right; in a longer blob the rest is left as it is (and, when
- * the lengths differ by other than a multiple of 3, no longer decodes as it did). Returns null when
- * the data ends first and may go on (`final` false).
+ * blob ends within `maxSpan` of the match's start, the rest of it is encoded again too (after
+ * `swapRest` replaced any secret in it), so what follows the placeholder stays aligned and the
+ * padding is right; in a longer blob the rest is left as it is (and, when the lengths differ by
+ * other than a multiple of 3, no longer decodes as it did). Returns null when the data ends
+ * first and may go on (`final` false).
  */
-export function base64Replacement(buf: Uint8Array, cs: number, ce: number, align: number, length: number, placeholder: Buffer, maxSpan: number, end: number, final: boolean): { start: number; end: number; text: Buffer } | null {
+export function base64Replacement(buf: Uint8Array, cs: number, ce: number, align: number, length: number, placeholder: Buffer, maxSpan: number, swapRest: (bytes: Buffer) => Buffer, end: number, final: boolean): { start: number; end: number; text: Buffer } | null {
   let start = cs;
   for (let t = Math.ceil((8 * align) / 6); t > 0; t--) {
     const j = backward(buf, start);
@@ -180,7 +181,7 @@ export function base64Replacement(buf: Uint8Array, cs: number, ce: number, align
   let chars = "";
   for (let j = start; j < stop; j++) if (!isBreak(buf[j])) chars += String.fromCharCode(buf[j] as number);
   const bytes = Buffer.from(chars, "base64");
-  const swapped = Buffer.concat([bytes.subarray(0, align), placeholder, bytes.subarray(Math.min(bytes.length, align + length))]);
+  const swapped = Buffer.concat([bytes.subarray(0, align), placeholder, swapRest(bytes.subarray(Math.min(bytes.length, align + length)))]);
   const url = urlAlphabet(buf, start, stop);
   // Standard base64 is padded where it ends; base64url mostly is not (JWTs); keep what the blob had.
   const padded = blob.padded || group.padded || (blob.ended && !url);

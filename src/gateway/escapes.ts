@@ -74,7 +74,6 @@ function isLetter(c: number | undefined): boolean {
   return c !== undefined && ((c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a));
 }
 
-
 const HEX_VALUE = new Int8Array(256).map((_, c) => (c >= 0x30 && c <= 0x39 ? c - 0x30 : (c | 0x20) >= 0x61 && (c | 0x20) <= 0x66 ? (c | 0x20) - 0x61 + 10 : -1));
 
 function isPunct(c: number): boolean {
@@ -174,7 +173,7 @@ function namedReference(buf: Uint8Array, i: number, end: number, final: boolean)
  * data ends at `end`), a unit that runs into `end` is 0: it might go on in the next chunk.
  */
 export function unitAt(buf: Uint8Array, i: number, end: number, final: boolean): Unit {
-  switch (buf[i]) {
+  switch (buf[i] as number) {
     case 0x25: {
       if (i + 2 >= end) return 0;
       const hi = HEX_VALUE[buf[i + 1] as number] as number;

@@ -6,7 +6,6 @@
  */
 
 export const GRAM = 4;
-const BITMAP_BITS = 18;
 
 /** How the sampler reads a byte: case and base64 alphabet folded, line breaks 0 (skipped), NUL 1. */
 export const FOLD = new Uint8Array(256).map((_, c) =>
@@ -32,7 +31,9 @@ function hash(key: number, bits: number): number {
 }
 
 export class GramIndex {
-  private readonly bitmap = new Int32Array(1 << (BITMAP_BITS - 5));
+  /** About 32 bits per gram: one sample in ~32 that is no gram still passes it. */
+  private readonly bitmapBits: number;
+  private readonly bitmap: Int32Array;
   private readonly bits: number;
   private readonly keys: Int32Array;
   /** Per slot: first entry + 1 (0: empty). */
@@ -47,6 +48,8 @@ export class GramIndex {
   private count = 0;
 
   constructor(capacity: number) {
+    this.bitmapBits = Math.max(10, Math.min(20, Math.ceil(Math.log2(capacity * 32))));
+    this.bitmap = new Int32Array(1 << (this.bitmapBits - 5));
     this.bits = Math.max(4, Math.ceil(Math.log2(capacity * 2 + 1)));
     this.keys = new Int32Array(1 << this.bits);
     this.heads = new Int32Array(1 << this.bits);
@@ -64,25 +67,28 @@ export class GramIndex {
       key = (key >>> 8) | (FOLD[chars[o]!]! << 24);
       if (o >= GRAM - 1) keys[o - GRAM + 1] = key;
     }
+    const { bitmap, bitmapBits, bits, heads } = this;
+    const mask = (1 << bits) - 1;
     for (let o = 0; o < keys.length; o++) {
       const key = keys[o]!;
-      const bit = hash(key, BITMAP_BITS);
-      this.bitmap[bit >>> 5]! |= 1 << (bit & 31);
+      const bit = hash(key, bitmapBits);
+      bitmap[bit >>> 5]! |= 1 << (bit & 31);
       const e = this.count++;
       this.form[e] = form;
       this.offset[e] = o;
       this.before[e] = o >= GRAM ? 1 : 0;
       this.near[e] = keys[o >= GRAM ? o - GRAM : o + GRAM]!;
-      const slot = this.slot(key);
+      let slot = hash(key, bits);
+      while (this.keys[slot] !== 0 && this.keys[slot] !== key) slot = (slot + 1) & mask;
       this.keys[slot] = key;
-      this.next[e] = this.heads[slot]! - 1;
-      this.heads[slot] = e + 1;
+      this.next[e] = heads[slot]! - 1;
+      heads[slot] = e + 1;
     }
   }
 
   /** Whether `key` may be a gram of a form (false: certainly not). */
   mayHave(key: number): boolean {
-    const bit = hash(key, BITMAP_BITS);
+    const bit = hash(key, this.bitmapBits);
     return (this.bitmap[bit >>> 5]! & (1 << (bit & 31))) !== 0;
   }
 

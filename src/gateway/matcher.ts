@@ -12,9 +12,18 @@
  *   (random bytes, URL-encoded forms, HTML) only those inside runs of the escape alphabet long
  *   enough to hold a secret are looked at, and the sampler finds those runs.
  */
-import { BASE64, CANON_B64, CANON_HEX, CANON_RAW, HEX, MIN_CORE, RAW, base64Core, base64Replacement, hexText, isBreak, walkForm, withBreaks, type Form } from "./encoded.ts";
-import { INTRODUCERS, MAX_UNIT, PERCENT, escapeAlphabet, matchEscaped, unitAt, unitLeadByte } from "./escapes.ts";
-import { FOLD, GRAM, GramIndex, gramKey, keyAt } from "./grams.ts";
+import * as encoded from "./encoded.ts";
+import { BASE64, CANON_B64, CANON_HEX, CANON_RAW, HEX, MIN_CORE, RAW, base64Core, isBreak, type Form } from "./encoded.ts";
+import * as escapes from "./escapes.ts";
+import { INTRODUCERS, MAX_UNIT, PERCENT, escapeAlphabet } from "./escapes.ts";
+import * as grams from "./grams.ts";
+import { GramIndex } from "./grams.ts";
+
+// What the hot loops use, as constants of this module: under tsx (tests, benchmarks) every read of
+// an imported binding is a getter call, which costs up to half the scan's time.
+const { FOLD, GRAM, keyAt } = grams;
+const { unitAt, unitLeadByte, matchEscaped } = escapes;
+const { walkForm, withBreaks, hexText, base64Replacement } = encoded;
 
 export interface Match {
   start: number;
@@ -32,6 +41,8 @@ const MIN_SAMPLED = 16;
 /** How much of a buffer decides between finding introducers with indexOf and looking in runs. */
 const PROBE = 8192;
 const NONE: readonly number[] = [];
+/** Bytes of hex and base64 forms: both alphabets, `=`, CR and LF. */
+const WHOLE_FORM_BYTES = new Uint8Array(256).map((_, c) => (/[A-Za-z0-9+/=_\r\n-]/.test(String.fromCharCode(c)) ? 1 : 0));
 
 /** Longest span a match of an n-byte secret can have in a response, in any covered form. */
 export function maxSpan(n: number): number {
@@ -55,25 +66,25 @@ export class Matcher {
   private readonly occursAt: (readonly number[])[] = new Array<readonly number[]>(256).fill(NONE);
   private readonly introducers: number[];
   private readonly starts = new Uint8Array(256);
+  /** The escape alphabet (escapeAlphabet): 1, and 2 for the introducers in it. */
   private readonly alphabet: Uint8Array;
   /** Whether every escape mixture covers a whole sample, so looking only in runs around samples is enough. */
   private readonly runsBound: boolean;
+  /** Every byte some match can hold: the escape alphabet, base64, hex, `=`, CR and LF. */
+  private readonly formBytes: Uint8Array;
+  /** Whether a secret starts with CR or LF (then a match can). */
+  private readonly breakStarts: boolean;
   private readonly shortestSecret: number;
 
-  /** `caseless`: for header names, which Node lower-cases: secrets are compared lower-cased, and
-   * base64 as lower-cased text (it cannot be decoded any more). */
-  constructor(pairs: SecretPair[], caseless = false) {
-    this.pairs = caseless ? pairs.map((p) => ({ secret: Buffer.from(p.secret.toString("latin1").toLowerCase(), "latin1"), placeholder: p.placeholder })) : pairs;
+  constructor(pairs: SecretPair[]) {
+    this.pairs = pairs;
     this.percent = pairs.map((p) => Buffer.from(encodeURIComponent(p.placeholder.toString())));
     this.pairs.forEach(({ secret }, i) => {
-      const original = pairs[i]!.secret;
       this.addForm({ kind: RAW, secret: i, chars: secret, canon: CANON_RAW, align: 0 });
-      if (secret.length >= 4) this.addForm({ kind: HEX, secret: i, chars: Buffer.from(original.toString("hex")), canon: CANON_HEX, align: 0 });
+      if (secret.length >= 4) this.addForm({ kind: HEX, secret: i, chars: Buffer.from(secret.toString("hex")), canon: CANON_HEX, align: 0 });
       for (const align of [0, 1, 2]) {
-        const core = base64Core(original, align);
-        if (core.length < MIN_CORE) continue;
-        if (!caseless) this.addForm({ kind: BASE64, secret: i, chars: core, canon: CANON_B64, align });
-        else for (const t of [core.toString(), core.toString().replace(/\+/g, "-").replace(/\//g, "_")]) this.addForm({ kind: RAW, secret: i, chars: Buffer.from(t.toLowerCase()), canon: CANON_RAW, align: 0 });
+        const core = base64Core(secret, align);
+        if (core.length >= MIN_CORE) this.addForm({ kind: BASE64, secret: i, chars: core, canon: CANON_B64, align });
       }
       for (let at = 0; at < secret.length; at++) {
         const b = secret[at]!;
@@ -83,21 +94,44 @@ export class Matcher {
       }
     });
     const sampled = this.forms.filter((f) => !this.literal.includes(f));
-    this.stride = Math.max(1, Math.min(64, Math.min(...sampled.map((f) => f.chars.length)) - GRAM + 1));
-    this.grams = sampled.length > 0 ? new GramIndex(sampled.reduce((n, f) => n + f.chars.length - GRAM + 1, 0)) : null;
-    for (const f of sampled) this.grams!.add(this.forms.indexOf(f), f.chars);
+    let shortest = Infinity;
+    let grams = 0;
+    for (const f of sampled) [shortest, grams] = [Math.min(shortest, f.chars.length), grams + f.chars.length - GRAM + 1];
+    this.stride = Math.max(1, Math.min(64, shortest - GRAM + 1));
+    this.grams = sampled.length > 0 ? new GramIndex(grams) : null;
+    this.forms.forEach((f, i) => void (this.literal.includes(f) || this.grams!.add(i, f.chars)));
     this.introducers = INTRODUCERS.filter((c) => c !== 0x2b || this.occursSecret[0x20] !== NONE);
     for (const c of this.introducers) this.starts[c] = 1;
     this.alphabet = escapeAlphabet(this.pairs.map((p) => p.secret));
+    for (const c of this.introducers) this.alphabet[c] = 2;
+    this.breakStarts = this.pairs.some((p) => isBreak(p.secret[0]));
+    this.formBytes = new Uint8Array(256);
+    for (let c = 0; c < 256; c++) this.formBytes[c] = this.alphabet[c]! | WHOLE_FORM_BYTES[c]!;
     this.shortestSecret = Math.min(...this.pairs.map((p) => p.secret.length));
     this.runsBound = this.grams !== null && this.shortestSecret >= this.stride + GRAM - 1;
     this.maxSpan = Math.max(0, ...pairs.map((p) => maxSpan(p.secret.length)));
     this.minSpan = Math.min(this.shortestSecret, ...this.forms.map((f) => f.chars.length));
   }
 
+  /**
+   * Where data that may go on must be held back from, looking no further back than `from`: after
+   * the last byte no match can hold, at the first byte that is not a line break (no match starts
+   * with one, unless a secret does). A match that starts before that point cannot reach past that
+   * byte, so it is whole in `buf`. Streamed text (server-sent events) is so released as it comes.
+   */
+  holdFrom(buf: Buffer, from: number): number {
+    let hold = buf.length;
+    for (let q = buf.length - 1; q >= from; q--) {
+      const c = buf[q]!;
+      if (this.formBytes[c] === 0) break;
+      if ((c !== 10 && c !== 13) || this.breakStarts) hold = q;
+    }
+    return hold;
+  }
+
   private addForm(form: Form): void {
     this.forms.push(form);
-    if (form.chars.length >= MIN_SAMPLED && !form.chars.some((c) => isBreak(c))) return;
+    if (form.chars.length >= MIN_SAMPLED && !form.chars.includes(10) && !form.chars.includes(13)) return;
     this.literal.push(form);
     if (form.kind === HEX) this.literal.push({ ...form, chars: Buffer.from(form.chars.toString().toUpperCase()) });
     if (form.kind === BASE64) this.literal.push({ ...form, chars: Buffer.from(form.chars.toString().replace(/\+/g, "-").replace(/\//g, "_")) });
@@ -147,10 +181,13 @@ export class Matcher {
       const x = buf[p + 1]!;
       const y = buf[p + 2]!;
       const z = buf[p + 3]!;
-      if (inRuns && p >= runEnd && a[w] === 1 && a[x] === 1 && a[y] === 1 && a[z] === 1) runEnd = this.run(buf, p, introducers, final, out);
-      const key = gramKey(FOLD[w]!, FOLD[x]!, FOLD[y]!, FOLD[z]!);
-      if (FOLD[w] === 0 || FOLD[x] === 0 || FOLD[y] === 0 || FOLD[z] === 0) this.sampleAcrossBreaks(buf, p, out, final);
-      else if (grams.mayHave(key)) this.check(buf, p, key, out, final);
+      if (inRuns && p >= runEnd && a[w] !== 0 && a[x] !== 0 && a[y] !== 0 && a[z] !== 0) runEnd = this.run(buf, p, introducers, final, out);
+      const f0 = FOLD[w]!;
+      const f1 = FOLD[x]!;
+      const f2 = FOLD[y]!;
+      const f3 = FOLD[z]!;
+      if (f0 === 0 || f1 === 0 || f2 === 0 || f3 === 0) this.sampleAcrossBreaks(buf, p, out, final);
+      else if (grams.mayHave(f0 | (f1 << 8) | (f2 << 16) | (f3 << 24))) this.check(buf, p, f0 | (f1 << 8) | (f2 << 16) | (f3 << 24), out, final);
     }
   }
 
@@ -185,15 +222,38 @@ export class Matcher {
 
   /** Escape mixtures in the run of the escape alphabet around `p`; returns where the run ends. */
   private run(buf: Buffer, p: number, introducers: number[], final: boolean, out: Match[]): number {
-    const { alphabet: a, starts } = this;
+    const a = this.alphabet;
+    const n = buf.length;
     let count = 0; // introducers[0, count) are this run's
     let from = p;
-    while (from > 0 && a[buf[from - 1]!] === 1) if (starts[buf[--from]!] === 1) introducers[count++] = from;
+    for (; from > 0; from--) {
+      const k = a[buf[from - 1]!]!;
+      if (k === 0) break;
+      if (k === 2) introducers[count++] = from - 1;
+    }
     let to = p;
-    for (; to < buf.length && a[buf[to]!] === 1; to++) if (starts[buf[to]!] === 1) introducers[count++] = to;
+    for (; to < n; to++) {
+      const k = a[buf[to]!]!;
+      if (k === 0) break;
+      if (k === 2) introducers[count++] = to;
+    }
     if (to - from >= this.shortestSecret) for (let i = 0; i < count; i++) this.escaped(buf, introducers[i]!, final, out);
     return to;
   }
+
+  /** `bytes` with every secret replaced by its placeholder (for what base64Replacement decodes). */
+  private readonly swapRaw = (bytes: Buffer): Buffer => {
+    for (const { secret, placeholder } of [...this.pairs].sort((a, b) => b.secret.length - a.secret.length)) {
+      const parts: Buffer[] = [];
+      let from = 0;
+      for (let at = bytes.indexOf(secret); at >= 0; at = bytes.indexOf(secret, from)) {
+        parts.push(bytes.subarray(from, at), placeholder);
+        from = at + secret.length;
+      }
+      if (parts.length > 0) bytes = Buffer.concat([...parts, bytes.subarray(from)]);
+    }
+    return bytes;
+  };
 
   /** Record a whole-string match with the placeholder in the same form. */
   private found(buf: Buffer, form: Form, start: number, end: number, final: boolean, out: Match[]): void {
@@ -204,7 +264,7 @@ export class Matcher {
       case HEX:
         return void out.push({ start, end, text: withBreaks(buf, start, end, hexText(buf, start, end, placeholder)) });
       case BASE64: {
-        const m = base64Replacement(buf, start, end, form.align, secret.length, placeholder, maxSpan(secret.length), buf.length, final);
+        const m = base64Replacement(buf, start, end, form.align, secret.length, placeholder, maxSpan(secret.length), this.swapRaw, buf.length, final);
         if (m) out.push(m);
         return;
       }

@@ -7,6 +7,7 @@
  */
 import { Transform, type TransformCallback } from "node:stream";
 import { Matcher, type Match } from "./matcher.ts";
+import { caselessForms, nameHolds } from "./names.ts";
 
 /** A secret value and the placeholder that replaces it (every form is derived from these two). */
 export interface Replacement {
@@ -62,7 +63,7 @@ export class Redactor {
    */
   readonly keep: number;
   private readonly matcher: Matcher | null;
-  private names: Matcher | null = null;
+  private nameForms: string[] | null = null;
 
   constructor(private readonly reps: Replacement[]) {
     this.matcher = reps.length > 0 ? new Matcher(reps.map((r) => ({ secret: r.from, placeholder: r.to }))) : null;
@@ -76,6 +77,11 @@ export class Redactor {
   /** Every match in `buf` (see Matcher#find). */
   find(buf: Buffer, final: boolean): Match[] {
     return this.matcher ? this.matcher.find(buf, final) : [];
+  }
+
+  /** See Matcher#holdFrom. */
+  holdFrom(buf: Buffer, from: number): number {
+    return this.matcher ? this.matcher.holdFrom(buf, from) : buf.length;
   }
 
   /** The regions to replace among `found`: those that start before `limit` (see plan). */
@@ -101,14 +107,11 @@ export class Redactor {
     return this.buffer(Buffer.from(text, "latin1")).toString("latin1");
   }
 
-  /**
-   * Whether a header name holds a form of a secret. Node lower-cases names, so they are compared
-   * without case (a secret's letters can no longer be told apart there).
-   */
+  /** Whether a header name holds a form of a secret, compared without case (see names.ts). */
   nameLeaks(name: string): boolean {
     if (!this.matcher || name.length < this.matcher.minSpan) return false;
-    this.names ??= new Matcher(this.reps.map((r) => ({ secret: r.from, placeholder: r.to })), true);
-    return this.names.find(Buffer.from(name.toLowerCase(), "latin1"), true).length > 0;
+    this.nameForms ??= this.reps.flatMap((r) => caselessForms(r.from));
+    return nameHolds(name, this.nameForms);
   }
 }
 
@@ -122,9 +125,10 @@ export function redactText(text: string, reps: Replacement[]): string {
 }
 
 /**
- * A stream that redacts across chunk boundaries. It holds back the last `keep` bytes it has seen
- * (the carry): a match that starts before them lies wholly in what it has, so it is replaced now;
- * the rest waits for the next chunk (or the end). A chunk is not copied behind the carry: matches
+ * A stream that redacts across chunk boundaries. It holds back at most the last `keep` bytes it
+ * has seen (the carry), and only from where a match could start and go on past what it has
+ * (Redactor#holdFrom): a match that starts before lies wholly in what it has, so it is replaced
+ * now; the rest waits for the next chunk (or the end). A chunk is not copied behind the carry: matches
  * that start in the carry are looked for in the carry and the first bytes of the chunk (the seam),
  * the others in the chunk itself.
  */
@@ -141,14 +145,14 @@ export class RedactStream extends Transform {
     const { keep } = this.redactor;
     if (this.redactor.empty) return cb(null, chunk);
     const c = this.carry.length;
-    const total = c + chunk.length;
-    const cut = total - keep;
     if (chunk.length <= 2 * keep) {
       // Small chunks: simply join them to the carry.
       const buf = Buffer.concat([this.carry, chunk]);
-      if (cut <= 0) return void ((this.carry = buf), cb());
+      const cut = this.redactor.holdFrom(buf, Math.max(0, buf.length - keep));
+      if (cut === 0) return void ((this.carry = buf), cb());
       return this.release(this.redactor.plan(this.redactor.find(buf, false), cut), [buf], cut, cb);
     }
+    const cut = c + this.redactor.holdFrom(chunk, chunk.length - keep);
     const seam = Buffer.concat([this.carry, chunk.subarray(0, keep)]);
     const found = this.redactor.find(seam, false).filter((m) => m.start < c);
     for (const m of this.redactor.find(chunk, false)) found.push({ start: m.start + c, end: m.end + c, text: m.text });

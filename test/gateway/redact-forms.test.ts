@@ -74,6 +74,19 @@ void describe("redaction: the forms the attack review found reaching the sandbox
     assert.equal(Buffer.from(r.text(mime).replace(/\r\n/g, ""), "base64").toString(), `a ${PH} b`);
   });
 
+  void it("streamed text is released as it comes: only a possible start of a match is held back", async () => {
+    const s = new RedactStream(r.reps);
+    const out: Buffer[] = [];
+    s.on("data", (c: Buffer) => out.push(c));
+    const event = 'data: {"type":"content_block_delta","delta":{"text":"Hello, world"}}\n\n';
+    s.write(Buffer.from(event));
+    assert.equal(Buffer.concat(out).toString(), event);
+    s.write(Buffer.from(`data: {"text":"${secret.slice(0, 20)}`));
+    s.end(Buffer.from(`${secret.slice(20)}"}\n\n`));
+    await new Promise((resolve) => s.on("end", resolve));
+    assert.equal(Buffer.concat(out).toString(), `${event}data: {"text":"${PH}"}\n\n`);
+  });
+
   void it("a numeric reference or escape cut off by the end of the body still counts", async () => {
     for (const tail of ["&#49", "&#x31", "%31"]) {
       const body = Buffer.from(`x ${secret.slice(0, -1)}${tail}`);
@@ -86,18 +99,38 @@ void describe("redaction: the forms the attack review found reaching the sandbox
 const mixture = (secret: string): fc.Arbitrary<string> =>
   fc.tuple(...[...secret].map((ch) => fc.tuple(fc.constantFrom(...escapesFor(ch)), fc.array(fc.boolean(), { minLength: 1, maxLength: 4 }), fc.integer({ min: 0, max: 3 })).map(([how, upper, zeros]) => escape(ch, how as Escape, upper, zeros)))).map((parts) => parts.join(""));
 
+/** A secret in any covered form: an escape mixture, hex, or base64 (both with line breaks). */
+const anyForm = (secret: string): fc.Arbitrary<string> =>
+  fc.oneof(
+    mixture(secret),
+    fc.tuple(fc.array(fc.boolean(), { minLength: 1, maxLength: 4 }), fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 3 }), fc.boolean()).map(([u, breaks, crlf]) => hexOf(Buffer.from(secret), u, breaks, crlf)),
+    fc.tuple(fc.uint8Array({ maxLength: 4 }), fc.boolean(), fc.integer({ min: 0, max: 80 }), fc.boolean()).map(([pre, url, width, crlf]) => base64Of(Buffer.concat([pre, Buffer.from(secret)]), url, !url, width < 8 ? 0 : width, crlf)),
+  );
+
+/** `out` holds `secret` in none of the forms, decoded as a client would (one layer). */
+function assertNoForm(out: Buffer, secret: string): void {
+  const bytes = Buffer.from(secret);
+  const flat = out.toString("latin1");
+  assert.ok(!out.includes(bytes) && !decodeEscapes(out, false).includes(bytes) && !decodeEscapes(out, true).includes(bytes), flat);
+  const joined = flat.replace(/\r?\n/g, "");
+  assert.ok(!joined.toLowerCase().includes(bytes.toString("hex")), flat);
+  assert.ok(!joined.split(/[^A-Za-z0-9+/=_-]/).some((b) => Buffer.from(b, "base64").includes(bytes)), flat);
+}
+
 const cuts = fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 12 });
+/** Text without escapes before the secret: long enough (> 8 KiB) for the scan to take its indexOf path. */
+const filler = fc.constantFrom(0, 0, 10_000).map((n) => "lorem ipsum, dolor sit amet. ".repeat(Math.ceil(n / 29)));
 const oneByteChunks = fc.boolean();
 
 void describe("redaction properties (fast-check)", () => {
   void it("no per-character mixture of percent, JSON and HTML escapes gets through, however chunked", async () => {
     await fc.assert(
       fc.asyncProperty(
-        secretOf(4, 40).chain((secret) => fc.tuple(fc.constant(secret), mixture(secret), around, around, cuts, oneByteChunks)),
-        async ([secret, encoded, before, after, cut, bytewise]) => {
+        secretOf(4, 40).chain((secret) => fc.tuple(fc.constant(secret), mixture(secret), around, around, cuts, oneByteChunks, filler)),
+        async ([secret, encoded, before, after, cut, bytewise, fill]) => {
           const r = redactor(secret);
-          const input = Buffer.from(before + encoded + after);
-          const chunks = bytewise ? [...input].map((b) => Buffer.from([b])) : chunked(input, cut);
+          const input = Buffer.from(fill + before + encoded + after);
+          const chunks = bytewise && fill === "" ? [...input].map((b) => Buffer.from([b])) : chunked(input, cut);
           const out = await streamed(r, chunks);
           assert.ok(!out.includes(Buffer.from(secret)), "raw");
           for (const plus of [false, true]) assert.ok(!decodeEscapes(out, plus).includes(Buffer.from(secret)), `decoded: ${out.toString()}`);
@@ -105,38 +138,38 @@ void describe("redaction properties (fast-check)", () => {
           assert.deepEqual(out, r.buffer(input), "chunking changes nothing");
         },
       ),
-      { numRuns: 300 },
+      { numRuns: 2000 },
     );
   });
 
   void it("no hex form gets through: any case, line breaks, any chunks", async () => {
     await fc.assert(
-      fc.asyncProperty(secretOf(8, 40), fc.array(fc.boolean(), { minLength: 1, maxLength: 9 }), fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 4 }), fc.boolean(), around, around, cuts, async (secret, upper, breaks, crlf, before, after, cut) => {
+      fc.asyncProperty(secretOf(8, 40), fc.array(fc.boolean(), { minLength: 1, maxLength: 9 }), fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 4 }), fc.boolean(), around, around, cuts, filler, async (secret, upper, breaks, crlf, before, after, cut, fill) => {
         const r = redactor(secret);
-        const input = Buffer.from(before + hexOf(Buffer.from(secret), upper, breaks, crlf) + after);
+        const input = Buffer.from(fill + before + hexOf(Buffer.from(secret), upper, breaks, crlf) + after);
         const out = await streamed(r, chunked(input, cut));
         assert.ok(!out.toString("latin1").replace(/\r?\n/g, "").toLowerCase().includes(Buffer.from(secret).toString("hex")), out.toString());
         assert.ok(out.toString("latin1").replace(/\r?\n/g, "").toLowerCase().includes(Buffer.from(PH).toString("hex")));
       }),
-      { numRuns: 150 },
+      { numRuns: 1000 },
     );
   });
 
   void it("no base64 form gets through: both alphabets, padded or not, any alignment, line breaks", async () => {
     const lineBreaks = fc.oneof(fc.constantFrom(0, 64, 76), fc.integer({ min: 4, max: 80 }));
     await fc.assert(
-      fc.asyncProperty(secretOf(16, 48), fc.uint8Array({ maxLength: 7 }), fc.uint8Array({ maxLength: 7 }), fc.boolean(), fc.boolean(), lineBreaks, fc.boolean(), cuts, async (secret, pre, post, url, pad, width, crlf, cut) => {
+      fc.asyncProperty(secretOf(16, 48), fc.uint8Array({ maxLength: 7 }), fc.array(fc.uint8Array({ maxLength: 9 }), { minLength: 1, maxLength: 3 }), fc.boolean(), fc.boolean(), lineBreaks, fc.boolean(), cuts, filler, async (secret, pre, posts, url, pad, width, crlf, cut, fill) => {
         const r = redactor(secret);
-        const blob = base64Of(Buffer.concat([pre, Buffer.from(secret), post]), url, pad, width, crlf);
-        const input = Buffer.from(`{"data": "${blob}"}`);
+        const blob = base64Of(Buffer.concat([pre, ...posts.flatMap((post) => [Buffer.from(secret), post])]), url, pad, width, crlf);
+        const input = Buffer.from(`${fill}{"data": "${blob}"}`);
         const out = (await streamed(r, chunked(input, cut))).toString("latin1");
-        assert.ok(out.startsWith('{"data": "') && out.endsWith('"}'), out);
-        const decoded = Buffer.from(out.slice(10, -2).replace(/\r?\n/g, ""), "base64");
+        assert.ok(out.startsWith(`${fill}{"data": "`) && out.endsWith('"}'), out);
+        const decoded = Buffer.from(out.slice(fill.length + 10, -2).replace(/\r?\n/g, ""), "base64");
         assert.ok(!decoded.includes(Buffer.from(secret)), out);
         assert.ok(decoded.includes(Buffer.from(PH)), out);
         if ((PH.length - Buffer.byteLength(secret)) % 3 === 0 || out.length < 400) assert.ok(decoded.subarray(0, pre.length).equals(Buffer.from(pre)));
       }),
-      { numRuns: 200 },
+      { numRuns: 1600 },
     );
   });
 
@@ -147,7 +180,7 @@ void describe("redaction properties (fast-check)", () => {
         const decoded = Buffer.from(redactor(secret).text(` ${blob} `).trim(), "base64");
         assert.ok(!decoded.includes(Buffer.from(secret)) && decoded.includes(Buffer.from(PH)));
       }),
-      { numRuns: 150 },
+      { numRuns: 300 },
     );
   });
 
@@ -158,7 +191,36 @@ void describe("redaction properties (fast-check)", () => {
         const r = { reps: replacementsFor(secrets.map((secret, i) => ({ secret, placeholder: `paddock-ph-${i}` }))) };
         assert.deepEqual(await streamed(r, chunked(body, cut)), body);
       }),
-      { numRuns: 200 },
+      { numRuns: 400 },
+    );
+  });
+
+  void it("several secrets, each in any form, one after the other: none gets through", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uniqueArray(secretOf(16, 32), { minLength: 2, maxLength: 4 }).chain((secrets) => fc.tuple(fc.constant(secrets), fc.array(fc.tuple(fc.constantFrom(...secrets.keys()), around), { minLength: 1, maxLength: 6 }).chain((order) => fc.tuple(...order.map(([i, gap]) => anyForm(secrets[i]!).map((p) => ` ${p} ${gap}`)))), cuts)),
+        async ([secrets, pieces, cut]) => {
+          const reps = replacementsFor(secrets.map((secret, i) => ({ secret, placeholder: `paddock-ph-${"0123456789abcdef"[i]!.repeat(32)}` })));
+          const out = await streamed({ reps }, chunked(Buffer.from(pieces.join("")), cut));
+          for (const secret of secrets) assertNoForm(out, secret);
+        },
+      ),
+      { numRuns: 600 },
+    );
+  });
+
+  void it("large chunks split inside the secret (the seam between what is held back and the next chunk)", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        secretOf(16, 40).chain((secret) => fc.tuple(fc.constant(secret), anyForm(secret), fc.integer({ min: 3000, max: 9000 }), fc.integer({ min: 3000, max: 9000 }), fc.double({ min: 0, max: 1, noNaN: true }))),
+        async ([secret, form, a, b, at]) => {
+          const input = Buffer.from(`${"x ".repeat(a / 2)}"${form}"${" y".repeat(b / 2)}`);
+          const cut = a + 1 + Math.floor(at * Buffer.byteLength(form));
+          const out = await streamed(redactor(secret), [input.subarray(0, cut), input.subarray(cut)]);
+          assertNoForm(out, secret);
+        },
+      ),
+      { numRuns: 600 },
     );
   });
 
@@ -168,7 +230,7 @@ void describe("redaction properties (fast-check)", () => {
         const out = redactor(secret).text(Buffer.from(`<${withBreaks(secret, breaks, crlf)}>`).toString("latin1"));
         assert.ok(!Buffer.from(out.replace(/\r?\n/g, ""), "latin1").includes(Buffer.from(secret)), out);
       }),
-      { numRuns: 100 },
+      { numRuns: 200 },
     );
   });
 });

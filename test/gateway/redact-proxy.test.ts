@@ -2,7 +2,7 @@
 // secret the ways the attack review found reaching the sandbox: lower-case percent-encoding in the
 // body and in a Location header, the secret as a header name, and inside a gzip transfer coding.
 import assert from "node:assert/strict";
-import http from "node:http";
+import type http from "node:http";
 import https from "node:https";
 import type net from "node:net";
 import { after, before, describe, it } from "node:test";
