@@ -20,7 +20,20 @@ if (role === "upstream" && certDir) {
   const key = await readFile(`${certDir}/srv.key`, "utf8");
   const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
     req.resume();
-    req.on("end", () => (req.url === "/big" ? res.end(BIG) : res.end("ok")));
+    req.on("end", () => {
+      if (req.url === "/big") return void res.end(BIG);
+      if (req.url !== "/bulk") return void res.end("ok");
+      // 64 MiB, written as the response drains: a bulk download, not a buffered one.
+      let left = 64;
+      const more = (): void => {
+        while (left > 0) {
+          left--;
+          if (!res.write(BIG)) return void res.once("drain", more);
+        }
+        res.end();
+      };
+      more();
+    });
   };
   const s1 = https.createServer({ cert, key, keepAlive: true }, handler);
   const s2 = http.createServer({ keepAlive: true }, handler);

@@ -11,11 +11,11 @@ import { bodyFraming, bufferBody, streamBody, streamFraming, type Buffered, type
 import { endToEndHeaders, framingProblem, headerValues, parseAuthority } from "./framing.ts";
 import { decideHost } from "./policy.ts";
 import { draft, finish, logLine, type RecordDraft } from "./records.ts";
-import { redactText, type Replacement } from "./redact.ts";
+import type { Redactor } from "./redact.ts";
 import { isReceivePack, pushProblem, rejectionReport } from "./push.ts";
 import { LOCAL_API_HOST, MAX_LOCAL_BODY_BYTES, serveLocal, type LocalApi } from "./local.ts";
 import { relayResponse, UnsupportedEncoding } from "./response.ts";
-import type { Session, SessionTable } from "./sessions.ts";
+import { redactorFor, type Session, type SessionTable } from "./sessions.ts";
 import { bodySwappable, responseReplacements, swapRequest, type SwapResult } from "./swap.ts";
 import { dial, vetAddress, type UpstreamAgents, type UpstreamOptions, type Vetted } from "./upstream.ts";
 import type { EgressRecord, GatewayLimits } from "./types.ts";
@@ -130,8 +130,8 @@ export async function handleRequest(deps: Deps, conn: Conn, req: IncomingMessage
     const decision = decideHost(session.spec.policy, t.host, t.port);
     if (!decision.allowed) return refuse(deps, res, d, 403, decision.rule, decision.reason ?? "denied");
     const material = await deps.sessions.material(session);
-    const reps = responseReplacements(material);
-    d.path = redactText(d.path, reps);
+    const reps = redactorFor(session, responseReplacements(material));
+    d.path = reps.text(d.path);
     const branches = session.spec.protectedBranches ?? [];
     const pushCheck = branches.length > 0 && isReceivePack(method, t.path);
     let body: Buffer | null = null;
@@ -190,7 +190,7 @@ interface Exchange {
   swapped: SwapResult;
   vetted: Extract<Vetted, { ok: true }>;
   rule: string;
-  reps: Replacement[];
+  reps: Redactor;
   deadline: AbortSignal;
 }
 

@@ -70,10 +70,10 @@ class Counter extends Transform {
  * Write `up` to `res`, redacted. Throws UnsupportedEncoding before writing anything when the body
  * cannot be inspected. `done` is called once, with the body bytes delivered and any stream error.
  */
-export function relayResponse(up: IncomingMessage, res: ServerResponse, reps: Replacement[], method: string, done: (bytesIn: number, err?: Error) => void): void {
+export function relayResponse(up: IncomingMessage, res: ServerResponse, reps: Redactor | Replacement[], method: string, done: (bytesIn: number, err?: Error) => void): void {
   const status = up.statusCode ?? 502;
   const hasBody = method !== "HEAD" && status !== 204 && status !== 304 && status >= 200;
-  const redactor = new Redactor(reps);
+  const redactor = reps instanceof Redactor ? reps : new Redactor(reps);
   const decoders: Transform[] = [];
   let contentDecoded = false;
   try {
