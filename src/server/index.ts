@@ -80,6 +80,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await drainBody(req.raw);
     return reply.code(404).send({ error: { code: "not_found", message: `no route ${excerpt(req.method, 16)} ${excerpt(path, 200)} (see /v1/openapi.json)` } });
   });
+  // GET and HEAD routes never read a body, but a client may send one: answering and closing with
+  // its bytes unread makes the kernel reset the connection, which can destroy the answer before
+  // the client reads it. So what is left of it is read and dropped first (bounded, like errors).
+  app.addHook("onSend", async (req) => {
+    if ((req.method === "GET" || req.method === "HEAD") && (req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined)) await drainBody(req.raw);
+  });
   for (const r of allRoutes) register(app, cp, r);
   const closeStreams = attachExecStream(app.server, cp, errors);
   try {
