@@ -184,7 +184,7 @@ export class PaddockClient {
     remove: (id: string) => this.json<void>("DELETE", `/v1/sessions/${enc(id)}`),
     /** Run a command to completion; output is buffered (UTF-8). */
     run: (id: string, opts: { argv: string[]; cwd?: string; env?: Record<string, string>; timeoutMs?: number; stdin?: Uint8Array }) =>
-      this.json<ExecResult & { stdout: string; stderr: string }>("POST", `/v1/sessions/${enc(id)}/exec`, {
+      this.json<ExecResult & { stdout: string; stderr: string; truncated: boolean }>("POST", `/v1/sessions/${enc(id)}/exec`, {
         ...opts,
         ...(opts.stdin ? { stdin: Buffer.from(opts.stdin).toString("base64") } : {}),
       }),

@@ -12,7 +12,7 @@
  *   them; nothing outside the sandbox is ever reachable through them.
  */
 import type { Readable } from "node:stream";
-import type { ExecSignals } from "./signals.ts";
+import type { ExecSignals, OutputGate } from "./signals.ts";
 
 export interface ComputeLimits {
   /** CPU in cores (fractions allowed). */
@@ -124,6 +124,11 @@ export interface ExecOptions {
    * SIGINT); its exit is then reported as usual. See `ExecSignals`.
    */
   signals?: ExecSignals;
+  /**
+   * Output flow control: while paused, the provider stops reading the command's output (the
+   * command then blocks on its full pipes) instead of the caller buffering it. See `OutputGate`.
+   */
+  output?: OutputGate;
 }
 
 export interface ExecResult {

@@ -49,3 +49,42 @@ export class ExecSignals {
     };
   }
 }
+
+/**
+ * Output flow control for one running command (`ExecOptions.output`): while the caller has
+ * `pause`d it, the provider stops reading the command's output, so its pipes fill and the command
+ * blocks in write(2) instead of the caller buffering without bound; `resume` lets it go on.
+ *
+ * @example
+ * const output = new OutputGate();
+ * provider.exec(id, { argv: ["yes"], output, onStdout: (c) => (send(c) ? undefined : output.pause()) });
+ */
+export class OutputGate {
+  #paused = false;
+  #listener: ((paused: boolean) => void) | null = null;
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  pause(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    this.#listener?.(true);
+  }
+
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.#listener?.(false);
+  }
+
+  /** For providers, once the command runs: called with the current state, then on each change. */
+  listen(onChange: (paused: boolean) => void): () => void {
+    this.#listener = onChange;
+    if (this.#paused) onChange(true);
+    return () => {
+      if (this.#listener === onChange) this.#listener = null;
+    };
+  }
+}

@@ -3,7 +3,7 @@ import type { Duplex } from "node:stream";
 import { PassThrough } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import type { ControlPlane } from "../control/index.ts";
-import { ExecSignals, PaddockError, excerpt, httpStatusOf, invalid, type ExecOptions, type ExecResult, type Principal } from "../core/index.ts";
+import { ExecSignals, OutputGate, PaddockError, excerpt, httpStatusOf, invalid, type ExecOptions, type ExecResult, type Principal } from "../core/index.ts";
 import { ExecBody } from "./schemas.ts";
 import { auditFailure, authenticate, authorize } from "./auth.ts";
 import { closeWith, parseInput, rawErrorResponse, type PublicError, type ErrorReporter } from "./errors.ts";
@@ -104,9 +104,13 @@ function serve(ws: WebSocket, cp: ControlPlane, id: string, principal: Principal
   ws.on("message", (data: RawData, isBinary: boolean) => stream.message(Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer), isBinary));
 }
 
+/** Output bytes queued towards a client before the command is made to wait, and when it goes on. */
+const OUTPUT_HIGH_WATER = 4 << 20;
+const OUTPUT_LOW_WATER = 1 << 20;
+
 /** Runs the command through the command gate (guardrails, audit) with the stream's stdin and signals. */
 type Run = (
-  request: Pick<ExecOptions, "argv" | "cwd" | "env" | "timeoutMs" | "stdin">,
+  request: Pick<ExecOptions, "argv" | "cwd" | "env" | "timeoutMs" | "stdin" | "output">,
   signal: AbortSignal,
   signals: ExecSignals,
   send: (channel: number, chunk: Buffer) => void,
@@ -156,8 +160,17 @@ class StreamedCommand {
     }
     const r = parseInput(ExecRequest, json, "exec request") as ReturnType<typeof ExecRequest.parse>;
     this.#phase = "running";
-    const request = { argv: r.argv, ...(r.cwd ? { cwd: r.cwd } : {}), ...(r.env ? { env: r.env } : {}), ...(r.timeoutMs ? { timeoutMs: r.timeoutMs } : {}), stdin: this.#stdin };
-    this.run(request, this.#abort.signal, this.#signals, (channel, chunk) => this.#send(Buffer.concat([Buffer.of(channel), chunk]))).then(
+    // Output flow control: a client that does not read makes the command wait, never this
+    // process buffer its output (a `yes` to a stalled socket would otherwise fill its memory).
+    const output = new OutputGate();
+    const request = { argv: r.argv, ...(r.cwd ? { cwd: r.cwd } : {}), ...(r.env ? { env: r.env } : {}), ...(r.timeoutMs ? { timeoutMs: r.timeoutMs } : {}), stdin: this.#stdin, output };
+    const relay = (channel: number, chunk: Buffer): void => {
+      this.#send(Buffer.concat([Buffer.of(channel), chunk]), () => {
+        if (output.paused && this.ws.bufferedAmount < OUTPUT_LOW_WATER) output.resume();
+      });
+      if (this.ws.bufferedAmount > OUTPUT_HIGH_WATER) output.pause();
+    };
+    this.run(request, this.#abort.signal, this.#signals, relay).then(
       (result) => this.#finish({ type: "exit", ...result }),
       (err: unknown) => this.#fail(err),
     );

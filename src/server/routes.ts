@@ -69,6 +69,26 @@ export const sessionScope = async ({ cp, params }: { cp: ControlPlane; params: R
 };
 const environmentScope = async ({ params }: { params: Record<string, string> }): Promise<Scope> => ({ environment: params.name ?? "", session: null });
 
+/** Output kept up to a number of bytes; what comes after is counted and dropped. */
+class CappedOutput {
+  private readonly chunks: Buffer[] = [];
+  private kept = 0;
+  dropped = 0;
+
+  constructor(private readonly cap: number) {}
+
+  push(chunk: Buffer): void {
+    const room = Math.max(0, this.cap - this.kept);
+    if (room > 0) this.chunks.push(chunk.length <= room ? chunk : chunk.subarray(0, room));
+    this.kept += Math.min(room, chunk.length);
+    this.dropped += Math.max(0, chunk.length - room);
+  }
+
+  text(): string {
+    return Buffer.concat(this.chunks).toString("utf8");
+  }
+}
+
 /** The name the caller acts as: for an agent, who it is; the session's human is kept beside it. */
 export function caller(ctx: { principal: Principal | null }): Principal {
   if (!ctx.principal) throw invalid("this route needs an authenticated caller");
@@ -283,8 +303,10 @@ export const routes: Route[] = [
     handler: async (ctx) => {
       const { cp, params, body } = ctx;
       const b = body as z.infer<typeof S.ExecBody>;
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
+      // Collected in memory for one JSON answer, so bounded: past the cap the rest is dropped and
+      // the answer says so (the WebSocket stream has no such limit: it has flow control).
+      const out = new CappedOutput(S.MAX_EXEC_OUTPUT_BYTES);
+      const err = new CappedOutput(S.MAX_EXEC_OUTPUT_BYTES);
       const abort = new AbortController();
       ctx.reply.raw.on("close", () => {
         if (!ctx.reply.raw.writableFinished) abort.abort();
@@ -299,7 +321,7 @@ export const routes: Route[] = [
         onStdout: (c) => out.push(c),
         onStderr: (c) => err.push(c),
       });
-      return { ...result, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") };
+      return { ...result, stdout: out.text(), stderr: err.text(), truncated: out.dropped > 0 || err.dropped > 0 };
     },
   },
   {

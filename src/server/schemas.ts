@@ -92,6 +92,9 @@ export const KillResponse = z.object({
   signalled: z.number().describe("How many processes were signalled."),
 });
 
+/** Most output of one stream a POST exec collects for its JSON answer. */
+export const MAX_EXEC_OUTPUT_BYTES = 16 * 1024 * 1024;
+
 export const ExecResponse = z.object({
   exitCode: z.number(),
   signal: z.string().nullable(),
@@ -99,6 +102,7 @@ export const ExecResponse = z.object({
   durationMs: z.number(),
   stdout: z.string().describe("Standard output, UTF-8 (use the WebSocket stream for binary output)."),
   stderr: z.string(),
+  truncated: z.boolean().describe(`True when stdout or stderr was longer than ${MAX_EXEC_OUTPUT_BYTES} bytes: the rest was dropped (the WebSocket stream carries any amount).`),
 });
 
 export const FileEntry = z.object({

@@ -15,6 +15,7 @@ import { openExec } from "../helpers/exec-ws.ts";
 import { rawRequest } from "../helpers/raw-http.ts";
 import { releaseHome, repoRoot, testServer } from "../helpers/server.ts";
 import { tempDir } from "../helpers/tmp.ts";
+import { until } from "../helpers/wait.ts";
 
 interface ErrorJson {
   error: { code: string; message: string; errorId?: string };
@@ -166,6 +167,48 @@ void describe("hostile input", () => {
         alive = (await client.sessions.run(sessionId, { argv: ["sh", "-c", "kill -0 $(cat /tmp/hostile.pid) 2>/dev/null"] })).exitCode === 0;
       }
       assert.equal(alive, false, "the command survived its socket");
+    });
+
+    void it("a client that does not read makes the command wait: the server never buffers its output", async () => {
+      const BYTES = 100_000_000;
+      const x = await openExec(url, sessionId, token);
+      const sock = (x.ws as unknown as { _socket: net.Socket })._socket;
+      x.sendJson({ argv: ["sh", "-c", `echo $$ > /tmp/flood.pid; exec head -c ${BYTES} /dev/zero`] });
+      sock.pause(); // the client stops reading
+      // The real condition: the command stops making progress (the server, the agent's relay and
+      // its pipe each stopped at their bounds) and stays stopped, short of its output. Without flow
+      // control the server reads it all into memory and the command finishes instead.
+      let last = -1;
+      let still = 0;
+      const state = await until(
+        async () => {
+          const r = await client.sessions.run(sessionId, { argv: ["sh", "-c", "p=$(cat /tmp/flood.pid); if [ -d /proc/$p ]; then sed -n 's/^wchar: //p' /proc/$p/io; else echo gone; fi"] });
+          if (r.stdout.trim() === "gone") return "finished";
+          const written = Number(r.stdout.trim());
+          still = written === last ? still + 1 : 0;
+          last = written;
+          return still >= 3 ? "stalled" : null;
+        },
+        30_000,
+        "the command to stall (or finish) while its client does not read",
+      );
+      assert.equal(state, "stalled", "the command wrote all its output while nobody read it: the server buffered it");
+      // All it wrote is somewhere between its pipe and the client (the server's share is at most
+      // its 4 MiB high-water mark plus one chunk): this bounds what anyone could have buffered.
+      assert.ok(last < 64 * 2 ** 20, `the command got ${last} bytes out before it had to wait`);
+      sock.resume();
+      const exit = await x.next((m) => m.type === "exit", "the exit", 60_000);
+      assert.equal(exit.exitCode, 0);
+      assert.equal(x.stdout().length, BYTES, "every byte arrives once the client reads again");
+    });
+
+    void it("POST exec keeps at most 16 MiB of each stream and says it dropped the rest", async () => {
+      const r = await client.sessions.run(sessionId, { argv: ["sh", "-c", "head -c 20000000 /dev/zero | tr '\\0' a; echo done >&2"], timeoutMs: 60_000 });
+      assert.equal(r.exitCode, 0);
+      assert.equal(r.stdout.length, 16 * 1024 * 1024);
+      assert.equal(r.stderr, "done\n");
+      assert.equal(r.truncated, true);
+      assert.equal((await client.sessions.run(sessionId, { argv: ["echo", "small"] })).truncated, false);
     });
 
     void it("the SDK's ExecSignals and paddock exec's Ctrl-C reach the command the same way", async () => {

@@ -145,7 +145,15 @@ export class AgentClient {
     const unlisten = opts.signals?.listen((_name, signo) => {
       if (call.sock.writable) call.sock.write(frame("K", Buffer.from(String(signo))));
     });
-    void call.result.finally(() => unlisten?.()).catch(() => undefined);
+    // The caller's output flow control: a paused socket stops the agent's relay, whose writes then
+    // block, and the command blocks on its full pipe.
+    const unflow = opts.output?.listen((paused) => (paused ? call.sock.pause() : call.sock.resume()));
+    void call.result
+      .finally(() => {
+        unlisten?.();
+        unflow?.();
+      })
+      .catch(() => undefined);
     const stdinDone = feedStdin(call.sock, opts.stdin, call.result);
     stdinDone.catch(() => {
       call.settle();
