@@ -21,12 +21,12 @@ const send = (m: ToParent): void => {
 let nextId = 1;
 const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
 
-function call(c: ChildCall): Promise<unknown> {
+/** Ask the control plane; `id` names the call (an abort refers to it). */
+function call(c: ChildCall): { id: number; reply: Promise<unknown> } {
   const id = nextId++;
-  return new Promise((resolve, reject) => {
-    pending.set(id, { resolve, reject });
-    send({ ...c, t: "call", id });
-  });
+  const reply = new Promise<unknown>((resolve, reject) => pending.set(id, { resolve, reject }));
+  send({ ...c, t: "call", id });
+  return { id, reply };
 }
 
 const cache = new Map<string, { value: string | null; at: number }>();
@@ -35,7 +35,7 @@ const secrets: SecretSource = {
     const key = JSON.stringify([name, scope.environment, scope.team ?? null, scope.agent ?? null]);
     const hit = cache.get(key);
     if (hit && Date.now() - hit.at < SECRET_TTL_MS) return hit.value;
-    const value = (await call({ op: "resolve", name, scope })) as string | null;
+    const value = (await call({ op: "resolve", name, scope }).reply) as string | null;
     cache.set(key, { value, at: Date.now() });
     return value;
   },
@@ -46,9 +46,7 @@ const secrets: SecretSource = {
 
 const localApi: LocalApi = async (sessionId, req) => {
   const { signal, ...rest } = req;
-  const id = nextId++;
-  const reply = new Promise<unknown>((resolve, reject) => pending.set(id, { resolve, reject }));
-  send({ t: "call", id, op: "local", sessionId, req: rest });
+  const { id, reply } = call({ op: "local", sessionId, req: rest });
   const onAbort = (): void => send({ t: "abort", id });
   signal.addEventListener("abort", onAbort, { once: true });
   try {

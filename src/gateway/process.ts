@@ -78,7 +78,7 @@ class ProcessGateway implements GatewayProcess {
     });
     this.ready = new Promise<void>((resolve, reject) => {
       const early = (code: number | null, signal: NodeJS.Signals | null): void =>
-        reject(unavailable(`the gateway process exited before it was ready (${signal ?? `exit ${code}`}): ${lastLine(stderr)}`));
+        reject(unavailable(`the gateway process exited before it was ready (${signal ?? `exit ${code}`}): ${stderrTail(stderr)}`));
       child.once("exit", early);
       child.on("message", (m: ToParent) => {
         if (m.t === "ready") {
@@ -169,7 +169,7 @@ class ProcessGateway implements GatewayProcess {
     }
     for (const a of this.localCalls.values()) a.abort();
     if (this.closing) return;
-    this.log(`gateway: process exited unexpectedly (${signal ?? `exit ${code}`}): ${lastLine(stderr)}; restarting it`);
+    this.log(`gateway: process exited unexpectedly (${signal ?? `exit ${code}`}): ${stderrTail(stderr)}; restarting it`);
     void this.restart();
   }
 
@@ -225,7 +225,7 @@ class ProcessGateway implements GatewayProcess {
 }
 
 /** The end of what the process wrote to stderr: for a crash, the error and its stack. */
-function lastLine(text: string): string {
+function stderrTail(text: string): string {
   return text.trim().split("\n").slice(-20).join("\n").slice(-3000) || "no output";
 }
 

@@ -4,6 +4,7 @@ import type { PaddockClient } from "../../src/client/index.ts";
 import { testServer } from "../helpers/server.ts";
 import { startUpstream, UPSTREAM_NAMES, type Upstream } from "../helpers/upstream.ts";
 import { until } from "../helpers/wait.ts";
+import { percentile } from "../network/helpers.ts";
 
 /**
  * One hostile sandbox at its limits leaves the others and the API unaffected (issue 9). Session A
@@ -44,11 +45,6 @@ while True:
                 pass
     time.sleep(0.05)
 `;
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
-}
 
 void describe("one sandbox floods the gateway; another session and the API are unaffected (local fake upstreams)", () => {
   let client: PaddockClient;
