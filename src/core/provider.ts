@@ -94,6 +94,54 @@ export interface SandboxSpec {
   /** Deny rules enforced at exec time inside the sandbox; absent or empty: none. Sessions only
    * (a build runs as root and may need any program). */
   guard?: ExecGuard;
+  /**
+   * Start the sandbox's writable layer as a copy-on-write copy of this snapshot (a layer made by
+   * `Provider.snapshot` from a sandbox on the same `base` and `layers`); absent: empty.
+   */
+  from?: string;
+  /**
+   * Long-running services the sandbox itself starts at boot, in this order (the caller has sorted
+   * them by dependency), each waiting for the one before it to be ready. They are supervised
+   * inside the sandbox (restarted on exit up to `restartLimit`), so they outlive the control plane
+   * like everything else in the sandbox.
+   */
+  services?: ServiceSpec[];
+}
+
+/** One service of a sandbox (`services:` in the environment file). */
+export interface ServiceSpec {
+  /** `[a-z0-9][a-z0-9-]*`, unique in the sandbox. */
+  name: string;
+  /** Run with `/bin/sh -c` (in `cwd`, default `/`). */
+  command: string;
+  /** A user name or numeric uid inside the sandbox; default the session user. */
+  user: string;
+  cwd?: string;
+  env: Record<string, string>;
+  /** Ready when 127.0.0.1:port accepts a TCP connection, or when the command exits 0. */
+  ready: { port: number } | { command: string };
+  /** Directories created (owned by `user`) before the first start, e.g. a database's data directory. */
+  dataDirs: string[];
+  /** How many restarts after unexpected exits before the service is marked failed. */
+  restartLimit: number;
+  /** Names this one needs ready first (already reflected in the order; kept for display). */
+  dependsOn: string[];
+}
+
+export type ServiceState = "starting" | "ready" | "restarting" | "failed" | "stopped";
+
+export interface ServiceStatus {
+  name: string;
+  state: ServiceState;
+  /** Restarts after unexpected exits so far. */
+  restarts: number;
+  pid: number | null;
+  /** ISO 8601: when it entered `state`. */
+  since: string;
+  /** Why it failed or last exited, e.g. `exited with status 1`. */
+  message: string | null;
+  /** The end of its output (stdout and stderr, at most 64 KiB). */
+  logTail: string;
 }
 
 export interface SandboxHandle {
@@ -177,6 +225,27 @@ export interface Provider {
    * Survives a control-plane restart; gone once the sandbox is stopped. Unknown ids resolve [].
    */
   guardDenials(id: string): Promise<GuardDenial[]>;
+  /**
+   * Capture the sandbox's writable layer as a read-only layer `layerId`, crash-consistently: every
+   * process of the sandbox is frozen (cgroup freezer) for the instant of the copy-on-write capture
+   * and then goes on. Start sandboxes from it with `SandboxSpec.from`; remove it with `removeSnapshot`.
+   */
+  snapshot(id: string, layerId: string): Promise<{ frozenMs: number }>;
+  removeSnapshot(layerId: string): Promise<boolean>;
+  /**
+   * Merge `env` into the environment every later command of the sandbox starts with (a pool
+   * member gets its session's placeholders when it is claimed). Returns the new provider state
+   * for the caller to store.
+   */
+  setEnv(id: string, env: Record<string, string>): Promise<Record<string, unknown>>;
+  /** The state of the sandbox's services (empty when it has none). Rejects `not_found` for an unknown id. */
+  services(id: string): Promise<ServiceStatus[]>;
+  /**
+   * Resolve once every service is ready (at once when there are none); reject with a
+   * PaddockError `unavailable` naming the service and the end of its log when one fails, or
+   * when `timeoutMs` passes first.
+   */
+  waitForServices(id: string, timeoutMs: number): Promise<ServiceStatus[]>;
   /** Ids of sandboxes this provider is running now. */
   list(): Promise<string[]>;
   close(): Promise<void>;
