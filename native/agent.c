@@ -24,6 +24,7 @@
 
 #include "agent.h"
 #include "common.h"
+#include "services.h"
 
 #define REQUEST_TIMEOUT_MS 30000 /* a connection that never sends its request is dropped */
 #define FINISH_TIMEOUT_MS 2000   /* how long we wait for the client to close after X */
@@ -165,14 +166,46 @@ static void handle(int *sockp, const struct user *u) {
     free(f.data);
 }
 
+/* The service supervisor (0: none or gone), and whether we asked it to stop. */
+static pid_t g_supervisor;
+static int g_shutting_down;
+static int g_services_dir = -1;
+
 static void reap(void) {
-    while (waitpid(-1, NULL, WNOHANG) > 0) {
+    int st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        if (pid != g_supervisor) continue;
+        g_supervisor = 0;
+        /* Asked to stop (SIGTERM): its services are down, so the sandbox ends here. */
+        if (g_shutting_down) _exit(0);
+        svc_supervisor_died(g_services_dir, st);
     }
 }
 
+/* Fork the service supervisor before we report ready, so every service's start is already under
+ * way when the control plane hears about the sandbox. */
+static void start_services(int spec_fd, const struct user *u, int listen_fd, int sfd, int ready_fd) {
+    static struct svc_set set;
+    char err[600];
+    if (svc_load_fd(spec_fd, &set, err, sizeof err) < 0) die_plain("%s", err);
+    close(spec_fd);
+    g_services_dir = svc_open_dir();
+    if (g_services_dir < 0) die("services: create %s", SVC_DIR);
+    pid_t pid = fork();
+    if (pid < 0) die("services: fork the supervisor");
+    if (pid == 0) {
+        close(listen_fd);
+        close(sfd);
+        if (ready_fd >= 0) close(ready_fd);
+        svc_supervise(&set, g_services_dir, u->work_fds, u->n_work_fds);
+    }
+    g_supervisor = pid;
+}
+
 int agent_main(int argc, char **argv) {
-    unsigned long lfd = 0, rfd = 0;
-    int have_listen = 0, have_ready = 0, have_user = 0;
+    unsigned long lfd = 0, rfd = 0, svcfd = 0;
+    int have_listen = 0, have_ready = 0, have_user = 0, have_services = 0;
     struct user u = {0};
     for (int i = 0; i < argc; i++) {
         if (i + 1 >= argc) die_plain("option %s needs a value", argv[i]);
@@ -180,6 +213,10 @@ int agent_main(int argc, char **argv) {
         if (strcmp(argv[i - 1], "--listen-fd") == 0) have_listen = parse_ulong(v, 1 << 20, &lfd) == 0;
         else if (strcmp(argv[i - 1], "--ready-fd") == 0) have_ready = parse_ulong(v, 1 << 20, &rfd) == 0;
         else if (strcmp(argv[i - 1], "--user") == 0) have_user = parse_user(v, &u.uid, &u.gid) == 0;
+        else if (strcmp(argv[i - 1], "--services-fd") == 0) {
+            if (parse_ulong(v, 1 << 20, &svcfd) || fcntl((int)svcfd, F_SETFD, FD_CLOEXEC) < 0) die_plain("bad --services-fd %s", v);
+            have_services = 1;
+        }
         else if (strcmp(argv[i - 1], "--work-cgroup-fd") == 0) {
             unsigned long fd;
             if (u.n_work_fds >= MAX_WORK_CGROUPS || parse_ulong(v, 1 << 20, &fd) || fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0)
@@ -204,13 +241,17 @@ int agent_main(int argc, char **argv) {
     int listen_fd = (int)lfd;
     if (fcntl(listen_fd, F_SETFD, FD_CLOEXEC) < 0) die("listen fd");
 
+    /* SIGTERM (from the host: a pid namespace's init gets only signals it handles) asks for an
+     * orderly end: services stop in reverse order, then the sandbox ends. */
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
+    sigaddset(&chld, SIGTERM);
     sigprocmask(SIG_BLOCK, &chld, NULL);
     int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sfd < 0) die("signalfd");
 
+    if (have_services) start_services((int)svcfd, &u, listen_fd, sfd, have_ready ? (int)rfd : -1);
     if (have_ready) {
         (void)write_all((int)rfd, "ready\n", 6);
         close((int)rfd);
@@ -220,7 +261,12 @@ int agent_main(int argc, char **argv) {
         if (poll(p, 2, -1) < 0) continue;
         if (p[1].revents) {
             struct signalfd_siginfo si;
-            while (read(sfd, &si, sizeof si) > 0) {
+            int term = 0;
+            while (read(sfd, &si, sizeof si) > 0) term |= si.ssi_signo == SIGTERM;
+            if (term && !g_shutting_down) {
+                g_shutting_down = 1;
+                if (g_supervisor == 0) _exit(0);
+                kill(g_supervisor, SIGTERM);
             }
             reap();
         }

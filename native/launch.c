@@ -34,6 +34,7 @@
 #include "common.h"
 #include "guard.h"
 #include "launch.h"
+#include "services.h"
 
 static volatile sig_atomic_t g_child;
 
@@ -91,7 +92,7 @@ static void loopback_up(void) {
 
 struct child_ctx {
     const struct launch_opts *o;
-    int listen_fd, exe_fd, to_parent, from_parent;
+    int listen_fd, exe_fd, to_parent, from_parent, services_fd;
     int work_fds[MAX_WORK_CGROUPS];
 };
 
@@ -186,19 +187,24 @@ static __attribute__((noreturn)) void child_main(struct child_ctx *c) {
     restrict_caps(o->caps);
     load_seccomp();
 
-    char lfd[16], rfd[16], user[32], wfd[MAX_WORK_CGROUPS][16];
+    char lfd[16], rfd[16], sfd[16], user[32], wfd[MAX_WORK_CGROUPS][16];
     snprintf(lfd, sizeof lfd, "%d", c->listen_fd);
     snprintf(rfd, sizeof rfd, "%d", o->ready_fd);
+    snprintf(sfd, sizeof sfd, "%d", c->services_fd);
     snprintf(user, sizeof user, "%lu:%lu", (unsigned long)o->uid, (unsigned long)o->gid);
-    int keep[3 + MAX_WORK_CGROUPS] = {c->listen_fd, o->ready_fd, c->exe_fd};
-    for (size_t i = 0; i < o->n_work_cgroups; i++) keep[3 + i] = c->work_fds[i];
-    close_other_fds(keep, 3 + o->n_work_cgroups);
+    int keep[4 + MAX_WORK_CGROUPS] = {c->listen_fd, o->ready_fd, c->exe_fd, c->services_fd};
+    for (size_t i = 0; i < o->n_work_cgroups; i++) keep[4 + i] = c->work_fds[i];
+    close_other_fds(keep, 4 + o->n_work_cgroups);
     /* These are the agent's; everything else is closed above or close-on-exec (exe_fd). */
     if (fcntl(c->listen_fd, F_SETFD, 0) < 0) die("listen fd");
     if (o->ready_fd >= 0 && fcntl(o->ready_fd, F_SETFD, 0) < 0) die("ready fd");
-    char *argv[8 + 2 * MAX_WORK_CGROUPS] = {"paddock-sandbox", "agent", "--listen-fd", lfd, "--user", user};
+    char *argv[10 + 2 * MAX_WORK_CGROUPS] = {"paddock-sandbox", "agent", "--listen-fd", lfd, "--user", user};
     size_t argc = 6;
     if (o->ready_fd >= 0) argv[argc++] = "--ready-fd", argv[argc++] = rfd;
+    if (c->services_fd >= 0) {
+        if (fcntl(c->services_fd, F_SETFD, 0) < 0) die("services fd");
+        argv[argc++] = "--services-fd", argv[argc++] = sfd;
+    }
     for (size_t i = 0; i < o->n_work_cgroups; i++) {
         if (fcntl(c->work_fds[i], F_SETFD, 0) < 0) die("work cgroup fd");
         snprintf(wfd[i], sizeof wfd[i], "%d", c->work_fds[i]);
@@ -281,6 +287,17 @@ int launch_main(int argc, char **argv) {
     join_cgroups(&o);
     int work_fds[MAX_WORK_CGROUPS];
     open_work_cgroups(&o, work_fds);
+    /* Opened and checked here, as host root and before anything exists: a bad spec is a launch
+     * error (125) with the reason, and the agent reads the same file through this descriptor
+     * (the file itself is never visible inside the sandbox). */
+    int services_fd = -1;
+    if (o.services_file) {
+        static struct svc_set checked;
+        char err[600];
+        services_fd = open(o.services_file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (services_fd < 0) die("--services %s", o.services_file);
+        if (svc_load_fd(services_fd, &checked, err, sizeof err) < 0) die_plain("--services %s: %s", o.services_file, err);
+    }
     int listen_fd = make_listener(o.listen);
     int exe_fd = open("/proc/self/exe", O_PATH | O_CLOEXEC);
     if (exe_fd < 0) die("open /proc/self/exe");
@@ -302,7 +319,7 @@ int launch_main(int argc, char **argv) {
     if (pid == 0) {
         close(up[0]);
         close(down[1]);
-        struct child_ctx c = {&o, listen_fd, exe_fd, up[1], down[0], {0}};
+        struct child_ctx c = {&o, listen_fd, exe_fd, up[1], down[0], services_fd, {0}};
         memcpy(c.work_fds, work_fds, sizeof work_fds);
         child_main(&c);
     }
@@ -319,6 +336,7 @@ int launch_main(int argc, char **argv) {
     close(down[0]);
     close(listen_fd);
     close(exe_fd);
+    if (services_fd >= 0) close(services_fd);
     for (size_t i = 0; i < o.n_work_cgroups; i++) close(work_fds[i]);
     /* Best effort (needs CAP_SYS_RESOURCE): if the sandbox's memory cgroup runs out, the OOM
      * killer should pick a sandbox process, not the supervisor that reports its exit. */

@@ -45,6 +45,7 @@ struct launch_opts {
     size_t n_tmpfs;
     int ready_fd; /* -1 when absent */
     const char *guard_file, *guard_log; /* --guard/--guard-log (together or not at all) */
+    const char *services_file;          /* --services: the agent starts and supervises these */
     enum caps_mode caps;
 };
 

@@ -146,6 +146,9 @@ void parse_launch_opts(int argc, char **argv, struct launch_opts *o) {
         } else if (strcmp(a, "--guard-log") == 0) {
             o->guard_log = need(argc, argv, &i, a);
             if (o->guard_log[0] != '/') die_plain("--guard-log must be an absolute path");
+        } else if (strcmp(a, "--services") == 0) {
+            o->services_file = need(argc, argv, &i, a);
+            if (o->services_file[0] != '/') die_plain("--services must be an absolute path");
         } else if (strcmp(a, "--caps") == 0) {
             const char *v = need(argc, argv, &i, a);
             if (strcmp(v, "session") == 0) o->caps = CAPS_SESSION;

@@ -21,10 +21,11 @@ fi
 # Debian packages: the launcher's build deps, btrfs for copy-on-write layers, attr for overlay
 # xattrs, mmdebstrap for base: debian-12, bubblewrap as the benchmark baseline, and the real
 # clients tests run inside sandboxes (busybox, sudo, perl: the exec guard's bypass tests in
-# attacks/commands.md).
+# attacks/commands.md), and the services tests' servers (PostgreSQL 15 and Redis, run inside
+# sandboxes on base: host from the host's /usr; the system services the packages set up are not used).
 packages=(gcc make libc6-dev libseccomp-dev pkg-config btrfs-progs attr mmdebstrap bubblewrap
   iproute2 nftables util-linux mount e2fsprogs passwd procps python3 git curl ca-certificates openssl tinyproxy
-  busybox sudo perl)
+  busybox sudo perl postgresql postgresql-contrib redis-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

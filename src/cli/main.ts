@@ -13,6 +13,7 @@ import { registerSessionCommands } from "./session.ts";
 import { registerSecretCommands } from "./secret.ts";
 import { registerLogsCommands } from "./logs.ts";
 import { registerAccessCommands } from "./access.ts";
+import { registerSnapshotCommands } from "./snapshot.ts";
 import { resolveCredentials } from "./credentials.ts";
 
 const program = new Command();
@@ -100,6 +101,7 @@ registerSessionCommands(program, client);
 registerSecretCommands(program, client);
 registerLogsCommands(program, client);
 registerAccessCommands(program, client);
+registerSnapshotCommands(program, client);
 
 program
   .command("doctor")

@@ -10,13 +10,40 @@ export function registerSessionCommands(program: Command, client: () => PaddockC
   const session = program.command("session").description("start, list and stop sessions");
 
   session
-    .command("start <environment>")
-    .description("start a session from the environment's current template; prints its id when ready")
+    .command("start [environment]")
+    .description("start a session from the environment's current template (or a ready pool member), or --from a snapshot; prints its id when ready")
+    .option("--from <snapshot>", "start from this snapshot (id or name): its environment version and files")
     .option("--json", "print the session object")
-    .action(async (environment: string, o: { json?: boolean }) => {
-      const s = await client().sessions.start(environment);
+    .action(async (environment: string | undefined, o: { from?: string; json?: boolean }) => {
+      if (environment === undefined && o.from === undefined) throw new PaddockError("invalid_argument", "name an environment, or a snapshot with --from");
+      const s = await client().sessions.start(environment ?? null, o.from !== undefined ? { from: o.from } : {});
       if (o.json) printJson(s);
       else process.stdout.write(s.id + "\n");
+    });
+
+  session
+    .command("fork <id>")
+    .description("snapshot a running session and start --count independent sessions from it; prints their ids (exit 1 when any failed to start, the others keep running)")
+    .option("-n, --count <n>", "how many sessions (1 to 100)", "1")
+    .option("--json", "print the snapshot, the sessions and the failures as JSON")
+    .action(async (id: string, o: { count: string; json?: boolean }) => {
+      if (!/^\d+$/.test(o.count)) throw new PaddockError("invalid_argument", `bad --count ${JSON.stringify(o.count)}: a whole number from 1 to 100`);
+      const r = await client().sessions.fork(id, { count: Number(o.count) });
+      if (o.json) printJson(r);
+      else for (const s of r.sessions) process.stdout.write(s.id + "\n");
+      for (const f of r.failures) process.stderr.write(`paddock: fork ${f.index + 1} of ${o.count} failed: ${f.message}\n`);
+      if (r.failures.length) process.exitCode = 1;
+    });
+
+  session
+    .command("services <id>")
+    .description("show the state of a session's services (ready, starting, failed…)")
+    .option("--json", "print JSON")
+    .action(async (id: string, o: { json?: boolean }) => {
+      const list = await client().sessions.services(id);
+      if (o.json) return printJson(list);
+      if (list.length === 0) return void process.stdout.write("no services\n");
+      printTable(["NAME", "STATE", "RESTARTS", "PID", "SINCE", "MESSAGE"], list.map((x) => [x.name, x.state, String(x.restarts), x.pid === null ? "-" : String(x.pid), x.since, x.message ?? "-"]));
     });
 
   session

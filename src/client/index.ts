@@ -10,7 +10,7 @@
  */
 import type WebSocket from "ws";
 import type { Readable } from "node:stream";
-import type { Approval, AuditRecord, Environment, EnvironmentVersion, ExecResult, FileEntry, Principal, Session, StoredEgressRecord, Template } from "../core/index.ts";
+import type { Approval, AuditRecord, Environment, EnvironmentVersion, ExecResult, FileEntry, Principal, ServiceStatus, Session, Snapshot, StoredEgressRecord, Template } from "../core/index.ts";
 import { PaddockError, codeOfHttpStatus, unavailable, type ExecSignals } from "../core/index.ts";
 
 export { ExecSignals } from "../core/index.ts";
@@ -41,6 +41,32 @@ export interface AuditFilter {
 }
 
 export type PublicSession = Omit<Session, "providerState">;
+
+export type { Snapshot, ServiceStatus } from "../core/index.ts";
+
+/** A snapshot with what keeps it from being removed (`session <id>`, `pool member <id>`). */
+export type SnapshotDetail = Snapshot & { users: string[] };
+
+/** What a fork started: the sessions, and per failed start its error (the others are unaffected). */
+export interface ForkResult {
+  snapshot: Snapshot;
+  sessions: PublicSession[];
+  failures: { index: number; code: string; message: string }[];
+}
+
+/** One environment's warm pool. */
+export interface PoolInfo {
+  environment: string;
+  version: number | null;
+  min: number;
+  max: number;
+  source: "set" | "file";
+  ready: number;
+  starting: number;
+  stale: number;
+  claimedLastMinute: number;
+  memoryBytes: number | null;
+}
 
 export interface Issue {
   file: string;
@@ -163,8 +189,24 @@ export class PaddockClient {
   };
 
   readonly sessions = {
-    /** Start a session; an agent names the person it works for with `onBehalfOf`. */
-    start: (environment: string, opts: { onBehalfOf?: string } = {}) => this.json<PublicSession>("POST", "/v1/sessions", { environment, ...opts }),
+    /**
+     * Start a session (from a ready pool member when the environment has one); an agent names the
+     * person it works for with `onBehalfOf`. With `from`, start from that snapshot (id or name)
+     * instead: `environment` may then be null, and when given must be the snapshot's.
+     * @example
+     * const s = await paddock.sessions.start(null, { from: "before-migration" });
+     */
+    start: (environment: string | null, opts: { onBehalfOf?: string; from?: string } = {}) =>
+      this.json<PublicSession>("POST", "/v1/sessions", { ...(environment !== null ? { environment } : {}), ...opts }),
+    /**
+     * Snapshot a running session and start `count` sessions from it at once. Resolves with the
+     * sessions started and the failures (it does not reject when only some starts failed).
+     * @example
+     * const { sessions, failures } = await paddock.sessions.fork(id, { count: 10 });
+     */
+    fork: (id: string, opts: { count: number }) => this.json<ForkResult>("POST", `/v1/sessions/${enc(id)}/fork`, { count: opts.count }),
+    /** The state of a session's services (postgres, redis… of its environment file). */
+    services: (id: string) => this.json<ServiceStatus[]>("GET", `/v1/sessions/${enc(id)}/services`),
     list: (opts: { all?: boolean; environment?: string } = {}) => {
       const q = new URLSearchParams();
       if (opts.all) q.set("all", "true");
@@ -203,6 +245,38 @@ export class PaddockClient {
       return this.json<EgressRecord[]>("GET", `/v1/sessions/${enc(id)}/egress${q.size ? `?${q}` : ""}`);
     },
   };
+
+  /** Snapshots of running sessions; start sessions from them with `sessions.start(null, { from })`. */
+  readonly snapshots = {
+    /**
+     * Capture a running session (its processes are frozen for the instant of the capture).
+     * @example
+     * const snap = await paddock.snapshots.create(sessionId, { name: "before-migration" });
+     */
+    create: (session: string, opts: { name?: string } = {}) => this.json<Snapshot>("POST", "/v1/snapshots", { session, ...opts }),
+    list: (opts: { environment?: string } = {}) => {
+      const q = new URLSearchParams(opts.environment ? { environment: opts.environment } : {});
+      return this.json<Snapshot[]>("GET", `/v1/snapshots${q.size ? `?${q}` : ""}`);
+    },
+    /** By id or name. */
+    get: (ref: string) => this.json<SnapshotDetail>("GET", `/v1/snapshots/${enc(ref)}`),
+    /** Rejects `conflict` (naming them) while running sessions started from it use it. */
+    remove: (ref: string) => this.json<void>("DELETE", `/v1/snapshots/${enc(ref)}`),
+  };
+
+  /** Warm pools of started sandboxes, claimed by session starts. */
+  readonly pools = {
+    list: () => this.json<PoolInfo[]>("GET", "/v1/pools"),
+    /** Admin: keep `min` members ready (at most `max`, default `min`), overriding the file's `pool:`. */
+    set: (environment: string, size: { min: number; max?: number }) => this.json<PoolInfo>("PUT", `/v1/pools/${enc(environment)}`, size),
+    /** Admin: back to the file's `pool:`. */
+    reset: (environment: string) => this.json<PoolInfo>("DELETE", `/v1/pools/${enc(environment)}`),
+  };
+
+  /** Admin: remove the layers nothing keeps now (it also runs on its own). */
+  gc(): Promise<{ layers: string[]; snapshots: string[]; orphans: string[] }> {
+    return this.json("POST", "/v1/gc");
+  }
 
   /**
    * Secrets: values go in and never come out. The gateway swaps them into requests to their bound

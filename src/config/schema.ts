@@ -7,6 +7,7 @@ import { z } from "zod";
 import type { IssueSink } from "./fields.ts";
 import { ALWAYS, asString, expecting, noDuplicates, oneOf, parsedString, refineWith, ruleString, slugify, withDefault } from "./fields.ts";
 import { checkCommandRule, checkNetworkRule } from "./rules.ts";
+import { seedNeedsServices, seedSchema, servicesSchema } from "./services.ts";
 import { DAY_MS, GiB, MiB, formatBytes, parseDuration, parseMemory } from "./units.ts";
 import { quote } from "./words.ts";
 
@@ -81,6 +82,24 @@ const compute = z
     ).describe("Extension. Most processes and threads alive at once in a session, 16 to 65536. Default 4096."),
   }, expecting("a mapping of cpu, memory, timeout, disk, pids"))
   .transform((c) => ({ cpu: c.cpu, memoryBytes: c.memory, timeoutMs: c.timeout, diskBytes: c.disk, pids: c.pids }));
+
+/** Extension (issue #10): a warm pool of started sandboxes, claimed by session starts (docs/pools.md). */
+const poolSize = (what: string) =>
+  z.number(expecting(`a whole number of ${what}, e.g. 2`))
+    .int({ error: "must be a whole number" })
+    .min(0, { error: "must be 0 or more" })
+    .max(200, { error: "must be at most 200" });
+const pool = z
+  .strictObject({
+    min: poolSize("sandboxes").describe("Sandboxes of the current version kept started and ready, 0 to 200. Required."),
+    max: poolSize("sandboxes")
+      .nullish()
+      .describe("Most sandboxes in the pool at once (ready and starting), min to 200; the pool grows toward it while sessions claim members. Default: min."),
+  }, expecting("a mapping of min, max"))
+  .superRefine((p, ctx) => {
+    if (p.max !== null && p.max !== undefined && p.max < p.min) ctx.addIssue({ code: "custom", path: ["max"], message: `must be at least min (${p.min})`, input: p.max });
+  })
+  .transform((p) => ({ min: p.min, max: p.max ?? p.min }));
 
 const command = z.string(expecting("a shell command")).superRefine(refineWith(nonEmptyCommand));
 
@@ -301,10 +320,16 @@ export const environmentSchema = z.strictObject({
   build: withDefault(buildPolicy, () => ({ network: { allow: ["*"], deny: [] } })).describe(
     "Extension. Settings for template builds. Absent: install steps may reach any public host.",
   ),
+  services: servicesSchema,
+  seed: seedSchema,
+  pool: pool.nullish().transform((p) => p ?? null).describe(
+    "Extension. A warm pool: sandboxes of the current version started ahead (services ready), bound to nobody, claimed by session starts. `paddock pool set` overrides it. Absent: no pool.",
+  ),
   rbac: withDefault(rbac, () => ({})).describe(
     'Role name → permissions ("read", "write", "deploy") on this environment. Absent and {} are the same: no role mappings.',
   ),
-}, expecting("a mapping of keys such as name:, compute:, install:"));
+}, expecting("a mapping of keys such as name:, compute:, install:"))
+  .superRefine(seedNeedsServices);
 
 /** A located source position, 1-based. */
 export interface Position {

@@ -2,8 +2,10 @@ import { createHash, randomBytes } from "node:crypto";
 import type { LayerStore, Provider, SingleFlight, Store, Template } from "../core/index.ts";
 import { PaddockError } from "../core/index.ts";
 import type { EnvironmentSpec } from "../config/index.ts";
+import { formatIssue } from "../config/index.ts";
 import { contentDigest } from "./digest.ts";
 import type { Egress } from "./egress.ts";
+import { composeIssues, seedOf, servicesOf, servicesStepCommand, servicesStepTitle } from "./services.ts";
 
 /**
  * Template builds. Each `install:` step runs in a fresh build sandbox on top of the layers before
@@ -11,6 +13,10 @@ import type { Egress } from "./egress.ts";
  * is keyed by the hash of (base, parent layer, command) — a Merkle chain like a container build
  * cache — so an unchanged step on an unchanged parent is reused and re-applying an unchanged file
  * does no work. Each layer also records a digest of its content.
+ *
+ * An environment with `services:` gets one more step after the install steps: a build sandbox with
+ * the services started and ready runs the `seed:` steps, the services are stopped cleanly, and the
+ * layer (their data directories, what the seed wrote) is committed like any other.
  */
 export type BuildEvent =
   | { type: "step"; index: number; total: number; command: string; status: "cached" | "running" }
@@ -52,7 +58,15 @@ export interface BuildDeps {
 export async function buildTemplate(req: BuildRequest, deps: BuildDeps): Promise<Template> {
   const started = Date.now();
   const { spec } = req;
-  const total = spec.install.length;
+  // Before any step runs: a file that cannot work here says so, at the step, with what to do.
+  if (deps.provider.name === "local") {
+    const issues = composeIssues(spec, req.fileName);
+    if (issues.length > 0) {
+      throw new PaddockError("invalid_argument", `${req.fileName} cannot be built on the local provider:\n${issues.map(formatIssue).join("\n")}`, { issues });
+    }
+  }
+  const withServices = servicesOf(spec).length > 0;
+  const total = spec.install.length + (withServices ? 1 : 0);
   const layers: string[] = [];
   let parent: string | null = null;
   for (const [index, step] of spec.install.entries()) {
@@ -62,6 +76,20 @@ export async function buildTemplate(req: BuildRequest, deps: BuildDeps): Promise
     if (!cached) {
       if (req.noCache) await deps.layers.remove(key);
       const run = () => runStep(req, deps, { index, command: step.run, key, parent, below: [...layers] });
+      await (deps.steps ? deps.steps.run(key, run) : run());
+    }
+    layers.push(key);
+    parent = key;
+  }
+  if (withServices) {
+    const index = spec.install.length;
+    const command = servicesStepTitle(spec);
+    const key = layerKey(spec.base, parent, servicesStepCommand(spec));
+    const cached = !req.noCache && (await deps.store.getLayer(key)) !== null && (await deps.layers.has(key));
+    req.onEvent({ type: "step", index, total, command, status: cached ? "cached" : "running" });
+    if (!cached) {
+      if (req.noCache) await deps.layers.remove(key);
+      const run = () => runServicesStep(req, deps, { index, command, key, parent, below: [...layers] });
       await (deps.steps ? deps.steps.run(key, run) : run());
     }
     layers.push(key);
@@ -136,6 +164,92 @@ async function runStep(
     createdAt: new Date().toISOString(),
   });
   req.onEvent({ type: "step-done", index: step.index, exitCode: 0, durationMs, layerId: step.key, sizeBytes });
+}
+
+/**
+ * The services step: a build sandbox on top of the install layers with the services started; once
+ * every one is ready the seed steps run in it (as root, like install steps, each its own command),
+ * then the services are stopped cleanly (the provider does that before it commits) and the
+ * sandbox's writable layer becomes the step's layer.
+ */
+async function runServicesStep(
+  req: BuildRequest,
+  deps: BuildDeps,
+  step: { index: number; command: string; key: string; parent: string | null; below: string[] },
+): Promise<void> {
+  const sandboxId = `b-${randomBytes(6).toString("hex")}`;
+  const started = Date.now();
+  const tail = new TailBuffer(TAIL_LINES);
+  const say = (line: string) => emitOutput(req, tail, step.index, "stdout", Buffer.from(`${line}\n`));
+  await deps.provider
+    .create({
+      id: sandboxId,
+      mode: "build",
+      base: req.spec.base,
+      layers: step.below,
+      compute: req.spec.compute,
+      hostname: req.spec.name,
+      env: {},
+      services: servicesOf(req.spec),
+      ...(deps.egress ? { egress: deps.egress.forBuild(sandboxId, req.name, req.spec, req.fileName) } : {}),
+    })
+    .catch(async (err: unknown) => {
+      await deps.egress?.detach(sandboxId).catch(() => undefined);
+      throw err;
+    });
+  const fail = async (err: PaddockError | unknown, exitCode: number | null): Promise<never> => {
+    await deps.provider.stop(sandboxId).catch(() => undefined);
+    await deps.egress?.detach(sandboxId).catch(() => undefined);
+    if (exitCode !== null) req.onEvent({ type: "step-done", index: step.index, exitCode, durationMs: Date.now() - started, layerId: null });
+    throw err;
+  };
+  try {
+    const ready = await deps.provider.waitForServices(sandboxId, req.spec.compute.timeoutMs);
+    say(`services ready: ${ready.map((s) => s.name).join(", ")}`);
+  } catch (err) {
+    const lastLines = err instanceof PaddockError && Array.isArray(err.details?.lastLines) ? (err.details.lastLines as string[]) : [];
+    const message = err instanceof Error ? err.message.split("\n")[0] : String(err);
+    return fail(new PaddockError("invalid_argument", `services did not start at build time: ${message}`, { step: step.index, exitCode: null, lastLines }, { cause: err }), null);
+  }
+  for (const [i, seed] of seedOf(req.spec).entries()) {
+    say(`seed step ${i + 1}: ${seed.run}`);
+    let exitCode: number;
+    try {
+      exitCode = (
+        await deps.provider.exec(sandboxId, {
+          argv: ["/bin/sh", "-c", seed.run],
+          cwd: "/workspace",
+          timeoutMs: req.spec.compute.timeoutMs,
+          onStdout: (b) => emitOutput(req, tail, step.index, "stdout", b),
+          onStderr: (b) => emitOutput(req, tail, step.index, "stderr", b),
+          ...(req.signal ? { signal: req.signal } : {}),
+        })
+      ).exitCode;
+    } catch (err) {
+      return fail(err, null);
+    }
+    if (exitCode !== 0) {
+      const lastLines = tail.lines();
+      const hint = lastLines.some((l) => NETWORK_ERROR.test(l)) ? NETWORK_ERROR_HINT : "";
+      return fail(
+        new PaddockError("invalid_argument", `seed step ${i + 1} (${JSON.stringify(seed.run)}) failed with exit code ${exitCode}${hint}`, { step: step.index, exitCode, lastLines }),
+        exitCode,
+      );
+    }
+  }
+  await deps.egress?.detach(sandboxId);
+  // commitAs: the provider stops the services cleanly (reverse order) before it commits.
+  await deps.provider.stop(sandboxId, { commitAs: step.key });
+  const sizeBytes = await deps.layers.usage(step.key);
+  await deps.store.putLayer({
+    id: step.key,
+    parentId: step.parent,
+    command: step.command,
+    contentDigest: await contentDigest(deps.layers.layerPath(step.key)),
+    sizeBytes,
+    createdAt: new Date().toISOString(),
+  });
+  req.onEvent({ type: "step-done", index: step.index, exitCode: 0, durationMs: Date.now() - started, layerId: step.key, sizeBytes });
 }
 
 function emitOutput(req: BuildRequest, tail: TailBuffer, index: number, stream: "stdout" | "stderr", chunk: Buffer): void {

@@ -97,8 +97,15 @@ function debianPackageOf(tool: string): string {
   }
 }
 
+/** Ids of the sandboxes that must be kept: live sessions and pool members. */
+export async function liveSandboxes(store: Store): Promise<Set<string>> {
+  const live = new Set((await store.listSessions({ states: ["starting", "running"] })).map((s) => s.id));
+  for (const m of await store.listPoolMembers()) live.add(m.id);
+  return live;
+}
+
 async function findLeaks(deps: DoctorDeps, scope: string): Promise<string[]> {
-  const live = new Set((await deps.store.listSessions({ states: ["starting", "running"] })).map((s) => s.id));
+  const live = await liveSandboxes(deps.store);
   const leaks: string[] = [];
   try {
     const layout = await detectCgroupLayout(scope);
@@ -106,7 +113,10 @@ async function findLeaks(deps: DoctorDeps, scope: string): Promise<string[]> {
   } catch {
     /* reported as a check */
   }
-  for (const key of (await deps.layers.list()).active) if (!live.has(key.replace(/^sbx-/, ""))) leaks.push(`writable layer ${key}`);
+  const { active, committed } = await deps.layers.list();
+  for (const key of active) if (!live.has(key.replace(/^sbx-/, ""))) leaks.push(`writable layer ${key}`);
+  const snapshotLayers = new Set((await deps.store.listSnapshots()).map((s) => s.layerId));
+  for (const id of committed) if (id.startsWith("snap-") && !snapshotLayers.has(id)) leaks.push(`snapshot layer ${id} (no snapshot has it)`);
   const runDir = join("/run/paddock", scope);
   for (const id of await readdir(runDir).catch(() => [] as string[])) if (!live.has(id)) leaks.push(`run directory ${join(runDir, id)}`);
   const mounts = await readFile("/proc/self/mountinfo", "utf8");

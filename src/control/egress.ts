@@ -1,4 +1,5 @@
 import type { EgressAttachment, Store } from "../core/index.ts";
+import { PaddockError } from "../core/index.ts";
 import type { EnvironmentSpec } from "../config/index.ts";
 import type { Gateway, GatewayRegistration, GatewaySessionSpec, NetworkPolicy, SecretBinding } from "../gateway/index.ts";
 import { defaultBinding } from "../gateway/index.ts";
@@ -20,25 +21,99 @@ export class Egress {
    * the first. Kept in memory only; sessions recovered after a restart bring their own.
    */
   private readonly cas = new Map<string, { caCertPem: string; caKeyPem: string }>();
+  /** Pool members' CAs until they are claimed, so a claim needs no vault read. */
+  private readonly memberCas = new Map<string, { caCertPem: string; caKeyPem: string }>();
 
   constructor(private readonly deps: { gateway: Gateway; vault: Vault; store: Store }) {}
 
   /**
    * The `egress` hook of a session's sandbox spec. `protectedBranches`: where this session may
-   * not push (its principal lacks deploy); [] for none.
+   * not push (its principal lacks deploy); [] for none. `restore`: a snapshot's placeholders and
+   * CA (`snapshotRegistration`) for a session started from it: each secret the session's own spec
+   * binds keeps the placeholder the snapshot's files may hold; the spec decides which (the gateway
+   * maps only the names it binds), so a secret no longer bound gets no mapping at all.
    */
-  forSession(id: string, environment: string, version: number, spec: EnvironmentSpec, fileName: string, protectedBranches: string[] = []): (ip: string) => Promise<EgressAttachment> {
+  forSession(
+    id: string,
+    environment: string,
+    version: number,
+    spec: EnvironmentSpec,
+    fileName: string,
+    protectedBranches: string[] = [],
+    restore?: SnapshotRegistration,
+  ): (ip: string) => Promise<EgressAttachment> {
     return async (sourceIp) => {
-      const caKey = `${environment}@${version}`;
-      const ca = this.cas.get(caKey);
+      const ca = restore ? { caCertPem: restore.caCertPem, caKeyPem: restore.caKeyPem } : await this.versionCa(environment, version);
       const reg = await this.deps.gateway.register(
         await this.sessionSpec(id, sourceIp, environment, spec, fileName, protectedBranches),
-        ca ? { placeholders: {}, ...ca } : undefined,
+        ca ? { placeholders: restore?.placeholders ?? {}, ...ca } : undefined,
       );
-      if (!ca) this.cas.set(caKey, { caCertPem: reg.caCertPem, caKeyPem: reg.caKeyPem });
+      if (!ca) this.cas.set(`${environment}@${version}`, { caCertPem: reg.caCertPem, caKeyPem: reg.caKeyPem });
       await this.deps.vault.seal(sealKey(id), JSON.stringify(reg));
       return this.attachment(reg, reg.placeholders);
     };
+  }
+
+  /**
+   * The `egress` hook of a pool member's sandbox: its version's policy and CA, and no secret at all
+   * (it has no principal yet). `claim` binds the secrets later, with the same CA.
+   */
+  forPoolMember(id: string, environment: string, version: number, spec: EnvironmentSpec, fileName: string): (ip: string) => Promise<EgressAttachment> {
+    return async (sourceIp) => {
+      const ca = await this.versionCa(environment, version);
+      const reg = await this.deps.gateway.register(
+        { ...(await this.sessionSpec(id, sourceIp, environment, spec, fileName, [])), secrets: [] },
+        ca ? { placeholders: {}, ...ca } : undefined,
+      );
+      if (!ca) this.cas.set(`${environment}@${version}`, { caCertPem: reg.caCertPem, caKeyPem: reg.caKeyPem });
+      this.memberCas.set(id, { caCertPem: reg.caCertPem, caKeyPem: reg.caKeyPem });
+      await this.deps.vault.seal(sealKey(id), JSON.stringify(reg));
+      return this.attachment(reg, {});
+    };
+  }
+
+  /**
+   * A claimed pool member becomes a session: registered again under the same id and CA, now with
+   * its secret bindings (fresh placeholders) and its principal's protected branches. Resolves the
+   * placeholders, which the caller hands to the sandbox (`Provider.setEnv`) before any command runs.
+   */
+  async claim(id: string, sourceIp: string, environment: string, spec: EnvironmentSpec, fileName: string, protectedBranches: string[]): Promise<Record<string, string>> {
+    let ca = this.memberCas.get(id);
+    if (!ca) {
+      const sealed = await this.deps.vault.unseal(sealKey(id));
+      if (!sealed) throw new PaddockError("unavailable", `pool member ${id} has no stored gateway registration`);
+      const reg = JSON.parse(sealed) as GatewayRegistration & { caKeyPem: string };
+      ca = { caCertPem: reg.caCertPem, caKeyPem: reg.caKeyPem };
+    }
+    const reg = await this.deps.gateway.register(await this.sessionSpec(id, sourceIp, environment, spec, fileName, protectedBranches), { placeholders: {}, ...ca });
+    this.memberCas.delete(id);
+    await this.deps.vault.seal(sealKey(id), JSON.stringify(reg));
+    return reg.placeholders;
+  }
+
+  /** The placeholders and CA a running session was registered with (null when it has no egress). */
+  async registrationOf(id: string): Promise<(GatewayRegistration & { caKeyPem: string }) | null> {
+    const sealed = await this.deps.vault.unseal(sealKey(id));
+    return sealed ? (JSON.parse(sealed) as GatewayRegistration & { caKeyPem: string }) : null;
+  }
+
+  /** Keep a snapshot's placeholders and CA, sealed with the vault key, beside (never in) its record. */
+  async sealSnapshot(snapshotId: string, reg: SnapshotRegistration): Promise<void> {
+    await this.deps.vault.seal(snapshotKey(snapshotId), JSON.stringify(reg));
+  }
+
+  async snapshotRegistration(snapshotId: string): Promise<SnapshotRegistration | null> {
+    const sealed = await this.deps.vault.unseal(snapshotKey(snapshotId));
+    return sealed ? (JSON.parse(sealed) as SnapshotRegistration) : null;
+  }
+
+  async dropSnapshot(snapshotId: string): Promise<void> {
+    await this.deps.store.deleteSealed(snapshotKey(snapshotId));
+  }
+
+  /** The CA every session of one environment version shares (see `cas`), if made already. */
+  private async versionCa(environment: string, version: number): Promise<{ caCertPem: string; caKeyPem: string } | undefined> {
+    return this.cas.get(`${environment}@${version}`);
   }
 
   /** The `egress` hook of a build step's sandbox: the build policy, and never a secret. */
@@ -55,11 +130,16 @@ export class Egress {
     };
   }
 
-  /** After a restart: serve a running session again with its stored placeholders and CA. */
-  async restore(id: string, sourceIp: string, environment: string, spec: EnvironmentSpec, fileName: string, protectedBranches: string[] = []): Promise<void> {
+  /**
+   * After a restart: serve a running session again with its stored placeholders and CA. A pool
+   * member (`member: true`) is served with its policy and no secrets, as it was registered.
+   */
+  async restore(id: string, sourceIp: string, environment: string, spec: EnvironmentSpec, fileName: string, protectedBranches: string[] = [], opts: { member?: boolean } = {}): Promise<void> {
     const sealed = await this.deps.vault.unseal(sealKey(id));
     const restore = sealed ? (JSON.parse(sealed) as GatewayRegistration & { caKeyPem: string }) : undefined;
-    await this.deps.gateway.register(await this.sessionSpec(id, sourceIp, environment, spec, fileName, protectedBranches), restore);
+    const sessionSpec = await this.sessionSpec(id, sourceIp, environment, spec, fileName, protectedBranches);
+    await this.deps.gateway.register(opts.member ? { ...sessionSpec, secrets: [] } : sessionSpec, restore);
+    if (opts.member && restore) this.memberCas.set(id, { caCertPem: restore.caCertPem, caKeyPem: restore.caKeyPem });
   }
 
   /** What the gateway is told about a session, at start and again after a restart. */
@@ -75,6 +155,7 @@ export class Egress {
   }
 
   async detach(id: string): Promise<void> {
+    this.memberCas.delete(id);
     await this.deps.gateway.unregister(id);
     await this.deps.store.deleteSealed(sealKey(id));
   }
@@ -126,6 +207,22 @@ export class Egress {
 }
 
 const sealKey = (id: string) => `gateway-registration:${id}`;
+const snapshotKey = (id: string) => `snapshot-placeholders:${id}`;
+
+/**
+ * What a snapshot keeps of its source session's gateway registration (sealed under
+ * `snapshot-placeholders:<id>`): the placeholders its files may hold, and the CA its files may
+ * trust. Never a secret value: placeholders are random, and the CA key signs leaf certificates only.
+ */
+export interface SnapshotRegistration {
+  sourceSession: string;
+  environment: string;
+  version: number;
+  /** Secret name → the source session's placeholder. */
+  placeholders: Record<string, string>;
+  caCertPem: string;
+  caKeyPem: string;
+}
 
 /** A network policy with where each rule was written, for records and messages. */
 function policyOf(p: { allow: string[]; deny: string[] }, path: string, spec: EnvironmentSpec, fileName: string): NetworkPolicy {

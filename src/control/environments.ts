@@ -6,6 +6,7 @@ import { createOffThreadParser, formatIssue } from "../config/index.ts";
 import type { BuildEvent, BuildDeps } from "./builder.ts";
 import { isSecretBound } from "../gateway/index.ts";
 import { buildTemplate } from "./builder.ts";
+import type { LayerLock } from "./gc.ts";
 
 /**
  * Environments: validate a file, register it as a new version, build its template. A version
@@ -25,7 +26,12 @@ export class Environments {
    *   hold up other requests); by default a worker thread with a 2 s limit per file.
    */
   constructor(
-    private readonly deps: BuildDeps,
+    private readonly deps: BuildDeps & {
+      /** Held shared while a build runs, so garbage collection never removes a layer it reuses. */
+      layerLock?: LayerLock;
+      /** Called after a build succeeded (a new current version: pools drain, layers may be collectable). */
+      onBuilt?: (environment: string) => void;
+    },
     private readonly parser: OffThreadParser = createOffThreadParser({ timeoutMs: 2000 }),
   ) {}
 
@@ -56,11 +62,14 @@ export class Environments {
       });
       onEvent({ type: "version", name: spec.name, version: version.version });
       try {
-        const template = await buildTemplate(
-          { name: spec.name, version: version.version, fileName: req.fileName, spec, onEvent, ...(req.noCache ? { noCache: true } : {}), ...(req.signal ? { signal: req.signal } : {}) },
-          this.deps,
-        );
+        const build = () =>
+          buildTemplate(
+            { name: spec.name, version: version.version, fileName: req.fileName, spec, onEvent, ...(req.noCache ? { noCache: true } : {}), ...(req.signal ? { signal: req.signal } : {}) },
+            this.deps,
+          );
+        const template = await (this.deps.layerLock ? this.deps.layerLock.withShared(build) : build());
         await this.deps.store.finishBuild(spec.name, version.version, { templateId: template.id });
+        this.deps.onBuilt?.(spec.name);
         const done = await this.deps.store.getEnvironmentVersion(spec.name, version.version);
         return { version: done ?? version, template };
       } catch (err) {
@@ -120,8 +129,18 @@ export class Environments {
     return this.deps.store.listEnvironmentVersions(name);
   }
 
+  /** The current version of each environment, parsed (a built version never changes), with the environment row it was read under. */
+  private readonly currentCache = new Map<string, { stamp: string; value: { version: EnvironmentVersion; spec: EnvironmentSpec; template: Template } }>();
+
   /** The version and template a new session of `name` starts from. */
   async current(name: string): Promise<{ version: EnvironmentVersion; spec: EnvironmentSpec; template: Template }> {
+    // On every session start (and pool claim): one lookup, not three and a spec parse. The row's
+    // current version and update time say whether what was read before still holds.
+    const env = await this.deps.store.getEnvironment(name);
+    if (!env) throw notFound("environment", name);
+    const stamp = `${env.currentVersion}@${env.updatedAt}`;
+    const cached = this.currentCache.get(name);
+    if (cached?.stamp === stamp) return cached.value;
     const { environment, current, template } = await this.get(name);
     if (!current || !template) {
       throw new PaddockError(
@@ -129,7 +148,9 @@ export class Environments {
         `environment ${JSON.stringify(name)} has no successful build yet (latest version ${environment.latestVersion}): fix the file and run \`paddock env apply\``,
       );
     }
-    return { version: current, spec: current.spec as EnvironmentSpec, template };
+    const value = { version: current, spec: current.spec as EnvironmentSpec, template };
+    this.currentCache.set(name, { stamp, value });
+    return value;
   }
 }
 

@@ -26,12 +26,15 @@ import { RecordWriter } from "./records.ts";
 import { Environments } from "./environments.ts";
 import { openVault, type Vault } from "../gateway/vault.ts";
 import { Sessions } from "./sessions.ts";
-import { runDoctor, type DoctorReport } from "./doctor.ts";
+import { liveSandboxes, runDoctor, type DoctorReport } from "./doctor.ts";
 import { AuditLog, Identities, createCommandChecker, type CommandChecker } from "../guard/index.ts";
 import { Access } from "./access.ts";
 import { Approvals } from "./approvals.ts";
 import { CommandGate } from "./commands.ts";
 import { localApi } from "./local-api.ts";
+import { Pools } from "./pools.ts";
+import { Collector } from "./gc.ts";
+import { Snapshots } from "./snapshots.ts";
 
 export type { BuildEvent } from "./builder.ts";
 export { Environments, invalidFile } from "./environments.ts";
@@ -40,6 +43,9 @@ export { Access, forbidden } from "./access.ts";
 export { Approvals } from "./approvals.ts";
 export { CommandGate, DENIED_EXIT } from "./commands.ts";
 export type { DoctorReport } from "./doctor.ts";
+export { Snapshots, MAX_FORK_COUNT, type ForkResult } from "./snapshots.ts";
+export { Pools, MAX_POOL_SIZE, type PoolInfo } from "./pools.ts";
+export { Collector, type CollectResult } from "./gc.ts";
 
 export interface ControlPlaneOptions {
   /** Data directory ($PADDOCK_HOME). */
@@ -69,6 +75,10 @@ export interface ControlPlane {
   readonly gateway: GatewayProcess;
   readonly network: NetworkManager;
   readonly sessions: Sessions;
+  readonly snapshots: Snapshots;
+  readonly pools: Pools;
+  /** Garbage collection of layers (and of fork snapshots nothing uses). */
+  readonly gc: Collector;
   readonly identities: Identities;
   readonly access: Access;
   readonly audit: AuditLog;
@@ -121,8 +131,19 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
   const egress = new Egress({ gateway, vault, store });
   const local = await createLocalProvider({ home: opts.home, layers, log, network });
   const providers = new Map<string, Provider>([["local", local]]);
-  const environments = new Environments({ store, provider: local, layers, egress, steps: new SingleFlight<void>() });
-  const sessions = new Sessions({ store, providers, environments, egress, audit, access, log });
+  const gc = new Collector({ store, layers, providers, egress, audit, log });
+  // Set below; the environments' hook runs only after a build, long after this function returned.
+  let pools: Pools | null = null;
+  const environments = new Environments({
+    store, provider: local, layers, egress, steps: new SingleFlight<void>(), layerLock: gc.lock,
+    onBuilt: (name) => {
+      pools?.versionChanged(name);
+      gc.schedule();
+    },
+  });
+  pools = new Pools({ store, providers, environments, egress, audit, log });
+  const sessions = new Sessions({ store, providers, environments, egress, audit, access, log, pools, onEnded: () => gc.schedule() });
+  const snapshots = new Snapshots({ store, sessions, egress, gc, audit, log });
   const approvals = new Approvals({ store, access, audit });
   const checker: CommandChecker = await createCommandChecker();
   const commands = new CommandGate({ store, sessions, access, approvals, audit, checker });
@@ -133,7 +154,11 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
   if (interrupted) log(`marked ${interrupted} interrupted build(s) as failed`);
   const { recovered, lost } = await sessions.reconcile();
   if (recovered.length || lost.length) log(`reconciled sessions: ${recovered.length} running, ${lost.length} lost`);
+  const members = await pools.reconcile();
+  if (members.recovered.length || members.dropped.length) log(`reconciled pool members: ${members.recovered.length} ready, ${members.dropped.length} dropped`);
   await collectOrphans(opts.home, store, layers, network, log);
+  await gc.collect().catch((err: unknown) => log(`garbage collection at start failed: ${err instanceof Error ? err.message : String(err)}`));
+  pools.schedule();
   return {
     home: opts.home,
     store,
@@ -141,6 +166,9 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
     providers,
     environments,
     sessions,
+    snapshots,
+    pools,
+    gc,
     vault,
     gateway,
     network,
@@ -153,6 +181,8 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
     secretValues,
     doctor: () => runDoctor({ home: opts.home, store, layers, network }),
     async close(o = {}) {
+      await pools?.close();
+      await gc.close();
       sessions.close();
       await environments.close();
       for (const p of providers.values()) await p.close();
@@ -169,11 +199,13 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
 }
 
 /**
- * Free what no live session owns: cgroups, writable layers and run directories left by sandboxes
- * whose sessions ended while the control plane was down (or by builds it was killed during).
+ * Free what no live session or pool member owns: cgroups, writable layers, network namespaces and
+ * run directories left by sandboxes whose sessions ended while the control plane was down (or by
+ * builds it was killed during). Committed layers (templates, snapshots) are garbage collection's
+ * (gc.ts); the layer store's own spare subvolumes are not in `list()` and never touched here.
  */
 async function collectOrphans(home: string, store: Store, layers: ClosableLayerStore, network: NetworkManager, log: (line: string) => void): Promise<void> {
-  const live = new Set((await store.listSessions({ states: ["starting", "running"] })).map((s) => s.id));
+  const live = await liveSandboxes(store);
   const scope = installationScope(home);
   const layout = await detectCgroupLayout(scope);
   for (const id of await listCgroupIds(layout)) {

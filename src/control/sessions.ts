@@ -1,11 +1,36 @@
 import { randomBytes } from "node:crypto";
-import type { ExecGuard, ExecOptions, ExecResult, FileEntry, Principal, Provider, Session, Store } from "../core/index.ts";
-import { PaddockError, notFound } from "../core/index.ts";
+import type { ExecGuard, ExecOptions, ExecResult, FileEntry, Principal, Provider, ServiceSpec, ServiceStatus, Session, Snapshot, Store, Template } from "../core/index.ts";
+import { PaddockError, invalid, notFound } from "../core/index.ts";
 import type { Environments } from "./environments.ts";
-import type { Egress } from "./egress.ts";
+import type { Egress, SnapshotRegistration } from "./egress.ts";
 import type { EnvironmentSpec } from "../config/index.ts";
 import type { AuditLog } from "../guard/index.ts";
 import type { Access } from "./access.ts";
+import type { Pools } from "./pools.ts";
+import { servicesOf } from "./services.ts";
+
+/**
+ * How long a start waits for the sandbox's services to be ready before it fails: every service's
+ * ready deadline for each start its restart limit allows, plus back-off, within `compute.timeout`.
+ * The provider answers sooner when a service fails for good.
+ */
+export function servicesTimeoutMs(spec: EnvironmentSpec, services: ServiceSpec[]): number {
+  const total = services.reduce((sum, s) => sum + (s.readyTimeoutMs ?? 60_000) * (s.restartLimit + 1) + 10_000 * s.restartLimit, 0);
+  return Math.min(spec.compute.timeoutMs, total + 30_000);
+}
+
+/** A fresh session (and pool member) id: the sandbox id, the cgroup name, the layer key's suffix. */
+export function newSessionId(): string {
+  return `s-${randomBytes(8).toString("hex")}`;
+}
+
+/** What a session start names: the human it runs for, the agent acting in it, where it starts from. */
+export interface StartOptions {
+  startedBy: string;
+  agent?: string | null;
+  /** A snapshot id or name: start from it (same environment and version) instead of the current template. */
+  from?: string;
+}
 
 /**
  * Sessions: start one from an environment's current template on the provider its file prefers,
@@ -26,16 +51,69 @@ export class Sessions {
       audit: AuditLog;
       access: Access;
       log: (line: string) => void;
+      /** Warm pools to claim from; none: every start is a fresh sandbox. */
+      pools?: Pools;
+      /** Called when a session ends (garbage collection may have work). */
+      onEnded?: () => void;
     },
   ) {}
 
-  /** `startedBy`: the human the session runs for; `agent`: the agent principal acting in it, if any. */
-  async start(environment: string, opts: { startedBy: string; agent?: string | null }): Promise<Session> {
-    const { version, spec, template } = await this.deps.environments.current(environment);
-    const provider = this.chooseProvider(environment, spec.providers);
+  /**
+   * Start a session of `environment`: from a ready pool member of its current version when there
+   * is one (claimed and bound to its principal before this resolves), else a fresh sandbox. With
+   * `from`, from that snapshot instead: `environment` (when given) must be the snapshot's.
+   * `startedBy`: the human the session runs for; `agent`: the agent principal acting in it, if any.
+   */
+  async start(environment: string | null, opts: StartOptions): Promise<Session> {
+    if (opts.from !== undefined) return this.startFrom(opts.from, environment, opts);
+    if (environment === null) throw invalid("name the environment to start a session of, or a snapshot to start from");
+    const current = await this.deps.environments.current(environment);
+    try {
+      const claimed = await this.claim(environment, current, opts);
+      if (claimed) return claimed;
+      return await this.create(environment, current, opts);
+    } finally {
+      this.deps.pools?.demand(environment);
+    }
+  }
+
+  /** A snapshot by id (`snap-…`) or name; rejects `not_found`. */
+  async snapshot(ref: string): Promise<Snapshot> {
+    const snap = ref.startsWith("snap-") ? await this.deps.store.getSnapshot(ref) : await this.deps.store.getSnapshotByName(ref);
+    if (!snap) throw notFound("snapshot", ref);
+    return snap;
+  }
+
+  /**
+   * A session from a snapshot: its environment version and template, its captured writable layer
+   * (copy-on-write), and its source's placeholders and CA for the secrets the version binds.
+   */
+  private async startFrom(ref: string, environment: string | null, opts: StartOptions): Promise<Session> {
+    const snap = await this.snapshot(ref);
+    if (environment !== null && environment !== snap.environment) {
+      throw invalid(`snapshot ${snap.id} is of environment ${JSON.stringify(snap.environment)}, not ${JSON.stringify(environment)}: a session starts from a snapshot of its own environment only`);
+    }
+    const v = await this.deps.access.versionSpec(snap.environment, snap.version);
+    const template = await this.deps.store.getTemplate(snap.templateId);
+    if (!v || !template) throw new PaddockError("not_found", `snapshot ${snap.id}'s environment version ${snap.environment} v${snap.version} or its template is gone`);
+    const provider = this.deps.providers.get(snap.provider);
+    if (!provider) throw new PaddockError("unavailable", `provider ${JSON.stringify(snap.provider)} of snapshot ${snap.id} is not configured`);
+    const restore = this.deps.egress ? await this.deps.egress.snapshotRegistration(snap.id) : null;
+    return this.create(snap.environment, { version: { version: snap.version, fileName: v.fileName }, spec: v.spec, template }, opts, { snap, provider, restore });
+  }
+
+  /** A fresh sandbox for a new session (from the template, or from a snapshot's layer). */
+  private async create(
+    environment: string,
+    current: { version: { version: number; fileName: string }; spec: EnvironmentSpec; template: Template },
+    opts: StartOptions,
+    from?: { snap: Snapshot; provider: Provider; restore: SnapshotRegistration | null },
+  ): Promise<Session> {
+    const { version, spec, template } = current;
+    const provider = from?.provider ?? chooseProvider(this.deps.providers, environment, spec.providers);
     const now = new Date();
     const session: Session = {
-      id: `s-${randomBytes(8).toString("hex")}`,
+      id: newSessionId(),
       environment,
       version: version.version,
       templateId: template.id,
@@ -48,9 +126,12 @@ export class Sessions {
       providerState: {},
       startedBy: opts.startedBy,
       agent: opts.agent ?? null,
+      snapshot: from?.snap.id ?? null,
     };
     const guard = execGuardOf(spec, version.fileName);
     const noPush = await this.protectedBranchesFor(session, spec);
+    const services = servicesOf(spec);
+    // Inserted only while the snapshot exists (one transaction): it cannot be removed under us.
     await this.deps.store.createSession(session);
     try {
       const handle = await provider.create({
@@ -62,17 +143,92 @@ export class Sessions {
         hostname: environment,
         env: { PADDOCK_SESSION: session.id, PADDOCK_ENVIRONMENT: environment },
         ...(guard ? { guard } : {}),
-        ...(this.deps.egress ? { egress: this.deps.egress.forSession(session.id, environment, version.version, spec, version.fileName, noPush) } : {}),
+        ...(from ? { from: from.snap.layerId } : {}),
+        ...(services.length ? { services } : {}),
+        ...(this.deps.egress
+          ? { egress: this.deps.egress.forSession(session.id, environment, version.version, spec, version.fileName, noPush, from?.restore ?? undefined) }
+          : {}),
       });
-      const running = await this.deps.store.updateSession(session.id, { state: "running", providerState: handle.providerState });
+      // Recorded before the services are waited for, so a restart meanwhile finds the sandbox.
+      await this.deps.store.updateSession(session.id, { providerState: handle.providerState });
+      if (services.length) await provider.waitForServices(session.id, servicesTimeoutMs(spec, services));
+      const running = await this.deps.store.updateSession(session.id, { state: "running" });
       this.armTimeout(running);
       return running;
     } catch (err) {
+      await provider.stop(session.id).catch(() => undefined);
       await this.deps.egress?.detach(session.id).catch(() => undefined);
       const message = err instanceof Error ? err.message : String(err);
       await this.deps.store.updateSession(session.id, { state: "failed", endedAt: new Date().toISOString(), endReason: `failed to start: ${message}` });
       throw err;
     }
+  }
+
+  /**
+   * Take a ready pool member of the current version, if any, and make it this session before
+   * anything of the caller's runs in it: the store moves it into sessions (`starting`) atomically,
+   * so no one else can claim it; the gateway registers it again with its secrets and principal;
+   * the sandbox gets its placeholders; only then is the session `running`. A claim that fails half
+   * way ends that sandbox (it is never handed to anyone) and the caller starts a fresh one.
+   */
+  private async claim(
+    environment: string,
+    current: { version: { version: number; fileName: string }; spec: EnvironmentSpec; template: Template },
+    opts: StartOptions,
+  ): Promise<Session | null> {
+    if (!this.deps.pools?.mayHaveReady(environment, current.version.version)) return null;
+    const { version, spec } = current;
+    const now = new Date();
+    const session = (m: { id: string; templateId: string; provider: string; providerState: Record<string, unknown> }): Session => ({
+      id: m.id,
+      environment,
+      version: version.version,
+      templateId: m.templateId,
+      provider: m.provider,
+      state: "starting",
+      createdAt: now.toISOString(),
+      expiresAt: new Date(now.getTime() + spec.compute.timeoutMs).toISOString(),
+      endedAt: null,
+      endReason: null,
+      providerState: m.providerState,
+      startedBy: opts.startedBy,
+      agent: opts.agent ?? null,
+      snapshot: null,
+    });
+    // Decided before the claim (it depends on the principal only), to keep the claimed member's wait short.
+    const noPush = await this.protectedBranchesFor(session({ id: "", templateId: current.template.id, provider: "", providerState: {} }), spec);
+    const claimed = await this.deps.store.claimPoolMember({ environment, version: version.version }, session);
+    if (!claimed) {
+      this.deps.pools.noneReady(environment, version.version);
+      return null;
+    }
+    this.deps.pools.claimed(environment);
+    const provider = this.deps.providers.get(claimed.provider);
+    try {
+      if (!provider) throw new PaddockError("unavailable", `provider ${JSON.stringify(claimed.provider)} is not configured`);
+      let providerState = claimed.providerState;
+      if (this.deps.egress) {
+        const ip = claimed.providerState.sandboxIp;
+        if (typeof ip !== "string") throw new PaddockError("internal", `pool member ${claimed.id} has no network address`);
+        const placeholders = await this.deps.egress.claim(claimed.id, ip, environment, spec, version.fileName, noPush);
+        providerState = await provider.setEnv(claimed.id, placeholders);
+      }
+      const running = await this.deps.store.updateSession(claimed.id, { state: "running", providerState });
+      this.armTimeout(running);
+      return running;
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.deps.log(`claiming pool member ${claimed.id} of ${environment} failed (${message}); starting a fresh sandbox instead`);
+      await provider?.stop(claimed.id).catch(() => undefined);
+      await this.deps.egress?.detach(claimed.id).catch(() => undefined);
+      await this.deps.store.updateSession(claimed.id, { state: "failed", endedAt: new Date().toISOString(), endReason: `failed to claim a pool member: ${message}` });
+      return null;
+    }
+  }
+
+  /** The state of a running session's services. */
+  async services(id: string): Promise<ServiceStatus[]> {
+    return (await this.running(id)).provider.services(id);
   }
 
   async get(id: string): Promise<Session> {
@@ -148,7 +304,14 @@ export class Sessions {
     await this.auditGuardDenials(s, null).catch(() => undefined);
     await this.providerOf(s).stop(id);
     await this.deps.egress?.detach(id);
-    return this.deps.store.updateSession(id, { state: "stopped", endedAt: new Date().toISOString(), endReason: reason });
+    const stopped = await this.deps.store.updateSession(id, { state: "stopped", endedAt: new Date().toISOString(), endReason: reason });
+    this.ended();
+    return stopped;
+  }
+
+  /** Called when a session ends: what it kept alive (an old template, a snapshot) may be collectable now. */
+  private ended(): void {
+    this.deps.onEnded?.();
   }
 
   async remove(id: string): Promise<void> {
@@ -181,6 +344,7 @@ export class Sessions {
         });
       }
     }
+    if (lost.length) this.ended();
     return { recovered, lost };
   }
 
@@ -211,31 +375,20 @@ export class Sessions {
     this.timers.clear();
   }
 
-  private chooseProvider(environment: string, wanted: string[]): Provider {
-    if (wanted.length === 0) {
-      const local = this.deps.providers.get("local");
-      if (!local) throw new PaddockError("unavailable", "the local provider is not available on this installation");
-      return local;
-    }
-    for (const name of wanted) {
-      const p = this.deps.providers.get(name);
-      if (p) return p;
-    }
-    const configured = [...this.deps.providers.keys()].map((n) => JSON.stringify(n)).join(", ");
-    throw new PaddockError(
-      "invalid_argument",
-      `environment ${JSON.stringify(environment)} asks for provider${wanted.length > 1 ? "s" : ""} ${wanted.join(", ")}, but this installation has only ${configured} configured. ` +
-        `Configure a provider instance with that name (providers: in $PADDOCK_HOME/config.yml — remote providers arrive with the providers issue), or remove \`providers:\` from the file to run on "local".`,
-    );
-  }
-
   private async running(id: string): Promise<{ session: Session; provider: Provider }> {
     const session = await this.get(id);
     if (session.state !== "running") throw new PaddockError("conflict", `session ${id} is ${session.state}, not running`);
     return { session, provider: this.providerOf(session) };
   }
 
-  private providerOf(s: Session): Provider {
+  /** Free a snapshot's layer on the provider that made it. */
+  async removeSnapshotLayer(snap: Snapshot): Promise<void> {
+    const p = this.deps.providers.get(snap.provider);
+    if (!p) throw new PaddockError("unavailable", `provider ${JSON.stringify(snap.provider)} of snapshot ${snap.id} is not configured`);
+    await p.removeSnapshot(snap.layerId);
+  }
+
+  providerOf(s: Session): Provider {
     const p = this.deps.providers.get(s.provider);
     if (!p) throw new PaddockError("unavailable", `provider ${JSON.stringify(s.provider)} of session ${s.id} is not configured`);
     return p;
@@ -259,6 +412,25 @@ export class Sessions {
     if (t) clearTimeout(t);
     this.timers.delete(id);
   }
+}
+
+/** The provider a session of `environment` runs on: the first of its file's `providers:` configured here, else `local`. */
+export function chooseProvider(providers: Map<string, Provider>, environment: string, wanted: string[]): Provider {
+  if (wanted.length === 0) {
+    const local = providers.get("local");
+    if (!local) throw new PaddockError("unavailable", "the local provider is not available on this installation");
+    return local;
+  }
+  for (const name of wanted) {
+    const p = providers.get(name);
+    if (p) return p;
+  }
+  const configured = [...providers.keys()].map((n) => JSON.stringify(n)).join(", ");
+  throw new PaddockError(
+    "invalid_argument",
+    `environment ${JSON.stringify(environment)} asks for provider${wanted.length > 1 ? "s" : ""} ${wanted.join(", ")}, but this installation has only ${configured} configured. ` +
+      `Configure a provider instance with that name (providers: in $PADDOCK_HOME/config.yml — remote providers arrive with the providers issue), or remove \`providers:\` from the file to run on "local".`,
+  );
 }
 
 /** The kernel-level exec guard for a session: every denied program with the line the agent will see. */

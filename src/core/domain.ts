@@ -82,4 +82,64 @@ export interface Session {
   startedBy: string;
   /** The agent principal (name) acting in the session, or null for a human's own session. */
   agent: string | null;
+  /** The snapshot the session was started from (`session start --from`, `session fork`), or null. */
+  snapshot: string | null;
+}
+
+/**
+ * A frozen session: its writable layer captured copy-on-write (the provider's layer `layerId`),
+ * on top of the template it ran. Sessions started from it get the same environment version and
+ * template, and the source session's placeholders (sealed apart, never in this record).
+ */
+export interface Snapshot {
+  /** `snap-` and 16 hex digits. */
+  id: string;
+  /** Optional name, unique among snapshots; never starts with `snap-`. */
+  name: string | null;
+  environment: string;
+  version: number;
+  templateId: string;
+  provider: string;
+  /** The session it was captured from. */
+  sourceSession: string;
+  /** The provider's layer holding the captured writable layer. */
+  layerId: string;
+  createdAt: string;
+  /** The principal who took it. */
+  createdBy: string;
+  /** How long the source's processes were frozen for the capture. */
+  frozenMs: number;
+  /** Made by `session fork`: removed by garbage collection once no live session was started from it. */
+  autoRemove: boolean;
+}
+
+export type PoolMemberState = "starting" | "ready";
+
+/**
+ * A sandbox of a warm pool: started (services ready) and bound to nobody. Its id is the id the
+ * session that claims it will have. It is no session: no route reaches it until it is claimed.
+ */
+export interface PoolMember {
+  id: string;
+  environment: string;
+  version: number;
+  templateId: string;
+  provider: string;
+  /** Seam for pools of a snapshot's sandboxes; null for pools of an environment's template. */
+  snapshot: string | null;
+  state: PoolMemberState;
+  createdAt: string;
+  /** Provider-private handle (as for sessions). */
+  providerState: Record<string, unknown>;
+}
+
+/** A pool size set with `paddock pool set`, overriding the environment file's `pool:`. */
+export interface PoolSetting {
+  environment: string;
+  /** Members kept ready. */
+  min: number;
+  /** Most members at once (ready and starting); the pool grows toward it while sessions claim members. */
+  max: number;
+  updatedAt: string;
+  updatedBy: string;
 }

@@ -100,10 +100,13 @@ export interface SandboxSpec {
    */
   from?: string;
   /**
-   * Long-running services the sandbox itself starts at boot, in this order (the caller has sorted
-   * them by dependency), each waiting for the one before it to be ready. They are supervised
-   * inside the sandbox (restarted on exit up to `restartLimit`), so they outlive the control plane
-   * like everything else in the sandbox.
+   * Long-running services the sandbox itself starts at boot, listed in start order (the caller
+   * has sorted them by dependency: a service comes after every service in its `dependsOn`). Each
+   * starts once the services it depends on are ready. They are supervised inside the sandbox
+   * (restarted on exit up to `restartLimit` times in a row), so they outlive the control plane
+   * like everything else in the sandbox, and start again whenever a sandbox boots (from a
+   * template or a snapshot). A build sandbox with services stops them cleanly (in reverse order)
+   * before `stop(id, { commitAs })` commits its layer.
    */
   services?: ServiceSpec[];
 }
@@ -112,22 +115,31 @@ export interface SandboxSpec {
 export interface ServiceSpec {
   /** `[a-z0-9][a-z0-9-]*`, unique in the sandbox. */
   name: string;
-  /** Run with `/bin/sh -c` (in `cwd`, default `/`). */
+  /** Run with `/bin/sh -c` (in `cwd`, default `/`). It must stay in the foreground (no daemonizing). */
   command: string;
-  /** A user name or numeric uid inside the sandbox; default the session user. */
+  /** A user name (from the sandbox's /etc/passwd) or numeric uid inside the sandbox; never root. */
   user: string;
   cwd?: string;
   env: Record<string, string>;
-  /** Ready when 127.0.0.1:port accepts a TCP connection, or when the command exits 0. */
+  /** Ready when 127.0.0.1:port accepts a TCP connection, or when the command exits 0 (run as `user`). */
   ready: { port: number } | { command: string };
-  /** Directories created (owned by `user`) before the first start, e.g. a database's data directory. */
+  /** How long each start may take to become ready before it counts as a failed start; default 60 000. */
+  readyTimeoutMs?: number;
+  /** Directories created (owned by `user`, mode 0700) before a start when missing, e.g. a database's data directory. */
   dataDirs: string[];
-  /** How many restarts after unexpected exits before the service is marked failed. */
+  /** How many restarts in a row (after exits or missed ready deadlines) before the service is
+   * marked failed; a service that stayed ready for a minute has its whole budget again. */
   restartLimit: number;
   /** Names this one needs ready first (already reflected in the order; kept for display). */
   dependsOn: string[];
 }
 
+/**
+ * `starting`: waiting for its dependencies or for its first ready check to pass; `ready`;
+ * `restarting`: it exited (or missed its ready deadline) and is being started again; `failed`:
+ * given up (restart limit, a dependency failed, or it cannot start at all: unknown user, data
+ * directory it cannot create); `stopped`: stopped with its sandbox.
+ */
 export type ServiceState = "starting" | "ready" | "restarting" | "failed" | "stopped";
 
 export interface ServiceStatus {
@@ -135,6 +147,7 @@ export interface ServiceStatus {
   state: ServiceState;
   /** Restarts after unexpected exits so far. */
   restarts: number;
+  /** Its main process (and process group) as seen inside the sandbox; null when not running. */
   pid: number | null;
   /** ISO 8601: when it entered `state`. */
   since: string;
@@ -228,9 +241,16 @@ export interface Provider {
   /**
    * Capture the sandbox's writable layer as a read-only layer `layerId`, crash-consistently: every
    * process of the sandbox is frozen (cgroup freezer) for the instant of the copy-on-write capture
-   * and then goes on. Start sandboxes from it with `SandboxSpec.from`; remove it with `removeSnapshot`.
+   * and then goes on. The snapshot holds exactly what a crash at that instant would have left
+   * (writes not yet on disk included; processes, memory and open connections are not captured).
+   * Dirty data is written out before the freeze, so `frozenMs` (how long the processes were
+   * stopped) does not grow with what the session wrote; the call itself can. Start sandboxes from
+   * it with `SandboxSpec.from`; remove it with `removeSnapshot`. Rejects `not_found` for an unknown
+   * id, `conflict` when `layerId` exists, `invalid_argument` for a bad `layerId`, and
+   * `unavailable` when the sandbox cannot be frozen (it is never left frozen).
    */
   snapshot(id: string, layerId: string): Promise<{ frozenMs: number }>;
+  /** Remove a snapshot layer; sandboxes started from it keep their copies. False when there was none. */
   removeSnapshot(layerId: string): Promise<boolean>;
   /**
    * Merge `env` into the environment every later command of the sandbox starts with (a pool
@@ -246,6 +266,11 @@ export interface Provider {
    * when `timeoutMs` passes first.
    */
   waitForServices(id: string, timeoutMs: number): Promise<ServiceStatus[]>;
+  /**
+   * Bytes of memory the sandbox's processes use now (its memory cgroup's usage, page cache and
+   * tmpfs included), or null when the provider cannot tell. Optional: pools show it as their cost.
+   */
+  memoryUsage?(id: string): Promise<number | null>;
   /** Ids of sandboxes this provider is running now. */
   list(): Promise<string[]>;
   close(): Promise<void>;

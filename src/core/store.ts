@@ -1,4 +1,4 @@
-import type { Environment, EnvironmentVersion, Layer, Session, SessionState, Template } from "./domain.ts";
+import type { Environment, EnvironmentVersion, Layer, PoolMember, PoolSetting, Session, SessionState, Snapshot, Template } from "./domain.ts";
 import type { ApiToken, Approval, ApprovalState, AuditInput, AuditQuery, AuditRecord, Principal } from "./identity.ts";
 
 /**
@@ -33,7 +33,11 @@ export interface Store {
   getTemplate(id: string): Promise<Template | null>;
   listTemplates(): Promise<Template[]>;
 
-  /** Insert a new session; its id must be new (`conflict` otherwise). */
+  /**
+   * Insert a new session; its id must be new (`conflict` otherwise). A session started from a
+   * snapshot (`snapshot` set) is inserted only while that snapshot exists (`not_found` otherwise),
+   * in the same transaction, so a snapshot is never removed under a session being started from it.
+   */
   createSession(s: Session): Promise<void>;
   /** Change fields of a session; rejects `not_found` for an unknown id. Returns the updated session. */
   updateSession(id: string, patch: Partial<Omit<Session, "id">>): Promise<Session>;
@@ -41,6 +45,45 @@ export interface Store {
   /** Sessions newest first, optionally only those in the given states. */
   listSessions(filter?: { states?: SessionState[]; environment?: string }): Promise<Session[]>;
   deleteSession(id: string): Promise<boolean>;
+
+  /** Insert a snapshot; a taken id or name rejects `conflict`. */
+  createSnapshot(s: Snapshot): Promise<void>;
+  getSnapshot(id: string): Promise<Snapshot | null>;
+  getSnapshotByName(name: string): Promise<Snapshot | null>;
+  /** Snapshots newest first, optionally of one environment. */
+  listSnapshots(filter?: { environment?: string }): Promise<Snapshot[]>;
+  /**
+   * What uses a snapshot and so keeps it from being removed: live (`starting`/`running`) sessions
+   * started from it as `session <id>`, pool members as `pool member <id>`.
+   */
+  snapshotUsers(id: string): Promise<string[]>;
+  /**
+   * Delete a snapshot unless something uses it (`snapshotUsers`, checked in the same transaction):
+   * then it rejects `conflict` naming the users. Resolves false when unknown.
+   */
+  deleteSnapshot(id: string): Promise<boolean>;
+
+  /** Insert a pool member; a taken id (also a session's) rejects `conflict`. */
+  addPoolMember(m: PoolMember): Promise<void>;
+  /** Change fields of a member; rejects `not_found` when it is unknown (claimed or removed). */
+  updatePoolMember(id: string, patch: Partial<Pick<PoolMember, "state" | "providerState">>): Promise<PoolMember>;
+  getPoolMember(id: string): Promise<PoolMember | null>;
+  /** Members oldest first, optionally of one environment. */
+  listPoolMembers(filter?: { environment?: string }): Promise<PoolMember[]>;
+  deletePoolMember(id: string): Promise<boolean>;
+  /**
+   * Claim the oldest `ready` member of an environment version, atomically: in one transaction the
+   * member row is deleted and the session `make(member)` returns is inserted (its id must be the
+   * member's). Two claims never get the same member. Resolves null when none is ready.
+   */
+  claimPoolMember(q: { environment: string; version: number }, make: (member: PoolMember) => Session): Promise<Session | null>;
+
+  /** Insert or replace the pool size of an environment. Rejects `invalid_argument` when not 0 ≤ min ≤ max. */
+  putPoolSetting(s: PoolSetting): Promise<void>;
+  getPoolSetting(environment: string): Promise<PoolSetting | null>;
+  /** By environment name. */
+  listPoolSettings(): Promise<PoolSetting[]>;
+  deletePoolSetting(environment: string): Promise<boolean>;
 
   /**
    * Insert or replace the sealed value of a secret, keyed by (name, scope). Replacing keeps the

@@ -10,6 +10,7 @@ import { PaddockError, asPaddockError, excerpt, httpStatusOf, invalid } from "..
 import { routes, type Route } from "./routes.ts";
 import { secretRoutes } from "./routes-secrets.ts";
 import { guardRoutes } from "./routes-guard.ts";
+import { snapshotRoutes } from "./routes-snapshots.ts";
 import { auditFailure, authenticate, authorize } from "./auth.ts";
 import type { Principal } from "../core/index.ts";
 import { openApiDocument } from "./openapi.ts";
@@ -27,8 +28,8 @@ const openApiRoute: Route = {
   handler: async () => openApiDocument(allRoutes),
 };
 
-/** Every route the server serves: the core table, the secrets/egress table, identity/audit/approvals. */
-export const allRoutes: Route[] = [...routes, ...secretRoutes, ...guardRoutes, openApiRoute];
+/** Every route the server serves: the core table, the secrets/egress table, identity/audit/approvals, snapshots/pools. */
+export const allRoutes: Route[] = [...routes, ...secretRoutes, ...guardRoutes, ...snapshotRoutes, openApiRoute];
 export { routes } from "./routes.ts";
 export { openApiDocument } from "./openapi.ts";
 export { describeThrown } from "./errors.ts";
@@ -161,6 +162,10 @@ function register(app: FastifyInstance, cp: ControlPlane, r: Route): void {
 function auditDetail(r: Route, body: unknown): Record<string, unknown> {
   if (r.operationId === "exec" && body && typeof body === "object") return { argv: (body as { argv?: unknown }).argv };
   if (r.operationId === "applyEnvironment" && body && typeof body === "object") return { fileName: (body as { fileName?: unknown }).fileName };
+  if ((r.operationId === "startSession" || r.operationId === "forkSession" || r.operationId === "setPool" || r.operationId === "createSnapshot") && body && typeof body === "object") {
+    const b = body as Record<string, unknown>;
+    return Object.fromEntries(["from", "count", "min", "max", "session", "name"].filter((k) => b[k] !== undefined).map((k) => [k, b[k]]));
+  }
   return {};
 }
 

@@ -200,19 +200,28 @@ export const routes: Route[] = [
     path: "/v1/sessions",
     operationId: "startSession",
     access: WRITE,
-    scope: async ({ body }) => {
+    scope: async ({ cp, body }) => {
       const b = body as z.infer<typeof S.StartSessionBody>;
-      return { environment: b.environment, session: null, ...(b.onBehalfOf ? { onBehalfOf: b.onBehalfOf } : {}) };
+      // From a snapshot: the permission needed is on the snapshot's environment, and a different
+      // environment named beside it is refused here, before anything starts.
+      let environment = b.environment ?? "";
+      if (b.from !== undefined) {
+        const snap = await cp.snapshots.get(b.from);
+        if (b.environment !== undefined && b.environment !== snap.environment) {
+          throw invalid(`snapshot ${snap.id} is of environment ${JSON.stringify(snap.environment)}, not ${JSON.stringify(b.environment)}: a session starts from a snapshot of its own environment only`);
+        }
+        environment = snap.environment;
+      }
+      return { environment, session: null, ...(b.onBehalfOf ? { onBehalfOf: b.onBehalfOf } : {}) };
     },
-    summary: "Start a session from an environment's current template; resolves when commands can run in it.",
+    summary:
+      "Start a session: from a ready pool member of the environment's current version when there is one, else a fresh sandbox from its current template; with `from`, from that snapshot (its environment version and files). Resolves when commands can run in it, bound to the caller.",
     body: S.StartSessionBody,
     response: { status: 201, schema: S.Session },
     handler: async (ctx) => {
       const { cp, body, reply } = ctx;
       const b = body as z.infer<typeof S.StartSessionBody>;
-      const who = caller(ctx);
-      // An agent's session runs for a human (its permissions are cut to theirs); a human's for themselves.
-      const s = await cp.sessions.start(b.environment, who.kind === "agent" ? { startedBy: b.onBehalfOf ?? "", agent: who.name } : { startedBy: who.name });
+      const s = await cp.sessions.start(ctx.scope?.environment ?? b.environment ?? null, { ...starterOf(ctx, b.onBehalfOf), ...(b.from !== undefined ? { from: b.from } : {}) });
       reply.code(201);
       return publicSession(s);
     },
@@ -393,8 +402,14 @@ export const routes: Route[] = [
   },
 ];
 
+/** Who a session started by the caller runs for: an agent's for the human it names (or the session's), a human's for themselves. */
+export function starterOf(ctx: { principal: Principal | null }, onBehalfOf: string | undefined): { startedBy: string; agent: string | null } {
+  const who = caller(ctx);
+  return who.kind === "agent" ? { startedBy: onBehalfOf ?? "", agent: who.name } : { startedBy: who.name, agent: null };
+}
+
 /** Sessions as served: the provider's private handle (pids, paths) stays inside the server. */
-function publicSession(s: Session): z.infer<typeof S.Session> {
+export function publicSession(s: Session): z.infer<typeof S.Session> {
   const { providerState: _hidden, ...rest } = s;
   return rest;
 }

@@ -65,11 +65,85 @@ export const Session = z.object({
   endReason: z.string().nullable(),
   startedBy: z.string().describe("The human the session runs for."),
   agent: z.string().nullable().describe("The agent principal acting in it, or null."),
+  snapshot: z.string().nullable().describe("The snapshot it was started from, or null."),
 });
 
-export const StartSessionBody = z.object({
-  environment: z.string().min(1).describe("Environment name; the session starts from its current template."),
-  onBehalfOf: z.string().min(1).optional().describe("Agents only: the human the session runs for. The agent then acts with the intersection of its role and theirs."),
+export const StartSessionBody = z
+  .object({
+    environment: z.string().min(1).optional().describe("Environment name; the session starts from its current template (or from a ready pool member of it). Optional with `from`; given with it, it must be the snapshot's environment."),
+    from: z.string().min(1).max(128).optional().describe("A snapshot id or name: start from it instead, with its environment version and files (docs/snapshots.md)."),
+    onBehalfOf: z.string().min(1).optional().describe("Agents only: the human the session runs for. The agent then acts with the intersection of its role and theirs."),
+  })
+  .refine((b) => b.environment !== undefined || b.from !== undefined, { error: "give environment, or from (a snapshot), or both", path: ["environment"] });
+
+export const Snapshot = z.object({
+  id: z.string().describe("snap- and 16 hex digits."),
+  name: z.string().nullable(),
+  environment: z.string(),
+  version: z.number().describe("The environment version sessions started from it run."),
+  templateId: z.string(),
+  provider: z.string(),
+  sourceSession: z.string().describe("The session it was captured from."),
+  layerId: z.string(),
+  createdAt: z.string(),
+  createdBy: z.string(),
+  frozenMs: z.number().describe("How long the source session's processes were frozen for the capture."),
+  autoRemove: z.boolean().describe("Made by a fork: removed by garbage collection once no session started from it runs."),
+});
+
+export const SnapshotDetail = Snapshot.extend({
+  users: z.array(z.string()).describe("What keeps it from being removed: `session <id>` for running sessions started from it, `pool member <id>`."),
+});
+
+export const CreateSnapshotBody = z.object({
+  session: z.string().min(1).describe("The running session to capture."),
+  name: z.string().min(1).max(63).optional().describe("A unique name: lowercase letters, digits, . _ -; not starting with snap-."),
+});
+
+export const SnapshotListQuery = z.object({ environment: z.string().optional() });
+
+export const ForkBody = z.object({
+  count: z.number().int().min(1).max(100).describe("How many sessions to start from the snapshot (1 to 100)."),
+});
+
+export const ForkResponse = z.object({
+  snapshot: Snapshot.describe("The snapshot the sessions were started from (removed by garbage collection once none of them runs)."),
+  sessions: z.array(Session),
+  failures: z.array(z.object({ index: z.number(), code: z.string(), message: z.string() })).describe("Starts that failed; the others are unaffected."),
+});
+
+export const ServiceStatus = z.object({
+  name: z.string(),
+  state: z.enum(["starting", "ready", "restarting", "failed", "stopped"]),
+  restarts: z.number(),
+  pid: z.number().nullable(),
+  since: z.string(),
+  message: z.string().nullable(),
+  logTail: z.string(),
+});
+
+export const PoolInfo = z.object({
+  environment: z.string(),
+  version: z.number().nullable().describe("The version members are started from (the current one)."),
+  min: z.number().describe("Members kept ready."),
+  max: z.number().describe("Most members at once; the pool grows toward it with the claims of the last minute."),
+  source: z.enum(["set", "file"]).describe("`set`: paddock pool set; `file`: the environment file's pool:."),
+  ready: z.number(),
+  starting: z.number(),
+  stale: z.number().describe("Members of older versions not drained yet."),
+  claimedLastMinute: z.number(),
+  memoryBytes: z.number().nullable().describe("Memory the members use now, or null when the provider cannot tell."),
+});
+
+export const PoolBody = z.object({
+  min: z.number().int().min(0).max(200).describe("Members to keep ready."),
+  max: z.number().int().min(0).max(200).optional().describe("Most members at once (default: min)."),
+});
+
+export const GcResponse = z.object({
+  layers: z.array(z.string()).describe("Template layers removed."),
+  snapshots: z.array(z.string()).describe("Fork snapshots removed (no session started from them runs)."),
+  orphans: z.array(z.string()).describe("Snapshot layers removed that had no snapshot."),
 });
 
 export const ExecBody = z.object({

@@ -64,6 +64,7 @@ export interface SessionRow {
   provider_state: string;
   started_by: string;
   agent: string | null;
+  snapshot_id: string | null;
 }
 
 /** The store's clock: ISO-8601 in UTC with milliseconds, e.g. `2026-11-02T10:04:05.123Z`. */
@@ -194,6 +195,7 @@ export function sessionToRow(s: Session): SessionRow {
     provider_state: toJson(s.providerState, `providerState of session ${JSON.stringify(s.id)}`),
     started_by: s.startedBy,
     agent: s.agent,
+    snapshot_id: s.snapshot,
   };
 }
 
@@ -212,5 +214,6 @@ export function sessionFromRow(r: SessionRow): Session {
     providerState: fromJson(r.provider_state, `providerState of session ${r.id}`) as Record<string, unknown>,
     startedBy: r.started_by,
     agent: r.agent,
+    snapshot: r.snapshot_id,
   };
 }

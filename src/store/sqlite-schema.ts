@@ -206,11 +206,60 @@ CREATE TABLE approvals (
 CREATE INDEX approvals_by_state ON approvals (state, created_ms DESC);
 `;
 
+// Snapshots and warm pools. A session started from a snapshot names it (snapshot_id), which is
+// what keeps the snapshot from being removed while the session lives. Pool members are not
+// sessions: no route reads this table, and a claim moves a member into sessions (same id) in
+// one transaction. pool_members.snapshot_id is a seam for pools of a snapshot's sandboxes.
+const SNAPSHOTS = `
+ALTER TABLE sessions ADD COLUMN snapshot_id TEXT;
+CREATE INDEX sessions_by_snapshot ON sessions (snapshot_id) WHERE snapshot_id IS NOT NULL;
+
+CREATE TABLE snapshots (
+  id TEXT PRIMARY KEY,
+  name TEXT UNIQUE,
+  environment TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  template_id TEXT NOT NULL,
+  provider TEXT NOT NULL,
+  source_session TEXT NOT NULL,
+  layer_id TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  created_by TEXT NOT NULL,
+  frozen_ms REAL NOT NULL,
+  auto_remove INTEGER NOT NULL CHECK (auto_remove IN (0, 1))
+) STRICT;
+CREATE INDEX snapshots_newest_first ON snapshots (created_ms DESC, id);
+
+CREATE TABLE pool_members (
+  id TEXT PRIMARY KEY,
+  environment TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  template_id TEXT NOT NULL,
+  provider TEXT NOT NULL,
+  snapshot_id TEXT,
+  state TEXT NOT NULL CHECK (state IN ('starting', 'ready')),
+  created_at TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  provider_state TEXT NOT NULL
+) STRICT;
+CREATE INDEX pool_members_ready ON pool_members (environment, version, state, created_ms);
+
+CREATE TABLE pool_settings (
+  environment TEXT PRIMARY KEY,
+  min INTEGER NOT NULL CHECK (min >= 0),
+  max INTEGER NOT NULL CHECK (max >= min),
+  updated_at TEXT NOT NULL,
+  updated_by TEXT NOT NULL
+) STRICT;
+`;
+
 /** Every migration, oldest first. Append only. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "environments, versions, layers, templates, sessions", sql: INITIAL },
   { version: 2, name: "secrets, egress records, sealed blobs", sql: VAULT },
   { version: 3, name: "principals, tokens, audit records, approvals", sql: GUARD },
+  { version: 4, name: "snapshots, pool members, pool settings", sql: SNAPSHOTS },
 ];
 
 function checkOrder(migrations: readonly Migration[]): void {

@@ -56,13 +56,13 @@ export function prepareStatements(db: Database.Database) {
 
     insertSession: db.prepare<SessionRow>(`
       INSERT INTO sessions
-        (id, environment, version, template_id, provider, state, created_at, created_ms, expires_at, ended_at, end_reason, provider_state, started_by, agent)
+        (id, environment, version, template_id, provider, state, created_at, created_ms, expires_at, ended_at, end_reason, provider_state, started_by, agent, snapshot_id)
       VALUES
-        (@id, @environment, @version, @template_id, @provider, @state, @created_at, @created_ms, @expires_at, @ended_at, @end_reason, @provider_state, @started_by, @agent)`),
+        (@id, @environment, @version, @template_id, @provider, @state, @created_at, @created_ms, @expires_at, @ended_at, @end_reason, @provider_state, @started_by, @agent, @snapshot_id)`),
     replaceSession: db.prepare<SessionRow>(`
       UPDATE sessions SET environment = @environment, version = @version, template_id = @template_id, provider = @provider,
         state = @state, created_at = @created_at, created_ms = @created_ms, expires_at = @expires_at, ended_at = @ended_at,
-        end_reason = @end_reason, provider_state = @provider_state, started_by = @started_by, agent = @agent
+        end_reason = @end_reason, provider_state = @provider_state, started_by = @started_by, agent = @agent, snapshot_id = @snapshot_id
       WHERE id = @id`),
     getSession: db.prepare<[string], SessionRow>("SELECT * FROM sessions WHERE id = ?"),
     listSessions: db.prepare<SessionFilterParams, SessionRow>(`

@@ -6,7 +6,7 @@
  * failing half-way.
  */
 import Database from "better-sqlite3";
-import type { Environment, EnvironmentVersion, Layer, Session, SessionState, Template } from "../core/domain.ts";
+import type { Environment, EnvironmentVersion, Layer, PoolMember, PoolSetting, Session, SessionState, Snapshot, Template } from "../core/domain.ts";
 import { asPaddockError, conflict, internal, notFound, PaddockError, unavailable } from "../core/errors.ts";
 import type { Store } from "../core/store.ts";
 import {
@@ -26,6 +26,7 @@ import { prepareStatements, type Statements } from "./sqlite-statements.ts";
 import { SqliteVaultRecords } from "./sqlite-vault.ts";
 import { prepareGuardStatements, SqliteGuardRecords, type GuardStatements } from "./sqlite-guard.ts";
 import type { ApiToken, Approval, ApprovalState, AuditInput, AuditQuery, AuditRecord, Principal } from "../core/identity.ts";
+import { prepareSnapshotStatements, snapshotExists, SqliteSnapshotRecords, type SnapshotStatements } from "./sqlite-snapshots.ts";
 
 /** How long a write waits for another process's write lock before rejecting `unavailable`. */
 const BUSY_TIMEOUT_MS = 5000;
@@ -110,12 +111,38 @@ class SqliteStore extends SqliteVaultRecords implements Store {
     this.path = path;
     this.#db = db;
     this.#q = statements;
+    const snaps = prepareSnapshotStatements(db);
+    this.#snapStatements = snaps;
+    this.#snaps = new SqliteSnapshotRecords(
+      <T>(fn: (s: SnapshotStatements, q: Statements) => T, duplicate?: string) => this.#run((q) => fn(snaps, q), duplicate),
+      <T>(fn: (s: SnapshotStatements, q: Statements) => T, duplicate?: string) => this.#write((q) => fn(snaps, q), duplicate),
+    );
     const g = prepareGuardStatements(db);
     this.#guard = new SqliteGuardRecords(
       <T>(fn: (q: GuardStatements) => T, duplicate?: string) => this.#run(() => fn(g), duplicate),
       <T>(fn: (q: GuardStatements) => T, duplicate?: string) => this.#write(() => fn(g), duplicate),
     );
   }
+
+  readonly #snapStatements: SnapshotStatements;
+  readonly #snaps: SqliteSnapshotRecords;
+  // Snapshots and pools live in sqlite-snapshots.ts; these forward to it.
+  createSnapshot(x: Snapshot) { return this.#snaps.createSnapshot(x); }
+  getSnapshot(id: string) { return this.#snaps.getSnapshot(id); }
+  getSnapshotByName(name: string) { return this.#snaps.getSnapshotByName(name); }
+  listSnapshots(filter?: { environment?: string }) { return this.#snaps.listSnapshots(filter); }
+  snapshotUsers(id: string) { return this.#snaps.snapshotUsers(id); }
+  deleteSnapshot(id: string) { return this.#snaps.deleteSnapshot(id); }
+  addPoolMember(m: PoolMember) { return this.#snaps.addPoolMember(m); }
+  updatePoolMember(id: string, patch: Partial<Pick<PoolMember, "state" | "providerState">>) { return this.#snaps.updatePoolMember(id, patch); }
+  getPoolMember(id: string) { return this.#snaps.getPoolMember(id); }
+  listPoolMembers(filter?: { environment?: string }) { return this.#snaps.listPoolMembers(filter); }
+  deletePoolMember(id: string) { return this.#snaps.deletePoolMember(id); }
+  claimPoolMember(q: { environment: string; version: number }, make: (member: PoolMember) => Session) { return this.#snaps.claimPoolMember(q, make); }
+  putPoolSetting(p: PoolSetting) { return this.#snaps.putPoolSetting(p); }
+  getPoolSetting(environment: string) { return this.#snaps.getPoolSetting(environment); }
+  listPoolSettings() { return this.#snaps.listPoolSettings(); }
+  deletePoolSetting(environment: string) { return this.#snaps.deletePoolSetting(environment); }
 
   readonly #guard: SqliteGuardRecords;
   // Identity, audit and approvals live in sqlite-guard.ts; these forward to it.
@@ -287,7 +314,16 @@ class SqliteStore extends SqliteVaultRecords implements Store {
   }
 
   async createSession(s: Session): Promise<void> {
-    this.#run((q) => q.insertSession.run(sessionToRow(s)), `session ${JSON.stringify(s.id)} already exists; session ids must be new`);
+    const duplicate = `session ${JSON.stringify(s.id)} already exists; session ids must be new`;
+    if (s.snapshot === null) {
+      this.#run((q) => q.insertSession.run(sessionToRow(s)), duplicate);
+      return;
+    }
+    const from = s.snapshot;
+    this.#write((q) => {
+      if (!snapshotExists(this.#snapStatements, from)) throw notFound("snapshot", from);
+      q.insertSession.run(sessionToRow(s));
+    }, duplicate);
   }
 
   async updateSession(id: string, patch: Partial<Omit<Session, "id">>): Promise<Session> {

@@ -27,6 +27,12 @@ interface ExpectedSpec {
   };
   build: { network: { allow: string[]; deny: string[] } };
   rbac: Record<string, ("read" | "write" | "deploy")[]>;
+  services: {
+    name: string; command: string; user: string; cwd: string | null; env: Record<string, string>;
+    ready: { port: number } | { command: string }; readyTimeoutMs: number; dataDirs: string[]; dependsOn: string[]; restartLimit: number;
+  }[];
+  seed: { run: string }[];
+  pool: { min: number; max: number } | null;
   locations: Record<string, { line: number; column: number }>;
 }
 type Equals<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
@@ -71,6 +77,9 @@ void describe("examples/runtime.yml (the DESIGN.md file)", () => {
       },
       build: { network: { allow: ["*"], deny: [] } },
       rbac: { engineering: ["read", "write", "deploy"], support: ["read"] },
+      services: [],
+      seed: [],
+      pool: null,
     });
   });
 
@@ -103,6 +112,11 @@ void describe("examples/paddock.yml (every extension)", () => {
       protectedBranches: ["main", "release/*"], askTimeoutMs: 300000, agentsMayDeploy: false,
     });
     assert.deepEqual(spec.locations["secrets[1].hosts[1]"], { line: 22, column: 9 });
+    assert.deepEqual(spec.services.map((s) => [s.name, s.user, s.ready, s.readyTimeoutMs, s.dependsOn, s.restartLimit]), [
+      ["postgres", "postgres", { command: "pg_isready -h 127.0.0.1" }, 120_000, [], 5],
+      ["stripe-mock", "paddock", { port: 12111 }, 60_000, ["postgres"], 3],
+    ]);
+    assert.deepEqual(spec.seed, [{ run: "psql -h 127.0.0.1 -U postgres -f /workspace/db/schema.sql" }]);
   });
 });
 
@@ -121,6 +135,9 @@ void describe("defaults", () => {
       guardrails: { commands: { allow: [], deny: [], ask: [], deploy: [...DEFAULT_DEPLOY_COMMANDS], protectedBranches: [...DEFAULT_PROTECTED_BRANCHES], askTimeoutMs: 600000, agentsMayDeploy: false }, network: { allow: [], deny: [] } },
       build: { network: { allow: ["*"], deny: [] } },
       rbac: {},
+      services: [],
+      seed: [],
+      pool: null,
     });
     assert.deepEqual(spec.locations, { name: { line: 1, column: 1 } });
   });

@@ -4,7 +4,8 @@
  */
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, readlinkSync } from "node:fs";
 import type { NetworkManager } from "../../src/providers/local/network.ts";
 import { networkNames, openNetworkManager } from "../../src/providers/local/network.ts";
 import { rootOnly } from "../native/helpers.ts";
@@ -14,7 +15,7 @@ import { until } from "../helpers/wait.ts";
 
 const opened: { scope: string; mgr: NetworkManager }[] = [];
 
-async function open(scope: string, ports: Ports, extra: { poolSize?: number; octet?: number } = {}): Promise<NetworkManager> {
+async function open(scope: string, ports: Ports, extra: { poolSize?: number; octet?: number; quietMs?: number } = {}): Promise<NetworkManager> {
   const mgr = await openNetworkManager({ scope, ports, ...extra });
   opened.push({ scope, mgr });
   return mgr;
@@ -43,12 +44,13 @@ void describe("network manager lifecycle", rootOnly, () => {
   void it("survives a control-plane restart: sessions keep their networks, the stale pool goes", async () => {
     const scope = testScope();
     const ports = await testPorts();
-    const m1 = await open(scope, ports);
+    const m1 = await open(scope, ports, { poolSize: 2 });
+    // The pool fills in the background: wait for its two namespaces; s1 takes one of them, and one
+    // missing is less than a refill's batch, so the other stays alone.
+    await until(async () => hostObjects(scope).filter((o) => o.startsWith("netns ")).length === 2, 20_000, "m1's pool of 2 network namespaces");
     const s1 = await m1.acquire("s1");
     await assert.rejects(m1.acquire("s1"), /already has a network/);
-    // A second manager on the same scope while m1's pool exists = a restart after a crash. The
-    // pool fills in the background: wait until its two namespaces exist beside s1's.
-    await until(async () => hostObjects(scope).filter((o) => o.startsWith("netns ")).length >= 3, 20_000, "m1's pool of 2 network namespaces");
+    // A second manager on the same scope while m1's pool exists = a restart after a crash.
     const m2 = await open(scope, ports, { poolSize: 0 });
     assert.equal(m2.gatewayIp, m1.gatewayIp, "an existing gateway interface pins the range");
     assert.deepEqual(await m2.list(), ["s1"]);
@@ -115,12 +117,67 @@ void describe("network manager lifecycle", rootOnly, () => {
     assert.deepEqual(hostObjects(scope), []);
   });
 
+  void it("release returns at once; released networks go in the background, never to the next sandbox", async () => {
+    const scope = testScope();
+    const mgr = await open(scope, await testPorts(), { poolSize: 0 });
+    const first = await Promise.all(["r1", "r2", "r3"].map((id) => mgr.acquire(id)));
+    await Promise.all(["r1", "r2", "r3"].map((id) => mgr.release(id)));
+    // Until they are gone, their addresses are not handed out again.
+    const next = await mgr.acquire("r4");
+    assert.ok(!first.some((n) => n.sandboxIp === next.sandboxIp || n.hostIface === next.hostIface));
+    // list() and leaks() finish the deletions first.
+    assert.deepEqual(await mgr.list(), ["r4"]);
+    assert.deepEqual(await mgr.leaks(new Set(["r4"])), []);
+    const names = hostObjects(scope);
+    for (const n of first) {
+      assert.ok(!names.includes(`link ${n.hostIface}`), `${n.hostIface} is gone`);
+      assert.ok(!names.includes(`netns ${n.netnsPath.split("/").pop() ?? ""}`), `${n.netnsPath} is gone`);
+    }
+    await mgr.close({ removeHostObjects: true });
+    assert.deepEqual(hostObjects(scope), []);
+  });
+
+  void it("cuts off a released network whose namespace something still holds", async () => {
+    const scope = testScope();
+    const mgr = await open(scope, await testPorts(), { poolSize: 0 });
+    const net = await mgr.acquire("held");
+    // A process inside keeps the namespace alive after its unmount, so the kernel keeps the veth.
+    const holder = spawn("nsenter", [`--net=${net.netnsPath}`, "sleep", "600"], { stdio: "ignore" });
+    try {
+      await until(async () => existsSync(`/proc/${holder.pid ?? 0}/ns/net`) && readlinkSync(`/proc/${holder.pid ?? 0}/ns/net`) !== readlinkSync("/proc/self/ns/net"), 5_000, "the holder inside the namespace");
+      await mgr.release("held");
+      assert.deepEqual(await mgr.list(), []);
+      assert.ok(!hostObjects(scope).includes(`link ${net.hostIface}`), "the veth was deleted explicitly");
+    } finally {
+      holder.kill("SIGKILL");
+    }
+    await mgr.close({ removeHostObjects: true });
+    assert.deepEqual(hostObjects(scope), []);
+  });
+
+  void it("keeps the pool full in the background, also after a burst larger than the pool", async () => {
+    const scope = testScope();
+    const mgr = await open(scope, await testPorts(), { poolSize: 3, quietMs: 10 });
+    const netns = (): number => hostObjects(scope).filter((o) => o.startsWith("netns ")).length;
+    await until(async () => netns() === 3, 20_000, "a pool of 3 namespaces");
+    const ids = ["b1", "b2", "b3", "b4", "b5"];
+    const nets = await Promise.all(ids.map((id) => mgr.acquire(id)));
+    assert.equal(new Set(nets.map((n) => n.sandboxIp)).size, 5);
+    for (const id of ids) mgr.started(id);
+    await until(async () => netns() === 5 + 3, 20_000, "the pool refilled beside 5 sandboxes");
+    await Promise.all(ids.map((id) => mgr.release(id)));
+    await until(async () => netns() === 3, 20_000, "the 5 released namespaces deleted");
+    assert.deepEqual(await mgr.leaks(new Set()), []);
+    await mgr.close({ removeHostObjects: true });
+    assert.deepEqual(hostObjects(scope), []);
+  });
+
   void it("acquire and release latency (p50 of 50)", async () => {
     const scope = testScope();
     const ports = await testPorts();
-    const report = async (label: string, poolSize: number, gapMs: number): Promise<void> => {
-      const mgr = await open(scope, ports, { poolSize });
-      await sleep(100);
+    const report = async (label: string, poolSize: number | undefined, gapMs: number): Promise<void> => {
+      const mgr = await open(scope, ports, poolSize === undefined ? {} : { poolSize });
+      await sleep(300);
       const acq: number[] = [];
       const rel: number[] = [];
       for (let i = 0; i < 50; i++) {
@@ -136,8 +193,8 @@ void describe("network manager lifecycle", rootOnly, () => {
       const f = (xs: number[]): string => `p50 ${percentile(xs, 50).toFixed(2)} ms, p90 ${percentile(xs, 90).toFixed(2)} ms`;
       console.log(`network ${label}: acquire ${f(acq)}; release ${f(rel)}`);
     };
-    await report("pool 2, warm (50 ms between sessions)", 2, 50);
-    await report("pool 2, back to back", 2, 0);
+    await report("default pool, 50 ms between sessions", undefined, 50);
+    await report("default pool, back to back", undefined, 0);
     await report("no pool (built on demand)", 0, 0);
     const mgr = await open(scope, ports, { poolSize: 0 });
     await mgr.close({ removeHostObjects: true });

@@ -72,9 +72,11 @@ void describe("RBAC: every route × every kind of principal", () => {
   async function requestFor(op: Op): Promise<{ path: string; body?: unknown; binary?: Buffer }> {
     const session = op.path.includes("/sessions/{id}") ? await freshSession() : null;
     const approval = op.path.includes("/approvals/{id}") ? await freshApproval(await freshSession()) : null;
+    // A snapshot of a fresh session eng started, so a removal never takes another call's.
+    const snapshot = op.path.includes("/snapshots/{id}") ? (await admin.snapshots.create(await freshSession())).id : null;
     // Principals a call may disable are made for it, so no other kind of caller loses its token.
     const made = op.path.includes("/principals/{name}") ? await admin.principals.create({ name: `tmp${++counter}`, role: "support" }) : null;
-    let path = op.path.replace("{id}", session ?? approval ?? "").replace("{name}", made?.principal.name ?? nameFor(op)).replace("{token}", made ? (parseToken(made.token)?.id ?? "") : "");
+    let path = op.path.replace("{id}", session ?? approval ?? snapshot ?? "").replace("{name}", made?.principal.name ?? nameFor(op)).replace("{token}", made ? (parseToken(made.token)?.id ?? "") : "");
     if (op.operationId === "readFile" || op.operationId === "listFiles") path += "?path=/workspace";
     if (op.operationId === "writeFile") return { path: path + "?path=/workspace/w.txt", binary: Buffer.from("x") };
     if (op.operationId === "readFile") {
@@ -91,11 +93,14 @@ void describe("RBAC: every route × every kind of principal", () => {
       createToken: {},
       approve: {},
       deny: {},
+      createSnapshot: { session: op.operationId === "createSnapshot" ? await freshSession() : "" },
+      forkSession: { count: 1 },
+      setPool: { min: 0 },
     };
     return { path, ...(bodies[op.operationId] !== undefined ? { body: bodies[op.operationId] } : {}) };
   }
   function nameFor(op: Op): string {
-    if (op.path.startsWith("/v1/environments")) return "web";
+    if (op.path.startsWith("/v1/environments") || op.path.startsWith("/v1/pools")) return "web";
     if (op.path.startsWith("/v1/secrets")) return "RBAC_SECRET";
     return "x";
   }

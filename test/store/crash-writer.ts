@@ -25,6 +25,7 @@ for (let i = 0; i < Number(countText); i++) {
     providerState: { pid: 1000 + i },
     startedBy: "admin",
     agent: null,
+    snapshot: null,
   });
 }
 await store.addEnvironmentVersion({ name: "runtime", fileName: "runtime.yml", source: "x", spec: {}, sourceDigest: "d", createdBy: "t" });

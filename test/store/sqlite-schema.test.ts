@@ -60,11 +60,14 @@ void describe("sqlite schema migrations", () => {
       "environment_versions",
       "environments",
       "layers",
+      "pool_members",
+      "pool_settings",
       "principals",
       "schema_migrations",
       "sealed_blobs",
       "secrets",
       "sessions",
+      "snapshots",
       "sqlite_sequence",
       "templates",
     ]);
@@ -108,12 +111,13 @@ void describe("sqlite schema migrations", () => {
       // Sessions from before identities existed ran for the installation's admin.
       assert.equal((await store.getSession("s1"))?.startedBy, "admin");
       assert.equal((await store.getSession("s1"))?.agent, null);
+      assert.equal((await store.getSession("s1"))?.snapshot, null, "sessions from before snapshots started from none");
       await store.putSealed("k", { ciphertext: Buffer.from("x"), iv: Buffer.alloc(12), tag: Buffer.alloc(16), keyId: "k1" });
       assert.ok(await store.getSealed("k"));
     } finally {
       await store.close();
     }
-    assert.deepEqual(withRaw(path, (db) => recorded(db).map((r) => r.version)), [1, 2, 3]);
+    assert.deepEqual(withRaw(path, (db) => recorded(db).map((r) => r.version)), [1, 2, 3, 4]);
   });
 
   void it("refuses to update or delete audit records (append-only at the database)", () => {

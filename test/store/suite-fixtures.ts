@@ -36,6 +36,7 @@ export function session(id: string, over: Partial<Session> = {}): Session {
     providerState: { pid: 4242, netns: "pd-1", mounts: ["/a", "/b"], nested: { ok: true } },
     startedBy: "alice",
     agent: null,
+    snapshot: null,
     ...over,
   };
 }

@@ -16,6 +16,7 @@ import { layer, session, template, versionInput } from "./suite-fixtures.ts";
 import { recordCases } from "./suite-records.ts";
 import { vaultRecordCases } from "./suite-vault.ts";
 import { guardRecordCases } from "./suite-guard.ts";
+import { snapshotCases } from "./suite-snapshots.ts";
 
 export function runStoreSuite(name: string, factory: () => Promise<Store>): void {
   void describe(`Store conformance: ${name}`, () => {
@@ -38,6 +39,7 @@ export function runStoreSuite(name: string, factory: () => Promise<Store>): void
     void describe("layers, templates and sessions", () => recordCases(store));
     void describe("secrets, egress records and sealed blobs", () => vaultRecordCases(store));
     void describe("principals, tokens, audit records and approvals", () => guardRecordCases(store));
+    void describe("snapshots, pool members and pool settings", () => snapshotCases(store));
   });
 }
 

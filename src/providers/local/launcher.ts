@@ -89,6 +89,9 @@ export interface LaunchOptions {
   caps: SandboxMode;
   /** Deny rules enforced at exec time (fanotify in the supervisor); absent or empty: no guard. */
   guard?: LaunchGuard;
+  /** Host path of a services spec file (`servicesFileText`): the agent starts and supervises
+   * them (`--services`; the launcher opens it and hands the agent its descriptor). */
+  services?: string;
 }
 
 export interface LaunchedSandbox {
@@ -123,6 +126,7 @@ export function launchArgs(o: LaunchOptions): string[] {
   add("--listen", o.listen);
   add("--caps", o.caps);
   if (o.guard && o.guard.deny.length > 0) add("--guard", o.guard.file, "--guard-log", o.guard.log);
+  if (o.services !== undefined) add("--services", o.services);
   return args;
 }
 

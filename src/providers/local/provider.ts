@@ -3,17 +3,18 @@ import { existsSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join, relative } from "node:path";
 import { chown } from "node:fs/promises";
-import type { ExecOptions, ExecResult, FileEntry, GuardDenial, LayerStore, Provider, SandboxHandle, SandboxSpec, StopOptions } from "../../core/index.ts";
-import { PaddockError, SingleFlight, invalid, notFound } from "../../core/index.ts";
+import type { ExecOptions, ExecResult, FileEntry, GuardDenial, LayerStore, Provider, SandboxHandle, SandboxSpec, ServiceStatus, StopOptions } from "../../core/index.ts";
+import { PaddockError, SingleFlight, conflict, invalid, notFound, unavailable } from "../../core/index.ts";
 import { AgentClient } from "./agent-client.ts";
 import { launchSandbox, readGuardLog, sandboxBinaryPath } from "./launcher.ts";
 import type { CgroupLayout } from "./cgroups.ts";
-import { cgroupDirs, cgroupPids, createCgroups, destroyCgroups, detectCgroupLayout, pidsUsage, signalWorkGroup } from "./cgroups.ts";
+import { cgroupDirs, cgroupPids, createCgroups, destroyCgroups, detectCgroupLayout, excludeSupervisor, freezeCgroups, pidsUsage, signalWorkGroup, thawCgroups } from "./cgroups.ts";
 import { HOST_ID_BASE, SESSION_GID, SESSION_HOME, SESSION_UID, SESSION_USER, WORKSPACE, idMap } from "./ids.ts";
 import { ensureScaffold, handOverToSessionUser } from "./scaffold.ts";
 import { ensureDebianBase } from "./debian.ts";
 import { isAlive, processStartTime, waitForExit } from "./procs.ts";
 import { hostsFile, resolvConf, type NetworkManager } from "./network.ts";
+import { readServices, stopServicesCleanly, waitForServices, writeServicesFile } from "./services.ts";
 
 /**
  * The `local` provider: sessions are Linux sandboxes on this machine (see docs/sandbox.md). The
@@ -54,6 +55,13 @@ interface LocalSandboxState {
   sandboxIp?: string;
   /** Set when the sandbox has an exec guard: the supervisor's denial log (in the run dir). */
   guardLog?: string;
+  /** Names of the services the sandbox's supervisor runs (in start order), and when it booted. */
+  services?: string[];
+  servicesSince?: string;
+  /** The cgroups that freeze every process in the sandbox (`freezeCgroups`; its supervisor is kept
+   * out); absent for sandboxes started before snapshots existed, or on a machine with no freezer
+   * (v1 without a freezer hierarchy): no snapshots of those. */
+  freezer?: string[];
   [k: string]: unknown;
 }
 
@@ -78,6 +86,8 @@ class LocalProvider implements Provider {
   private readonly kills = new Map<string, Promise<number>>();
   /** The base and scaffold layers are made once, however many sandboxes start at the same time. */
   private readonly shared = new SingleFlight<string>();
+  /** One snapshot at a time per sandbox: a second one's thaw must not end the first one's freeze. */
+  private readonly snapshots = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly opts: LocalProviderOptions,
@@ -90,13 +100,16 @@ class LocalProvider implements Provider {
     if (this.live.has(spec.id)) throw new PaddockError("conflict", `sandbox ${spec.id} already exists`);
     if (!/^[a-z0-9][a-z0-9-]{0,40}$/.test(spec.id)) throw invalid(`bad sandbox id ${JSON.stringify(spec.id)}`);
     const lowers = await this.lowerLayers(spec);
+    if (spec.from !== undefined && !(await this.opts.layers.has(spec.from))) throw notFound("snapshot", spec.from);
     const dir = join(this.runDir, spec.id);
     const rootfs = join(dir, "rootfs");
     await mkdir(rootfs, { recursive: true, mode: 0o700 });
     const layerKey = `sbx-${spec.id}`;
     // The three independent preparations run at once: they are most of a session start's time.
     const prepared = await Promise.allSettled([
-      this.opts.layers.prepare(layerKey, { maxBytes: spec.compute.diskBytes }),
+      spec.from !== undefined
+        ? this.opts.layers.prepareFrom(spec.from, layerKey, { maxBytes: spec.compute.diskBytes })
+        : this.opts.layers.prepare(layerKey, { maxBytes: spec.compute.diskBytes }),
       createCgroups(this.cgroupLayout, spec.id, spec.compute),
       this.attachNetwork(spec, dir),
     ] as const);
@@ -121,6 +134,10 @@ class LocalProvider implements Provider {
       const build = spec.mode === "build";
       // Sessions only: a build runs as root and installs what the environment needs.
       const guard = !build && spec.guard && spec.guard.deny.length > 0 ? { ...spec.guard, file: join(dir, "guard"), log: join(dir, "guard.log") } : undefined;
+      // Services start with the environment commands get (egress settings included).
+      const services = spec.services?.length ? spec.services : undefined;
+      const servicesSince = new Date().toISOString();
+      const servicesFile = services ? await writeServicesFile(join(dir, "services"), services, { ...this.baseEnv(spec), ...net?.env }) : undefined;
       const { supervisorPid, initPid } = await launchSandbox(
         this.binary,
         {
@@ -148,9 +165,11 @@ class LocalProvider implements Provider {
           caps: build ? "build" : "session",
           ...(net ? { netns: net.netnsPath } : {}),
           ...(guard ? { guard } : {}),
+          ...(servicesFile ? { services: servicesFile } : {}),
         },
         join(dir, "launcher.log"),
       );
+      await excludeSupervisor(groups, supervisorPid);
       const state: LocalSandboxState = {
         supervisorPid,
         initPid,
@@ -165,6 +184,8 @@ class LocalProvider implements Provider {
         env: { ...this.baseEnv(spec), ...net?.env },
         ...(net ? { sandboxIp: net.sandboxIp } : {}),
         ...(guard ? { guardLog: guard.log } : {}),
+        ...(services ? { services: services.map((x) => x.name), servicesSince } : {}),
+        ...(groups.freezer.length > 0 ? { freezer: groups.freezer } : {}),
       };
       this.live.set(spec.id, state);
       return { id: spec.id, ...(net ? { sandboxIp: net.sandboxIp } : {}), providerState: { ...state } };
@@ -177,6 +198,8 @@ class LocalProvider implements Provider {
   async recover(id: string, providerState: Record<string, unknown>): Promise<"running" | "gone"> {
     const state = providerState as LocalSandboxState;
     if (typeof state.initPid === "number" && (await isAlive(state.initPid, state.initStartTime)) && existsSync(state.socket)) {
+      // A control plane that died in the middle of a snapshot left the sandbox frozen.
+      if (Array.isArray(state.freezer)) await thawCgroups(state.freezer);
       this.live.set(id, state);
       return "running";
     }
@@ -253,10 +276,70 @@ class LocalProvider implements Provider {
     return typeof log === "string" ? readGuardLog(log) : [];
   }
 
+  async snapshot(id: string, layerId: string): Promise<{ frozenMs: number }> {
+    const state = this.get(id);
+    checkSnapshotId(layerId);
+    const freezer = state.freezer;
+    if (!freezer?.length) throw unavailable(`sandbox ${id} cannot be frozen (started before snapshots, or no cgroup freezer on this machine), so it cannot be snapshotted`);
+    if (await this.opts.layers.has(layerId)) throw conflict(`layer ${layerId} already exists`);
+    const previous = this.snapshots.get(id) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(async () => {
+      // Written out before the freeze, so the freeze lasts as long as the capture, not the disk.
+      await this.opts.layers.flush(state.layerKey);
+      const t0 = performance.now();
+      try {
+        await freezeCgroups(freezer);
+        // Frozen: no process of the sandbox is between two halves of anything. What the layer
+        // holds now, page cache included (btrfs writes delalloc out as part of the snapshot), is
+        // what a crash at this instant would have left, and that is what is captured.
+        await this.opts.layers.snapshot(state.layerKey, layerId);
+      } finally {
+        // Never leave a sandbox frozen, whatever failed.
+        await thawCgroups(freezer);
+      }
+      return { frozenMs: Math.round((performance.now() - t0) * 1000) / 1000 };
+    });
+    this.snapshots.set(id, next);
+    try {
+      return await next;
+    } finally {
+      if (this.snapshots.get(id) === next) this.snapshots.delete(id);
+    }
+  }
+
+  async removeSnapshot(layerId: string): Promise<boolean> {
+    checkSnapshotId(layerId);
+    // Committed layers only: never a sandbox's writable layer that happens to share the name.
+    if (!(await this.opts.layers.has(layerId))) return false;
+    return this.opts.layers.remove(layerId);
+  }
+
+  async setEnv(id: string, env: Record<string, string>): Promise<Record<string, unknown>> {
+    const state = this.get(id);
+    state.env = { ...state.env, ...env };
+    return { ...state };
+  }
+
+  /** What the sandbox's supervisor reports (native/supervise.c), read through its agent. */
+  async services(id: string): Promise<ServiceStatus[]> {
+    const state = this.get(id);
+    if (!state.services?.length) return [];
+    return readServices(new AgentClient(state.socket), state.services, state.servicesSince ?? new Date(0).toISOString());
+  }
+
+  async waitForServices(id: string, timeoutMs: number): Promise<ServiceStatus[]> {
+    const state = this.get(id);
+    if (!state.services?.length) return [];
+    return waitForServices(new AgentClient(state.socket), state.services, state.servicesSince ?? new Date(0).toISOString(), timeoutMs);
+  }
+
   async stop(id: string, o: StopOptions = {}): Promise<boolean> {
     const state = this.live.get(id);
     if (!state) return false;
     this.live.delete(id);
+    // A layer about to be committed gets its services' clean shutdown first (a database's files
+    // as after a clean stop); any other stop is a power cut, as for every other process.
+    if (o.commitAs && state.services?.length) await stopServicesCleanly(state, state.services.length);
     await this.release(id, state, o);
     return true;
   }
@@ -362,6 +445,14 @@ class LocalProvider implements Provider {
       ...spec.env,
     };
   }
+}
+
+/**
+ * Snapshot ids name committed layers. `sbx-…` is how writable layers are named, and a layer store's
+ * `remove` takes either kind of name: refusing the prefix keeps a snapshot from shadowing one.
+ */
+function checkSnapshotId(layerId: string): void {
+  if (layerId.startsWith("sbx-")) throw invalid(`bad snapshot id ${JSON.stringify(layerId)}: the sbx- prefix names sandboxes' writable layers`);
 }
 
 function absolute(path: string): string {
