@@ -37,13 +37,22 @@ export function registerSessionCommands(program: Command, client: () => PaddockC
 
   session
     .command("services <id>")
-    .description("show the state of a session's services (ready, starting, failed…)")
-    .option("--json", "print JSON")
-    .action(async (id: string, o: { json?: boolean }) => {
+    .description("show the state of a session's services (ready, starting, failed…), and with --logs the end of their logs")
+    .option("--logs [name]", "also print the end of each service's log (or only this service's)")
+    .option("--json", "print JSON (logs included)")
+    .action(async (id: string, o: { json?: boolean; logs?: string | boolean }) => {
       const list = await client().sessions.services(id);
       if (o.json) return printJson(list);
       if (list.length === 0) return void process.stdout.write("no services\n");
+      if (typeof o.logs === "string" && !list.some((x) => x.name === o.logs)) {
+        throw new PaddockError("not_found", `session ${id} has no service ${JSON.stringify(o.logs)}; its services are ${list.map((x) => x.name).join(", ")}`);
+      }
       printTable(["NAME", "STATE", "RESTARTS", "PID", "SINCE", "MESSAGE"], list.map((x) => [x.name, x.state, String(x.restarts), x.pid === null ? "-" : String(x.pid), x.since, x.message ?? "-"]));
+      if (!o.logs) return;
+      for (const x of list) {
+        if (typeof o.logs === "string" && x.name !== o.logs) continue;
+        process.stdout.write(`\n==> ${x.name} <==\n${x.logTail}${x.logTail.endsWith("\n") || x.logTail === "" ? "" : "\n"}`);
+      }
     });
 
   session

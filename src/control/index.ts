@@ -106,12 +106,29 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
   const network = await openNetworkManager({ scope: installationScope(opts.home), ports });
   // Secret values to keep out of audit records: each whole value, and the credentials inside a
   // URL-shaped one (a DSN's key, a database URL's password), which are secrets on their own.
-  const secretValues = async (): Promise<string[]> =>
+  const readSecretValues = async (): Promise<string[]> =>
     (await vault.allValues()).flatMap((v) => {
       const text = v.reveal();
       const url = splitUrlSecret(text);
       return url ? [text, url.user, ...(url.password ? [url.password] : [])] : [text];
     });
+  // Every audit record is scrubbed with these, so decrypting every secret for each one would put
+  // the whole vault on every API call's path. Kept until the vault says a secret changed, and at
+  // most 2 s (as the gateway does) for a change made by another replica.
+  let cachedValues: { values: Promise<string[]>; at: number } | null = null;
+  vault.onChange(() => (cachedValues = null));
+  const secretValues = (): Promise<string[]> => {
+    if (!cachedValues || Date.now() - cachedValues.at > 2000) {
+      const values = readSecretValues();
+      const entry = { values, at: Date.now() };
+      cachedValues = entry;
+      // A failed read is not kept: the next caller tries again (and the audit append fails closed).
+      values.catch(() => {
+        if (cachedValues === entry) cachedValues = null;
+      });
+    }
+    return cachedValues.values;
+  };
   const audit = new AuditLog(store, vault.deriveKey("audit-chain"), join(opts.home, "audit.head"), secretValues);
   const identities = new Identities(store);
   const adminTokenFile = await identities.bootstrap(opts.home);

@@ -28,6 +28,7 @@ const PAGE = 1000;
 
 export class AuditLog {
   #headWrite: Promise<void> = Promise.resolve();
+  #scrubFor: { values: string[]; scrub: ReturnType<typeof redactor> } | null = null;
 
   /**
    * `key`: 32 bytes derived from the vault key; `headPath`: where the newest seq and hash are kept;
@@ -43,7 +44,10 @@ export class AuditLog {
 
   /** Append records in order. Rejects when the store cannot write: callers fail closed on it. */
   async append(...entries: AuditEntry[]): Promise<AuditRecord[]> {
-    const scrub = redactor(await this.secretValues());
+    const values = await this.secretValues();
+    // The redactor is rebuilt only when the list of values is a new one (the caller caches it).
+    if (this.#scrubFor?.values !== values) this.#scrubFor = { values, scrub: redactor(values) };
+    const scrub = this.#scrubFor.scrub;
     const inputs: AuditInput[] = entries.map((e) => scrub({
       time: e.time ?? new Date().toISOString(),
       actor: e.actor,

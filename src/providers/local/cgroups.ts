@@ -375,3 +375,16 @@ export async function thawCgroups(dirs: string[]): Promise<void> {
     }
   }
 }
+
+/**
+ * Bytes of memory a sandbox's cgroup is charged now (its processes' pages, page cache and tmpfs),
+ * or null when its group is gone. What a pool's members cost the host while they wait.
+ */
+export async function sandboxMemoryUsage(layout: CgroupLayout, id: string): Promise<number | null> {
+  const file =
+    layout.version === 2
+      ? join(layout.root, "paddock", layout.scope, id, "memory.current")
+      : join(layout.memory, "paddock", layout.scope, id, "memory.usage_in_bytes");
+  const text = await readFile(file, "utf8").catch(() => null);
+  return text === null ? null : Number(text.trim());
+}

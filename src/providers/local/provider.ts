@@ -8,7 +8,7 @@ import { PaddockError, SingleFlight, conflict, invalid, notFound, unavailable } 
 import { AgentClient } from "./agent-client.ts";
 import { launchSandbox, readGuardLog, sandboxBinaryPath } from "./launcher.ts";
 import type { CgroupLayout } from "./cgroups.ts";
-import { cgroupDirs, cgroupPids, createCgroups, destroyCgroups, detectCgroupLayout, excludeSupervisor, freezeCgroups, pidsUsage, signalWorkGroup, thawCgroups } from "./cgroups.ts";
+import { sandboxMemoryUsage, cgroupDirs, cgroupPids, createCgroups, destroyCgroups, detectCgroupLayout, excludeSupervisor, freezeCgroups, pidsUsage, signalWorkGroup, thawCgroups } from "./cgroups.ts";
 import { HOST_ID_BASE, SESSION_GID, SESSION_HOME, SESSION_UID, SESSION_USER, WORKSPACE, idMap } from "./ids.ts";
 import { ensureScaffold, handOverToSessionUser } from "./scaffold.ts";
 import { ensureDebianBase } from "./debian.ts";
@@ -269,6 +269,11 @@ class LocalProvider implements Provider {
     const usage = await pidsUsage(state.workPids);
     if (!usage || usage.current < usage.max) return null;
     return `paddock: session ${id} has reached compute.pids (${state.pidsLimit}); 'paddock session kill ${id}' ends its processes`;
+  }
+
+  async memoryUsage(id: string): Promise<number | null> {
+    this.get(id);
+    return sandboxMemoryUsage(this.cgroupLayout, id);
   }
 
   async guardDenials(id: string): Promise<GuardDenial[]> {
