@@ -731,11 +731,11 @@ const DONE = "@@PADDOCK_SCRIPT_DONE@@";
 
 /**
  * One long-lived `sh` that runs scripts one at a time, each in a subshell with `set -e` and no
- * stdin. Spawning from the control plane forks its whole address space: with Node 20 on this
- * machine, `spawn()` blocks the event loop ~3 ms at 80 MiB RSS and ~7–20 ms at 200 MiB (a
- * server's size), whichever request is in flight pays for it. The shell pays for the forks of
- * `ip`, `nsenter` and `nft` instead, and a script costs the event loop a pipe write. Started on
- * first use, again after it died; it does not keep the process alive while idle.
+ * stdin. Spawning from the control plane forks its whole address space: in a server of ~210 MiB
+ * RSS (Node 20, this machine) each `spawn()` blocks the event loop ~3 ms on a quiet machine and
+ * 5–20 ms on a busy one, and whichever request is in flight pays for it. The shell pays for the
+ * forks of `ip`, `nsenter` and `nft` instead, and a script costs the event loop a pipe write.
+ * Started on first use, again after it died; it does not keep the process alive while idle.
  */
 class ScriptRunner {
   private child: ChildProcessWithoutNullStreams | null = null;
