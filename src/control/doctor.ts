@@ -5,7 +5,7 @@ import { gunzipSync } from "node:zlib";
 import type { Store } from "../core/index.ts";
 import { runCommand } from "../core/index.ts";
 import type { ClosableLayerStore } from "../layers/index.ts";
-import { cgroupDirs, detectCgroupLayout, installationScope, listCgroupIds, sandboxBinaryPath, type NetworkManager } from "../providers/local/index.ts";
+import { SHARED_FILES, cgroupDirs, detectCgroupLayout, installationScope, listCgroupIds, sandboxBinaryPath, type NetworkManager } from "../providers/local/index.ts";
 
 /**
  * `paddock doctor`: is this host ready to run sandboxes, and has anything leaked? Each check says
@@ -118,7 +118,7 @@ async function findLeaks(deps: DoctorDeps, scope: string): Promise<string[]> {
   const snapshotLayers = new Set((await deps.store.listSnapshots()).map((s) => s.layerId));
   for (const id of committed) if (id.startsWith("snap-") && !snapshotLayers.has(id)) leaks.push(`snapshot layer ${id} (no snapshot has it)`);
   const runDir = join("/run/paddock", scope);
-  for (const id of await readdir(runDir).catch(() => [] as string[])) if (!live.has(id)) leaks.push(`run directory ${join(runDir, id)}`);
+  for (const id of await readdir(runDir).catch(() => [] as string[])) if (!live.has(id) && id !== SHARED_FILES) leaks.push(`run directory ${join(runDir, id)}`);
   const mounts = await readFile("/proc/self/mountinfo", "utf8");
   for (const line of mounts.split("\n")) if (line.includes(`${runDir}/`)) leaks.push(`mount ${line.split(" ")[4]}`);
   leaks.push(...(await deps.network.leaks(live)));

@@ -18,6 +18,7 @@ import {
   cgroupDirs,
   installationScope,
   openNetworkManager,
+  SHARED_FILES,
   type NetworkManager,
 } from "../providers/local/index.ts";
 import { splitUrlSecret, startGatewayProcess, type GatewayEndpoints, type GatewayProcess, type LocalApi, type PortableUpstreamOptions } from "../gateway/index.ts";
@@ -243,6 +244,7 @@ async function collectOrphans(home: string, store: Store, layers: ClosableLayerS
   }
   const runDir = join("/run/paddock", scope);
   for (const id of await readdir(runDir).catch(() => [] as string[])) {
-    if (!live.has(id)) await rm(join(runDir, id), { recursive: true, force: true });
+    // The shared files (resolver, hosts, CA) stay: running sandboxes bind them.
+    if (!live.has(id) && id !== SHARED_FILES) await rm(join(runDir, id), { recursive: true, force: true });
   }
 }

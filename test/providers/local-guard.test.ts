@@ -4,7 +4,7 @@
 // the sandbox, builds never get a guard, and bad rules are refused before anything starts.
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { ExecOptions, Provider, SandboxSpec } from "../../src/core/index.ts";
@@ -117,6 +117,11 @@ void describe("local provider: exec guard", rootOnly, () => {
     assert.deepEqual(await again.guardDenials(sid), []);
     await p.close();
     p = again;
+  });
+
+  void it("the provider raised fs.fanotify.max_user_groups above the kernel's 128, so more than 128 guarded sessions can run", async () => {
+    const groups = Number((await readFile("/proc/sys/fs/fanotify/max_user_groups", "utf8")).trim());
+    assert.ok(groups >= 4096, `max_user_groups is ${groups}`);
   });
 
   void it("unknown ids, unguarded sessions and builds have no denials; builds never get a guard", async () => {

@@ -1,5 +1,5 @@
 /** The local provider box: Linux sandboxes on this machine. */
-export { createLocalProvider, installationScope } from "./provider.ts";
+export { createLocalProvider, installationScope, SHARED_FILES } from "./provider.ts";
 export type { LocalProviderOptions } from "./provider.ts";
 export { detectCgroupLayout, listCgroupIds, cgroupDirs, destroyCgroups, removeCgroupScope, sandboxCgroups, pidsUsage, AGENT_PIDS_RESERVE } from "./cgroups.ts";
 export type { CgroupLayout, SandboxCgroups } from "./cgroups.ts";

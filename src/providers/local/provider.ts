@@ -1,6 +1,6 @@
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { join, relative } from "node:path";
 import { chown } from "node:fs/promises";
 import type { ExecOptions, ExecResult, FileEntry, GuardDenial, LayerStore, Provider, SandboxHandle, SandboxSpec, ServiceStatus, StopOptions } from "../../core/index.ts";
@@ -70,8 +70,29 @@ export async function createLocalProvider(opts: LocalProviderOptions): Promise<P
   const cgroups = await detectCgroupLayout(scope);
   const runDir = opts.runDir ?? join("/run/paddock", scope);
   await mkdir(runDir, { recursive: true, mode: 0o700 });
+  await raiseFanotifyGroups(FANOTIFY_GROUPS, opts.log);
   return new LocalProvider(opts, cgroups, runDir, opts.binary ?? sandboxBinaryPath());
 }
+
+/**
+ * Each sandbox with an exec guard holds one fanotify group, owned by root (its supervisor). The
+ * kernel's default of 128 groups per user would stop the 129th guarded session from starting, so
+ * the limit is raised to this at start (never lowered).
+ */
+const FANOTIFY_GROUPS = 4096;
+const FANOTIFY_GROUPS_FILE = "/proc/sys/fs/fanotify/max_user_groups";
+
+async function raiseFanotifyGroups(wanted: number, log?: (line: string) => void): Promise<void> {
+  const now = Number((await readFile(FANOTIFY_GROUPS_FILE, "utf8").catch(() => "")).trim());
+  if (!Number.isFinite(now) || now === 0 || now >= wanted) return;
+  await writeFile(FANOTIFY_GROUPS_FILE, String(wanted)).then(
+    () => log?.(`raised fs.fanotify.max_user_groups from ${now} to ${wanted} (one per session with an exec guard)`),
+    (err: unknown) => log?.(`could not raise fs.fanotify.max_user_groups (${now}): ${String(err)}; at most ${now} sessions with an exec guard can run at once`),
+  );
+}
+
+/** The run directory's entry holding files shared by sandboxes (not a sandbox id: ids start with a letter and never contain "."). */
+export const SHARED_FILES = ".shared-files";
 
 /** A short stable name for one installation (one data directory) on this machine. */
 export function installationScope(home: string): string {
@@ -83,6 +104,8 @@ const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 class LocalProvider implements Provider {
   readonly name = "local";
   private readonly live = new Map<string, LocalSandboxState>();
+  /** Files written into the run directory's shared-files directory by this process (see sharedFile). */
+  private readonly sharedFiles = new Set<string>();
   private readonly kills = new Map<string, Promise<number>>();
   /** The base and scaffold layers are made once, however many sandboxes start at the same time. */
   private readonly shared = new SingleFlight<string>();
@@ -111,7 +134,7 @@ class LocalProvider implements Provider {
         ? this.opts.layers.prepareFrom(spec.from, layerKey, { maxBytes: spec.compute.diskBytes })
         : this.opts.layers.prepare(layerKey, { maxBytes: spec.compute.diskBytes }),
       createCgroups(this.cgroupLayout, spec.id, spec.compute),
-      this.attachNetwork(spec, dir),
+      this.attachNetwork(spec),
     ] as const);
     const cleanup = async () => {
       await destroyCgroups(cgroupDirs(this.cgroupLayout, spec.id)).catch(() => undefined);
@@ -188,6 +211,8 @@ class LocalProvider implements Provider {
         ...(groups.freezer.length > 0 ? { freezer: groups.freezer } : {}),
       };
       this.live.set(spec.id, state);
+      // Lets the network manager do its background work now rather than after a guessed pause.
+      this.opts.network?.started(spec.id);
       return { id: spec.id, ...(net ? { sandboxIp: net.sandboxIp } : {}), providerState: { ...state } };
     } catch (err) {
       await cleanup();
@@ -392,7 +417,6 @@ class LocalProvider implements Provider {
    */
   private async attachNetwork(
     spec: SandboxSpec,
-    dir: string,
   ): Promise<{ netnsPath: string; sandboxIp: string; env: Record<string, string>; binds: { src: string; dst: string }[] } | null> {
     if (!spec.egress) return null;
     if (!this.opts.network) throw new PaddockError("unavailable", "this sandbox needs the egress gateway, but the local provider has no network manager");
@@ -403,15 +427,28 @@ class LocalProvider implements Provider {
       { path: "/etc/hosts", content: hostsFile(spec.hostname) },
       ...attachment.files,
     ];
-    await mkdir(join(dir, "files"), { recursive: true, mode: 0o755 });
     const binds: { src: string; dst: string }[] = [];
-    for (const [i, f] of files.entries()) {
-      const src = join(dir, "files", String(i));
-      // World-readable on purpose: these are read by the unprivileged sandbox user; none is secret.
-      await writeFile(src, f.content, { mode: 0o644 });
-      binds.push({ src, dst: f.path });
-    }
+    for (const f of files) binds.push({ src: await this.sharedFile(f.content), dst: f.path });
     return { netnsPath: net.netnsPath, sandboxIp: net.sandboxIp, env: attachment.env, binds };
+  }
+
+  /**
+   * A file to bind-mount read-only into sandboxes, named by its content: the resolver, hosts and
+   * CA files are the same for every session of an environment version, so each is written once,
+   * not at every start. Written under a temporary name and renamed, so a sandbox never binds a
+   * half-written file. World-readable on purpose: the unprivileged sandbox user reads them, and
+   * none is secret (a CA certificate, never its key).
+   */
+  private async sharedFile(content: string): Promise<string> {
+    const dir = join(this.runDir, SHARED_FILES);
+    const path = join(dir, createHash("sha256").update(content).digest("hex"));
+    if (this.sharedFiles.has(path) && existsSync(path)) return path;
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+    const tmp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
+    await writeFile(tmp, content, { mode: 0o644 });
+    await rename(tmp, path);
+    this.sharedFiles.add(path);
+    return path;
   }
 
   private async lowerLayers(spec: SandboxSpec): Promise<{ layers: string[]; abs: string[] }> {

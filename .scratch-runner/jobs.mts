@@ -1,0 +1,15 @@
+import { CommandRunner } from "../src/core/runner.ts";
+import { readFileSync } from "node:fs";
+const r = new CommandRunner();
+const rss = () => { const h = (r as any).helper; const pid = h.child.pid; const s = readFileSync(`/proc/${pid}/status`, "utf8"); return /VmRSS:\s+(\d+)/.exec(s)![1] + " kB, children " + readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).length; };
+await r.run(["true"]);
+console.log("start", rss());
+const t0 = performance.now();
+for (let i = 0; i < 3000; i++) await Promise.all([r.run(["true"]), r.run(["echo", "x'y"]), r.run(["cat"], { input: "hi" })]);
+console.log("9000 cmds", (performance.now() - t0).toFixed(0), "ms", rss());
+console.log(await r.run(["sh", "-c", "echo out; echo err >&2; exit 3"], { allowFailure: true }));
+await r.run(["sh", "-c", "echo bad >&2; exit 2"]).catch((e) => console.log(String(e)));
+console.log(JSON.stringify(await r.script("echo a\necho b >&2\n")));
+await r.script("echo a\nfalse\necho never\n").catch((e) => console.log(String(e)));
+await r.close();
+console.log("closed");
