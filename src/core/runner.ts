@@ -147,7 +147,8 @@ export class CommandRunner {
       throw unavailable(`${what} not run: the command helper exited${h.stderr.trim() ? `: ${h.stderr.trim()}` : ""}`);
     }
     const q = (ext: string): string | undefined => (paths.includes(path(ext)) ? shellQuote(path(ext)) : undefined);
-    const text = `{ ${line({ out: shellQuote(path("o")), err: shellQuote(path("e")), input: q("i"), script: q("sh") })}; echo "${id} $?"; } &\n`;
+    // `$!` comes back first, so that the job can be reaped once it reported (see `reap`).
+    const text = `{ ${line({ out: shellQuote(path("o")), err: shellQuote(path("e")), input: q("i"), script: q("sh") })}; echo "${id} $?"; } & echo "${id} pid $!"\n`;
     return new Promise<RunResult>((resolve, reject) => {
       h.jobs.set(id, { what, files: paths, resolve, reject });
       if (h.jobs.size === 1) hold(h.child, true);
@@ -170,16 +171,38 @@ export class CommandRunner {
       }
       return job;
     };
+    /*
+     * A non-interactive sh keeps every background job it started (a zombie and a job table entry)
+     * until a `wait` names it. So each job's pid is reported (`<id> pid <pid>`) beside its status
+     * (`<id> <status>`), in either order, and once both are in, the helper is told to wait for it:
+     * it has reported, so it is exiting, and the `wait` returns at once.
+     */
+    const pids = new Map<number, string>();
+    const reported = new Set<number>();
     let partial = "";
     child.stdout.setEncoding("utf8");
     child.stdout.on("data", (text: string) => {
       partial += text;
+      const reap: string[] = [];
       for (let nl = partial.indexOf("\n"); nl >= 0; nl = partial.indexOf("\n")) {
-        const [id = "", code = ""] = partial.slice(0, nl).split(" ");
+        const [idText = "", a = "", b = ""] = partial.slice(0, nl).split(" ");
         partial = partial.slice(nl + 1);
-        const job = finished(Number(id));
-        if (job) void collect(job, Number(code));
+        const id = Number(idText);
+        if (a === "pid") {
+          if (reported.delete(id)) reap.push(b);
+          else pids.set(id, b);
+          continue;
+        }
+        const pid = pids.get(id);
+        if (pid === undefined) reported.add(id);
+        else {
+          pids.delete(id);
+          reap.push(pid);
+        }
+        const job = finished(id);
+        if (job) void collect(job, Number(a));
       }
+      if (reap.length && !h.dead) child.stdin.write(`wait ${reap.join(" ")}\n`);
     });
     child.stderr.setEncoding("utf8");
     child.stderr.on("data", (text: string) => (h.stderr = (h.stderr + text).slice(-4096)));
