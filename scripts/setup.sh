@@ -34,8 +34,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
   need_root
   echo "paddock setup: installing Debian packages: ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # Paddock runs PostgreSQL and Redis inside sandboxes only: keep the packages from starting
+  # system-wide daemons (policy-rc.d exit 101 = "do not start"), unless the machine has a policy.
+  policy_added=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy_added=1
+  fi
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  status=0
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+  if [ -n "$policy_added" ]; then rm -f /usr/sbin/policy-rc.d; fi
+  if [ "$status" -ne 0 ]; then exit "$status"; fi
 fi
 
 # npm packages: reinstall only when the lock file changed since the last install.
