@@ -4,6 +4,7 @@ export type * from "./store.ts";
 export type * from "./provider.ts";
 export type * from "./layers.ts";
 export * from "./run.ts";
+export * from "./runner.ts";
 export * from "./signals.ts";
 export type * from "./identity.ts";
 export * from "./once.ts";

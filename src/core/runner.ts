@@ -71,6 +71,11 @@ export class CommandRunner {
 
   constructor(private readonly opts: CommandRunnerOptions = {}) {}
 
+  /** The helper's process id while one runs (diagnostics, tests). */
+  get pid(): number | undefined {
+    return this.helper?.dead ? undefined : this.helper?.child.pid;
+  }
+
   /** Commands in flight in the helper right now. */
   get pending(): number {
     return this.helper?.jobs.size ?? 0;
@@ -135,7 +140,13 @@ export class CommandRunner {
     direct: () => Promise<RunResult>,
   ): Promise<RunResult> {
     if (this.closed) return direct();
-    const h = this.helper && !this.helper.dead ? this.helper : (this.helper = this.start());
+    let h: Helper;
+    try {
+      h = this.helper && !this.helper.dead ? this.helper : (this.helper = this.start());
+    } catch {
+      // No helper (no private directory, no process): slower, but the command still runs.
+      return direct();
+    }
     const id = this.seq++;
     const path = (ext: string): string => join(h.dir, `${id}.${ext}`);
     const paths = [path("o"), path("e")];
@@ -147,7 +158,7 @@ export class CommandRunner {
       throw unavailable(`${what} not run: the command helper exited${h.stderr.trim() ? `: ${h.stderr.trim()}` : ""}`);
     }
     const q = (ext: string): string | undefined => (paths.includes(path(ext)) ? shellQuote(path(ext)) : undefined);
-    // `$!` comes back first, so that the job can be reaped once it reported (see `reap`).
+    // The job's pid comes back too, so that the helper can be told to reap it (see `start`).
     const text = `{ ${line({ out: shellQuote(path("o")), err: shellQuote(path("e")), input: q("i"), script: q("sh") })}; echo "${id} $?"; } & echo "${id} pid $!"\n`;
     return new Promise<RunResult>((resolve, reject) => {
       h.jobs.set(id, { what, files: paths, resolve, reject });
@@ -227,6 +238,8 @@ export class CommandRunner {
     };
     child.once("error", gone);
     child.once("exit", () => gone());
+    // Its directory goes with it, also when this process ends without `close` (stdin reaches EOF).
+    child.stdin.write(`trap ${shellQuote(`rm -rf -- ${shellQuote(dir)}`)} EXIT\n`);
     hold(child, false);
     return h;
   }

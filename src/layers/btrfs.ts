@@ -2,7 +2,7 @@ import { mkdir, readFile, readdir, rename, rm, stat, truncate, writeFile } from 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { ActiveLayer, LayerStore } from "../core/index.ts";
-import { PaddockError, conflict, notFound, runCommand } from "../core/index.ts";
+import { CommandRunner, PaddockError, conflict, notFound, runCommand } from "../core/index.ts";
 import { directoryUsage, isMountPoint, checkLayerName, renameUnlessTaken } from "./common.ts";
 
 /**
@@ -28,7 +28,9 @@ import { directoryUsage, isMountPoint, checkLayerName, renameUnlessTaken } from 
  * process: the subvolume-create and qgroup-limit ioctls themselves take 0.15 and 0.01 ms (timed
  * with a small C program). A snapshot ioctl takes ~3 ms, but that is the transaction commit it
  * waits for, so a native helper would save only the spawn; bench/snapshot.ts prints the CLI
- * costs beside spawning `true`.
+ * costs beside spawning `true`. After open, every `btrfs` goes through a `CommandRunner` (one
+ * long-lived helper shell, commands in flight concurrently), so that spawn is the helper's: the
+ * control plane's event loop, busy with other starts, pays a pipe write instead of a fork of itself.
  *
  * The mount outlives the control plane on purpose: running sessions keep their overlays (in their own
  * mount namespaces) across a control-plane restart, and re-attaching the same image through a second
@@ -58,7 +60,10 @@ export async function openBtrfsLayerStore(opts: BtrfsLayerStoreOptions): Promise
   }
   for (const d of ["committed", "active", "spare", "tmp"]) await mkdir(join(opts.root, d), { recursive: true, mode: 0o700 });
   const store = new BtrfsLayerStore(opts.root, opts.spares ?? DEFAULT_SPARES);
-  await store.adopt();
+  await store.adopt().catch(async (err: unknown) => {
+    await store.close();
+    throw err;
+  });
   return store;
 }
 
@@ -95,7 +100,12 @@ class BtrfsLayerStore implements LayerStore {
   /** Snapshot ids being made right now (see `snapshot`). */
   private readonly snapshotting = new Set<string>();
   /** Referenced bytes of committed layers (immutable, so cached): the base of a copy's limit. */
-  private readonly referenced = new Map<string, number>();
+  private readonly referenced = new Map<string, Promise<number>>();
+  /**
+   * Runs every `btrfs` after open: a `spawn()` from the control plane blocks its event loop while
+   * Node forks (several ms in a server of ~200 MiB), delaying whatever else is starting meanwhile.
+   */
+  private readonly btrfs = new CommandRunner();
 
   constructor(
     private readonly root: string,
@@ -109,14 +119,14 @@ class BtrfsLayerStore implements LayerStore {
 
   /** At open: drop a crash's half-made subvolumes, keep complete spares, start filling the pool. */
   async adopt(): Promise<void> {
-    for (const name of await readdir(this.tmpDir)) await deleteSubvolume(join(this.tmpDir, name));
+    for (const name of await readdir(this.tmpDir)) await this.deleteSubvolume(join(this.tmpDir, name));
     for (const name of await readdir(this.spareDir)) {
       const m = SPARE_NAME.exec(name);
       // A spare is renamed into spare/ only once complete (fs/, work/, limit), so its name is true.
       if (m && this.spareCount() < this.spareTarget) {
         this.pool(m[1]!).push(join(this.spareDir, name));
         this.seq = Math.max(this.seq, Number(m[2]) + 1);
-      } else await deleteSubvolume(join(this.spareDir, name));
+      } else await this.deleteSubvolume(join(this.spareDir, name));
     }
     this.refill(0);
   }
@@ -154,7 +164,7 @@ class BtrfsLayerStore implements LayerStore {
         if (existsSync(spare.path)) this.pool(spare.limit).push(spare.path);
         if (existsSync(subvolume)) throw conflict(`active layer ${key} already exists`);
       }
-      await runCommand(["btrfs", "subvolume", "create", subvolume]);
+      await this.btrfs.run(["btrfs", "subvolume", "create", subvolume]);
       await mkdir(active.upperDir, { mode: 0o755 });
       await mkdir(active.workDir, { mode: 0o700 });
       if (limit !== "none") await this.limitOrRemove(subvolume, limit);
@@ -174,7 +184,7 @@ class BtrfsLayerStore implements LayerStore {
     // Made under tmp/ and renamed into place complete, so active/ never holds a half-made copy.
     const tmp = join(this.tmpDir, `copy-${this.seq++}`);
     const [, base] = await Promise.all([
-      runCommand(["btrfs", "subvolume", "snapshot", source, tmp]),
+      this.btrfs.run(["btrfs", "subvolume", "snapshot", source, tmp]),
       opts.maxBytes === undefined ? Promise.resolve(0) : this.referencedBytes(id),
     ]);
     try {
@@ -190,10 +200,10 @@ class BtrfsLayerStore implements LayerStore {
        * this copy, which could then be over its limit without writing a byte. Referenced bytes of a
        * copy change only by what the copy itself writes or deletes.
        */
-      if (opts.maxBytes !== undefined) await runCommand(["btrfs", "qgroup", "limit", String(base + Math.ceil(opts.maxBytes)), tmp]);
+      if (opts.maxBytes !== undefined) await this.btrfs.run(["btrfs", "qgroup", "limit", String(base + Math.ceil(opts.maxBytes)), tmp]);
       if (!(await renameUnlessTaken(tmp, subvolume))) throw conflict(`active layer ${key} already exists`);
     } catch (err) {
-      await deleteSubvolume(tmp);
+      await this.deleteSubvolume(tmp);
       throw err;
     }
     return { key, upperDir: join(subvolume, "fs"), workDir: join(subvolume, "work") };
@@ -215,7 +225,7 @@ class BtrfsLayerStore implements LayerStore {
       await this.remove(key);
       return;
     }
-    await runCommand(["btrfs", "property", "set", "-ts", to, "ro", "true"]);
+    await this.btrfs.run(["btrfs", "property", "set", "-ts", to, "ro", "true"]);
   }
 
   async snapshot(key: string, id: string): Promise<void> {
@@ -232,7 +242,7 @@ class BtrfsLayerStore implements LayerStore {
     try {
       // The capture includes work/ (the overlay's scratch space, empty between operations);
       // nothing reads it, and prepareFrom replaces it.
-      await runCommand(["btrfs", "subvolume", "snapshot", "-r", from, to]);
+      await this.btrfs.run(["btrfs", "subvolume", "snapshot", "-r", from, to]);
     } finally {
       this.snapshotting.delete(id);
     }
@@ -246,8 +256,8 @@ class BtrfsLayerStore implements LayerStore {
     // Creating a snapshot writes out the source subvolume's dirty data and waits for it, and only
     // that subvolume's (syncfs would wait for every session's). The snapshot itself is thrown away.
     const tmp = join(this.tmpDir, `flush-${this.seq++}`);
-    await runCommand(["btrfs", "subvolume", "snapshot", "-r", from, tmp]);
-    await deleteSubvolume(tmp);
+    await this.btrfs.run(["btrfs", "subvolume", "snapshot", "-r", from, tmp]);
+    await this.deleteSubvolume(tmp);
   }
 
   async fork(key: string, newKey: string): Promise<ActiveLayer> {
@@ -257,7 +267,7 @@ class BtrfsLayerStore implements LayerStore {
     const to = join(this.activeDir, newKey);
     if (!existsSync(from)) throw new PaddockError("not_found", `active layer ${key} not found`);
     if (existsSync(to)) throw conflict(`active layer ${newKey} already exists`);
-    await runCommand(["btrfs", "subvolume", "snapshot", from, to]);
+    await this.btrfs.run(["btrfs", "subvolume", "snapshot", from, to]);
     // The snapshot copied the source's overlay scratch space; a fresh overlay needs an empty one.
     await rm(join(to, "work"), { recursive: true, force: true });
     await mkdir(join(to, "work"), { mode: 0o700 });
@@ -271,7 +281,7 @@ class BtrfsLayerStore implements LayerStore {
       const p = join(dir, keyOrId);
       if (!existsSync(p)) continue;
       // A read-only subvolume can still be deleted by root; no need to flip the flag first.
-      await runCommand(["btrfs", "subvolume", "delete", p]);
+      await this.btrfs.run(["btrfs", "subvolume", "delete", p]);
       removed = true;
     }
     this.referenced.delete(keyOrId);
@@ -297,7 +307,8 @@ class BtrfsLayerStore implements LayerStore {
     if (this.refillTimer) clearTimeout(this.refillTimer);
     this.refillTimer = null;
     await this.refilling;
-    for (const list of this.spares.values()) for (const path of list.splice(0)) await deleteSubvolume(path);
+    for (const list of this.spares.values()) for (const path of list.splice(0)) await this.deleteSubvolume(path);
+    await this.btrfs.close();
     if (o.unmount && (await isMountPoint(this.root))) {
       await runCommand(["umount", this.root]);
       // The loop device was set up with autoclear by mount(8), so it detaches with the last user.
@@ -330,10 +341,10 @@ class BtrfsLayerStore implements LayerStore {
 
   private async limitOrRemove(subvolume: string, limit: LimitKey): Promise<void> {
     try {
-      await runCommand(["btrfs", "qgroup", "limit", limit, subvolume]);
+      await this.btrfs.run(["btrfs", "qgroup", "limit", limit, subvolume]);
     } catch (err) {
       // An active layer without its limit must not be handed out.
-      await deleteSubvolume(subvolume);
+      await this.deleteSubvolume(subvolume);
       throw err;
     }
   }
@@ -364,39 +375,44 @@ class BtrfsLayerStore implements LayerStore {
   private async makeSpare(limit: LimitKey): Promise<void> {
     const n = this.seq++;
     const tmp = join(this.tmpDir, `spare-${n}`);
-    await runCommand(["btrfs", "subvolume", "create", tmp]);
+    await this.btrfs.run(["btrfs", "subvolume", "create", tmp]);
     try {
       await mkdir(join(tmp, "fs"), { mode: 0o755 });
       await mkdir(join(tmp, "work"), { mode: 0o700 });
-      if (limit !== "none") await runCommand(["btrfs", "qgroup", "limit", limit, tmp]);
+      if (limit !== "none") await this.btrfs.run(["btrfs", "qgroup", "limit", limit, tmp]);
       const ready = join(this.spareDir, `${limit}-${n}`);
       await rename(tmp, ready);
       this.pool(limit).push(ready);
     } catch (err) {
-      await deleteSubvolume(tmp);
+      await this.deleteSubvolume(tmp);
       throw err;
     }
   }
 
-  /** What a committed layer references, in bytes (its qgroup's `rfer`). */
-  private async referencedBytes(id: string): Promise<number> {
-    const cached = this.referenced.get(id);
-    if (cached !== undefined) return cached;
-    const { stdout } = await runCommand(["btrfs", "qgroup", "show", "-rf", "--raw", join(this.committedDir, id)]);
-    const m = /^0\/\d+\s+(\d+)/m.exec(stdout);
-    if (!m) throw new PaddockError("internal", `no qgroup for layer ${id} in: ${stdout.trim()}`);
-    const bytes = Number(m[1]);
-    this.referenced.set(id, bytes);
+  /** Delete a subvolume, or a plain directory left where one was being made. Never throws. */
+  private async deleteSubvolume(path: string): Promise<void> {
+    if (!existsSync(path)) return;
+    const r = await this.btrfs.run(["btrfs", "subvolume", "delete", path], { allowFailure: true }).catch(() => ({ code: 1 }));
+    if (r.code !== 0) await rm(path, { recursive: true, force: true }).catch(() => undefined);
+  }
+
+  /** What a committed layer references, in bytes (its qgroup's `rfer`); one query however many copies ask at once. */
+  private referencedBytes(id: string): Promise<number> {
+    let bytes = this.referenced.get(id);
+    if (!bytes) {
+      bytes = this.btrfs.run(["btrfs", "qgroup", "show", "-rf", "--raw", join(this.committedDir, id)]).then(({ stdout }) => {
+        const m = /^0\/\d+\s+(\d+)/m.exec(stdout);
+        if (!m) throw new PaddockError("internal", `no qgroup for layer ${id} in: ${stdout.trim()}`);
+        return Number(m[1]);
+      });
+      this.referenced.set(id, bytes);
+      // A failed query is asked again next time.
+      bytes.catch(() => this.referenced.get(id) === bytes && this.referenced.delete(id));
+    }
     return bytes;
   }
 }
 
-/** Delete a subvolume, or a plain directory left where one was being made. Never throws. */
-async function deleteSubvolume(path: string): Promise<void> {
-  if (!existsSync(path)) return;
-  const r = await runCommand(["btrfs", "subvolume", "delete", path], { allowFailure: true });
-  if (r.code !== 0) await rm(path, { recursive: true, force: true }).catch(() => undefined);
-}
 
 /** Page cache not yet on disk, machine-wide (`Dirty` + `Writeback` of /proc/meminfo). */
 async function dirtyBytes(): Promise<number> {

@@ -22,11 +22,12 @@
  * const n = await net.acquire("s1"); // launch with { netns: n.netnsPath }; register n.sandboxIp with the gateway
  * await net.release("s1");
  */
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { spawn } from "node:child_process";
 import { access, readFile, readdir, writeFile } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import type { GatewayEndpoints } from "../../gateway/types.ts";
 import { PaddockError, invalid, unavailable } from "../../core/errors.ts";
+import { CommandRunner } from "../../core/runner.ts";
 
 export interface SandboxNetwork {
   /** Bind-mounted netns file to pass to the launcher's --netns. */
@@ -184,8 +185,12 @@ class LocalNetworkManager implements NetworkManager {
   private closed = false;
   private readonly want: number;
   private readonly quietMs: number;
-  /** Runs every script of the manager after `open`, so the control plane never forks for them. */
-  private readonly shell = new ScriptRunner();
+  /**
+   * Runs every script of the manager after `open` (concurrently), so the control plane never forks
+   * for them: a `spawn()` blocks its event loop while Node forks it (~3 ms in a server of ~210 MiB
+   * RSS on a quiet machine, 5–20 ms on a busy one), and whichever request is in flight pays.
+   */
+  private readonly shell = new CommandRunner({ env: PATH_ENV });
 
   constructor(
     private readonly opts: NetworkOptions,
@@ -383,7 +388,7 @@ class LocalNetworkManager implements NetworkManager {
 
   /** One namespace for an `acquire` that found the pool empty. */
   private async buildOne(): Promise<number> {
-    const [index] = await this.build([this.allocate()], true);
+    const [index] = await this.build([this.allocate()]);
     return index ?? 0;
   }
 
@@ -391,7 +396,7 @@ class LocalNetworkManager implements NetworkManager {
   private async reap(): Promise<void> {
     const batch = [...this.releasing];
     this.releasing.clear();
-    await this.shell.run(ipBatch(batch.map((i) => `netns del ${this.netnsName(i)}`))).catch(() => undefined);
+    await this.shell.script(ipBatch(batch.map((i) => `netns del ${this.netnsName(i)}`))).catch(() => undefined);
     const now = performance.now();
     for (const i of batch) this.dying.set(i, now);
   }
@@ -412,7 +417,7 @@ class LocalNetworkManager implements NetworkManager {
       } else if (force || now - t >= VETH_GRACE_MS) stale.push(i);
     }
     if (!stale.length) return;
-    await this.shell.run(ipBatch(stale.map((i) => `link del ${this.veth(i)}`))).catch(() => undefined);
+    await this.shell.script(ipBatch(stale.map((i) => `link del ${this.veth(i)}`))).catch(() => undefined);
     for (const i of stale) {
       this.dying.delete(i);
       this.used.delete(i);
@@ -446,7 +451,7 @@ class LocalNetworkManager implements NetworkManager {
       this.releasing.delete(i);
       this.dying.delete(i);
     }
-    await this.shell.run(ipBatch(indices.map((i) => `netns del ${this.netnsName(i)}`))).catch(() => undefined);
+    await this.shell.script(ipBatch(indices.map((i) => `netns del ${this.netnsName(i)}`))).catch(() => undefined);
     const now = performance.now();
     for (const i of indices) this.dying.set(i, now);
     for (let wait = 1; wait <= 256; wait *= 2) {
@@ -455,7 +460,7 @@ class LocalNetworkManager implements NetworkManager {
       await new Promise((r) => setTimeout(r, wait));
     }
     const left = indices.filter((i) => this.dying.has(i));
-    await this.shell.run(ipBatch(left.map((i) => `link del ${this.veth(i)}`))).catch(() => undefined);
+    await this.shell.script(ipBatch(left.map((i) => `link del ${this.veth(i)}`))).catch(() => undefined);
     for (const i of left) {
       this.dying.delete(i);
       this.used.delete(i);
@@ -498,7 +503,7 @@ class LocalNetworkManager implements NetworkManager {
    * (`ip -batch`) and loads the ruleset (`nft -f`). All or nothing: on failure every slot of the
    * batch is removed.
    */
-  private async build(indices: number[], urgent = false): Promise<number[]> {
+  private async build(indices: number[]): Promise<number[]> {
     for (const i of indices) this.building.add(i);
     const gw = this.gatewayIp;
     const host: string[] = [];
@@ -537,9 +542,8 @@ class LocalNetworkManager implements NetworkManager {
     }
     script.splice(1, 0, "ip -batch - <<'PADDOCK_HOST'", ...host, "PADDOCK_HOST");
     try {
-      // An acquire that found the pool empty does not queue behind a refill: it forks its own shell.
-      const text = script.join("\n") + "\n";
-      await (urgent && this.shell.busy ? run("sh", ["-e"], text) : this.shell.run(text));
+      // Scripts run concurrently: an acquire that found the pool empty does not queue behind a refill.
+      await this.shell.script(script.join("\n") + "\n");
       return indices;
     } catch (err) {
       await this.removeNow(indices);
@@ -725,98 +729,6 @@ const hex4 = (n: number): string => n.toString(16).padStart(4, "0");
 /** A script running `ip -batch` on `lines`, going on past failing lines (a missing netns, a veth already gone). */
 function ipBatch(lines: string[]): string {
   return `ip -force -batch - <<'PADDOCK_IP'\n${lines.join("\n")}\nPADDOCK_IP\n`;
-}
-
-const DONE = "@@PADDOCK_SCRIPT_DONE@@";
-
-/**
- * One long-lived `sh` that runs scripts one at a time, each in a subshell with `set -e` and no
- * stdin. Spawning from the control plane forks its whole address space: in a server of ~210 MiB
- * RSS (Node 20, this machine) each `spawn()` blocks the event loop ~3 ms on a quiet machine and
- * 5–20 ms on a busy one, and whichever request is in flight pays for it. The shell pays for the
- * forks of `ip`, `nsenter` and `nft` instead, and a script costs the event loop a pipe write.
- * Started on first use, again after it died; it does not keep the process alive while idle.
- */
-class ScriptRunner {
-  private child: ChildProcessWithoutNullStreams | null = null;
-  private tail: Promise<unknown> = Promise.resolve();
-  private pending = 0;
-  private job: { out: string; resolve: (out: string) => void; reject: (err: Error) => void } | null = null;
-
-  /** A script is running or queued. */
-  get busy(): boolean {
-    return this.pending > 0;
-  }
-
-  /** Resolves the script's output (stdout and stderr), rejects with it when a command failed. */
-  run(script: string): Promise<string> {
-    this.pending++;
-    const result = this.tail.then(() => this.runNow(script));
-    this.tail = result.catch(() => undefined).finally(() => {
-      this.pending--;
-      if (!this.pending) this.hold(false);
-    });
-    return result;
-  }
-
-  async close(): Promise<void> {
-    await this.tail;
-    const child = this.child;
-    this.child = null;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once("exit", r));
-    this.hold(true, child);
-    child.stdin.end();
-    await exited;
-  }
-
-  private runNow(script: string): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const child = this.start();
-      this.hold(true);
-      this.job = { out: "", resolve, reject };
-      child.stdin.write(`{ ( set -e\n${script}\n) </dev/null 2>&1; echo "${DONE} $?"; }\n`);
-    });
-  }
-
-  private start(): ChildProcessWithoutNullStreams {
-    if (this.child) return this.child;
-    const child = spawn("sh", [], { env: PATH_ENV, stdio: ["pipe", "pipe", "pipe"] });
-    this.child = child;
-    const onOutput = (b: Buffer): void => {
-      if (!this.job) return;
-      this.job.out += b.toString();
-      const at = this.job.out.indexOf(DONE);
-      if (at < 0 || !this.job.out.endsWith("\n")) return;
-      const job = this.job;
-      this.job = null;
-      const rc = Number(job.out.slice(at + DONE.length).trim());
-      const out = job.out.slice(0, at);
-      if (rc === 0) job.resolve(out);
-      else job.reject(new Error(`script failed (exit ${rc}): ${out.trim().split("\n").slice(-5).join("; ")}`));
-    };
-    child.stdout.on("data", onOutput);
-    child.stderr.on("data", (b: Buffer) => this.job && (this.job.out += b.toString()));
-    child.stdin.on("error", () => undefined);
-    const gone = (e?: Error): void => {
-      if (this.child === child) this.child = null;
-      const job = this.job;
-      this.job = null;
-      job?.reject(e ? unavailable(`cannot run sh (install iproute2, nftables and util-linux): ${e.message}`, e) : new Error(`sh exited: ${job.out.trim()}`));
-    };
-    child.once("error", gone);
-    child.once("exit", () => gone());
-    return child;
-  }
-
-  /** Keep the process alive only while a script runs. */
-  private hold(on: boolean, c = this.child): void {
-    if (!c) return;
-    for (const h of [c, c.stdin, c.stdout, c.stderr] as { ref(): void; unref(): void }[]) {
-      if (on) h.ref();
-      else h.unref();
-    }
-  }
 }
 
 const exists = (path: string): Promise<boolean> => access(path).then(
