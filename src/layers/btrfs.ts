@@ -2,7 +2,7 @@ import { mkdir, readFile, readdir, rename, rm, stat, truncate, writeFile } from 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { ActiveLayer, LayerStore } from "../core/index.ts";
-import { CommandRunner, PaddockError, conflict, notFound, runCommand } from "../core/index.ts";
+import { CommandRunner, PaddockError, SingleFlight, conflict, notFound, runCommand } from "../core/index.ts";
 import { directoryUsage, isMountPoint, checkLayerName, renameUnlessTaken } from "./common.ts";
 
 /**
@@ -106,6 +106,7 @@ class BtrfsLayerStore implements LayerStore {
    * Node forks (several ms in a server of ~200 MiB), delaying whatever else is starting meanwhile.
    */
   private readonly btrfs = new CommandRunner();
+  private readonly removals = new SingleFlight<boolean>();
 
   constructor(
     private readonly root: string,
@@ -276,16 +277,22 @@ class BtrfsLayerStore implements LayerStore {
 
   async remove(keyOrId: string): Promise<boolean> {
     checkLayerName(keyOrId);
-    let removed = false;
-    for (const dir of [this.activeDir, this.committedDir]) {
-      const p = join(dir, keyOrId);
-      if (!existsSync(p)) continue;
-      // A read-only subvolume can still be deleted by root; no need to flip the flag first.
-      await this.btrfs.run(["btrfs", "subvolume", "delete", p]);
-      removed = true;
-    }
-    this.referenced.delete(keyOrId);
-    return removed;
+    // Two removals of one layer at once (a snapshot's removal and a garbage collection that found
+    // its record gone) join: the second `btrfs subvolume delete` would fail on a half-deleted path.
+    return this.removals.run(keyOrId, async () => {
+      let removed = false;
+      for (const dir of [this.activeDir, this.committedDir]) {
+        const p = join(dir, keyOrId);
+        if (!existsSync(p)) continue;
+        // A read-only subvolume can still be deleted by root; no need to flip the flag first.
+        const r = await this.btrfs.run(["btrfs", "subvolume", "delete", p], { allowFailure: true });
+        // Gone anyway (another process of this installation removed it meanwhile) is removed.
+        if (r.code !== 0 && existsSync(p)) throw new PaddockError("internal", `btrfs subvolume delete ${p} failed: ${r.stderr.trim()}`);
+        removed = true;
+      }
+      this.referenced.delete(keyOrId);
+      return removed;
+    });
   }
 
   async usage(keyOrId: string): Promise<number> {
