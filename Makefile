@@ -1,5 +1,5 @@
 # The two commands of the README. Both install what they need first (scripts/setup.sh, idempotent).
-.PHONY: up test setup build build-js typecheck lint unit bench bench-cli clean
+.PHONY: up test setup build build-js typecheck lint unit bench bench-cli bench-starts clean
 
 PORT ?= 7070
 
@@ -34,6 +34,15 @@ unit:
 
 bench: setup
 	node --import tsx bench/run.ts
+
+## Issue 10's measurements: cold start, pool claim, snapshots, services from a snapshot, fork, idle sessions.
+bench-starts: setup
+	node --import tsx bench/run.ts --runs 100
+	node --import tsx bench/pool.ts --runs 100
+	node --import tsx bench/snapshot.ts
+	node --import tsx bench/services.ts --runs 10
+	node --import tsx bench/fork.ts --runs 3
+	node --import tsx bench/idle.ts
 
 ## `paddock --help` start-up: compiled vs from source vs `node -e 0`.
 bench-cli: setup
