@@ -10,7 +10,7 @@
  */
 import type WebSocket from "ws";
 import type { Readable } from "node:stream";
-import type { Approval, AuditRecord, Environment, EnvironmentVersion, ExecResult, FileEntry, Principal, ServiceStatus, Session, Snapshot, StoredEgressRecord, Template } from "../core/index.ts";
+import type { Approval, AuditRecord, Environment, EnvironmentVersion, ExecResult, FileEntry, PoolInfo, Principal, ServiceStatus, Session, Snapshot, StoredEgressRecord, Template } from "../core/index.ts";
 import { PaddockError, codeOfHttpStatus, unavailable, type ExecSignals } from "../core/index.ts";
 
 export { ExecSignals } from "../core/index.ts";
@@ -42,7 +42,7 @@ export interface AuditFilter {
 
 export type PublicSession = Omit<Session, "providerState">;
 
-export type { Snapshot, ServiceStatus } from "../core/index.ts";
+export type { PoolInfo, Snapshot, ServiceStatus } from "../core/index.ts";
 
 /** A snapshot with what keeps it from being removed (`session <id>`, `pool member <id>`). */
 export type SnapshotDetail = Snapshot & { users: string[] };
@@ -54,19 +54,6 @@ export interface ForkResult {
   failures: { index: number; code: string; message: string }[];
 }
 
-/** One environment's warm pool. */
-export interface PoolInfo {
-  environment: string;
-  version: number | null;
-  min: number;
-  max: number;
-  source: "set" | "file";
-  ready: number;
-  starting: number;
-  stale: number;
-  claimedLastMinute: number;
-  memoryBytes: number | null;
-}
 
 export interface Issue {
   file: string;

@@ -153,6 +153,20 @@ async function runStep(
       lastLines,
     });
   }
+  await commitStep(req, deps, sandboxId, step, durationMs);
+}
+
+/**
+ * Stop a build sandbox whose step succeeded, keeping its writable layer as the step's layer (for
+ * a services step the provider first stops the services cleanly, in reverse order), and record it.
+ */
+async function commitStep(
+  req: BuildRequest,
+  deps: BuildDeps,
+  sandboxId: string,
+  step: { index: number; command: string; key: string; parent: string | null },
+  durationMs: number,
+): Promise<void> {
   await deps.provider.stop(sandboxId, { commitAs: step.key });
   const sizeBytes = await deps.layers.usage(step.key);
   await deps.store.putLayer({
@@ -238,18 +252,7 @@ async function runServicesStep(
     }
   }
   await deps.egress?.detach(sandboxId);
-  // commitAs: the provider stops the services cleanly (reverse order) before it commits.
-  await deps.provider.stop(sandboxId, { commitAs: step.key });
-  const sizeBytes = await deps.layers.usage(step.key);
-  await deps.store.putLayer({
-    id: step.key,
-    parentId: step.parent,
-    command: step.command,
-    contentDigest: await contentDigest(deps.layers.layerPath(step.key)),
-    sizeBytes,
-    createdAt: new Date().toISOString(),
-  });
-  req.onEvent({ type: "step-done", index: step.index, exitCode: 0, durationMs: Date.now() - started, layerId: step.key, sizeBytes });
+  await commitStep(req, deps, sandboxId, step, Date.now() - started);
 }
 
 function emitOutput(req: BuildRequest, tail: TailBuffer, index: number, stream: "stdout" | "stderr", chunk: Buffer): void {

@@ -45,7 +45,8 @@ export { Approvals } from "./approvals.ts";
 export { CommandGate, DENIED_EXIT } from "./commands.ts";
 export type { DoctorReport } from "./doctor.ts";
 export { Snapshots, MAX_FORK_COUNT, type ForkResult } from "./snapshots.ts";
-export { Pools, MAX_POOL_SIZE, type PoolInfo } from "./pools.ts";
+export { Pools, MAX_POOL_SIZE } from "./pools.ts";
+export type { PoolInfo } from "../core/index.ts";
 export { Collector, type CollectResult } from "./gc.ts";
 
 export interface ControlPlaneOptions {

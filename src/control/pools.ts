@@ -12,7 +12,7 @@
  * environment (starts of real sessions come first on a small machine). A new current version
  * drains the idle members of the older ones and starts new ones.
  */
-import type { PoolMember, PoolSetting, Provider, Store } from "../core/index.ts";
+import type { PoolInfo, PoolMember, PoolSetting, Provider, Store } from "../core/index.ts";
 import { invalid, notFound } from "../core/index.ts";
 import type { EnvironmentSpec } from "../config/index.ts";
 import type { AuditLog } from "../guard/index.ts";
@@ -31,25 +31,6 @@ const REFILL_DELAY_MS = 50;
 /** A pool grows beyond `min` by the claims of this last stretch of time (up to `max`). */
 const DEMAND_WINDOW_MS = 60_000;
 
-export interface PoolInfo {
-  environment: string;
-  /** The version members are started from (the environment's current one), or null before any build. */
-  version: number | null;
-  min: number;
-  max: number;
-  /** Where the size comes from: `paddock pool set` (`set`) or the environment file's `pool:` (`file`). */
-  source: "set" | "file";
-  /** Members of the current version ready to be claimed. */
-  ready: number;
-  /** Members starting (their sandboxes or services not ready yet). */
-  starting: number;
-  /** Members of older versions not drained yet. */
-  stale: number;
-  /** Sessions claimed from the pool in the last minute. */
-  claimedLastMinute: number;
-  /** Memory the members use now (sum of their memory cgroups), or null when the provider cannot tell. */
-  memoryBytes: number | null;
-}
 
 export interface PoolsDeps {
   store: Store;

@@ -143,3 +143,24 @@ export interface PoolSetting {
   updatedAt: string;
   updatedBy: string;
 }
+
+/** One environment's warm pool, as `paddock pool list` shows it. */
+export interface PoolInfo {
+  environment: string;
+  /** The version members are started from (the environment's current one), or null before any build. */
+  version: number | null;
+  min: number;
+  max: number;
+  /** Where the size comes from: `paddock pool set` (`set`) or the environment file's `pool:` (`file`). */
+  source: "set" | "file";
+  /** Members of the current version ready to be claimed. */
+  ready: number;
+  /** Members starting (their sandboxes or services not ready yet). */
+  starting: number;
+  /** Members of older versions not drained yet. */
+  stale: number;
+  /** Sessions claimed from the pool in the last minute. */
+  claimedLastMinute: number;
+  /** Memory the members use now (sum of their memory cgroups), or null when the provider cannot tell. */
+  memoryBytes: number | null;
+}
