@@ -57,8 +57,23 @@ export interface DnsServer {
   close(): Promise<void>;
 }
 
-/** Listen on UDP and TCP `address:port` (0: a free port, the same number for both). */
+/**
+ * Listen on UDP and TCP `address:port` (0: a free port, the same number for both). With 0, the
+ * port UDP got may already be taken for TCP (by any socket on the machine, e.g. an outgoing
+ * connection's local port): then both are closed and another port is tried, a few times.
+ */
 export async function startDns(sessions: SessionTable, address: string, port: number): Promise<DnsServer> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startDnsOn(sessions, address, port);
+    } catch (err) {
+      const taken = (err as NodeJS.ErrnoException).code === "EADDRINUSE";
+      if (port !== 0 || !taken || attempt >= 8) throw err;
+    }
+  }
+}
+
+async function startDnsOn(sessions: SessionTable, address: string, port: number): Promise<DnsServer> {
   const family = net.isIPv6(address) ? "udp6" : "udp4";
   const udp = dgram.createSocket({ type: family });
   udp.on("message", (msg, rinfo) => {
@@ -104,7 +119,10 @@ export async function startDns(sessions: SessionTable, address: string, port: nu
     });
   });
   await new Promise<void>((resolve, reject) => {
-    tcp.once("error", reject);
+    tcp.once("error", (err) => {
+      // Nothing listens: give the UDP port back before the caller tries another.
+      udp.close(() => reject(err));
+    });
     tcp.listen(bound, address, () => resolve());
   });
   return {
