@@ -69,9 +69,11 @@ void describe("redaction through the gateway (local TLS upstream)", () => {
     ca = reg.caCertPem;
   });
   after(async () => {
-    await gw.close();
-    upstream.closeAllConnections();
-    await new Promise((r) => upstream.close(r));
+    // Also after a failed `before`: an upstream left listening would keep this file's process alive.
+    const server = upstream as https.Server | undefined;
+    await (gw as Gateway | undefined)?.close();
+    server?.closeAllConnections();
+    if (server) await new Promise((r) => server.close(r));
   });
 
   const get = (path: string, name: keyof typeof SECRETS = "STRIPE_API_KEY") =>
