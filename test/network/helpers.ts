@@ -11,6 +11,7 @@ import type { AddressInfo, Server } from "node:net";
 import { createSocket } from "node:dgram";
 import type { Socket } from "node:dgram";
 import type { GatewayEndpoints } from "../../src/gateway/types.ts";
+import { networkNames } from "../../src/providers/local/network.ts";
 
 export type Ports = Omit<GatewayEndpoints, "address">;
 
@@ -118,7 +119,8 @@ export function hostObjects(scope: string): string[] {
   const links = execFileSync("ip", ["-o", "link"], { encoding: "utf8" });
   for (const l of links.split("\n")) {
     const name = /^\d+: ([^:@]+)/.exec(l)?.[1];
-    if (name && (name.startsWith(`pk${scope.slice(0, 4)}`) || name === `pdk${scope.slice(0, 6)}`)) out.push(`link ${name}`);
+    const names = networkNames(scope);
+    if (name && (name.startsWith(names.vethPrefix) || name === names.dummy)) out.push(`link ${name}`);
   }
   for (const n of execFileSync("ip", ["netns", "list"], { encoding: "utf8" }).split("\n"))
     if (n.startsWith(`paddock-${scope}-`)) out.push(`netns ${n.split(" ")[0] ?? ""}`);

@@ -36,8 +36,9 @@ void describe("network manager lifecycle", rootOnly, () => {
 
   void it("names everything from the scope, within 15 characters", () => {
     const n = networkNames("0123456789ab");
-    assert.deepEqual(n, { dummy: "pdk012345", table: "paddock_0123456789ab", vethPrefix: "pk0123", netnsPrefix: "paddock-0123456789ab-" });
+    assert.deepEqual(n, { dummy: "pdk0123456789ab", table: "paddock_0123456789ab", vethPrefix: "pk012345678", netnsPrefix: "paddock-0123456789ab-" });
     assert.ok(`${n.vethPrefix}ffff`.length <= 15);
+    assert.ok(n.dummy.length <= 15);
     assert.throws(() => networkNames("../etc"), /bad installation scope/);
   });
 
@@ -101,6 +102,23 @@ void describe("network manager lifecycle", rootOnly, () => {
       await mgr.close({ removeHostObjects: true });
     } finally {
       execFileSync("ip", ["route", "del", "blackhole", `10.${octet}.7.0/24`]);
+    }
+  });
+
+  void it("refuses to open beside another installation's table that matches its interfaces, and names the way out", async () => {
+    const scope = testScope();
+    // A left-over table of an installation whose scope shares our veth prefix (a crash's leftover, say).
+    const other = `${scope.slice(0, 9)}${scope.slice(9) === "fff" ? "000" : "fff"}`;
+    execFileSync("nft", ["-f", "-"], { input: `table inet paddock_${other} {\n chain input { type filter hook input priority filter - 10; policy accept; iifname "${networkNames(other).vethPrefix}*" drop; }\n}\n` });
+    try {
+      await assert.rejects(open(scope, await testPorts(), { poolSize: 0 }), (err: Error) => {
+        assert.match(err.message, new RegExp(`nft table inet paddock_${other}\\) match this installation's interfaces ${networkNames(scope).vethPrefix}\\*`));
+        assert.match(err.message, new RegExp(`nft delete table inet paddock_${other}`));
+        return true;
+      });
+      assert.deepEqual(hostObjects(scope), [], "a refused open leaves nothing");
+    } finally {
+      execFileSync("nft", ["delete", "table", "inet", `paddock_${other}`]);
     }
   });
 

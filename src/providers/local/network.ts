@@ -3,12 +3,12 @@
  * own network namespace whose only link is a veth to the host, and whose only reachable peer is
  * the egress gateway's address (invariant 3, fail closed).
  *
- * Per installation (`scope`): a /16 in 10.200–249.x.x, a dummy interface `pdk<scope[0:6]>` (a
+ * Per installation (`scope`): a /16 in 10.200–249.x.x, a dummy interface `pdk<scope>` (a
  * bridge without ports where the kernel has no dummy driver) holding the gateway address
  * `10.X.0.1/32`, the route `unreachable 10.X.0.0/16` (host traffic to an address no sandbox holds
  * fails at once instead of following the default route off the machine; it also claims the range
  * atomically against a second installation), and the host nftables table `inet paddock_<scope>`. Per sandbox: a netns bound at
- * `/run/netns/paddock-<scope>-<slot>`, a veth `pk<scope[0:4]><slot>` ↔ `eth0`, the address
+ * `/run/netns/paddock-<scope>-<slot>`, a veth `pk<scope[0:9]><slot>` ↔ `eth0`, the address
  * `10.X.<slot>` /32, and a ruleset inside the netns that DNATs 80/443/53 to the gateway and drops
  * everything else. Namespaces are made by real root, so they are owned by the initial user
  * namespace and no sandbox process ever holds CAP_NET_ADMIN over them.
@@ -108,10 +108,30 @@ const VETH_GRACE_MS = 2_000;
 /** Pause after a failed refill (acquire still builds on demand and reports the error). */
 const REFILL_BACKOFF_MS = 1_000;
 
-/** Names of one installation's objects, all derived from the scope. */
+/**
+ * Names of one installation's objects, all derived from the scope, each within the kernel's 15
+ * characters. The veth prefix is as long as a 4-digit index allows: the host table matches veths
+ * by prefix, so two installations sharing one would drop each other's gateway traffic (a leaked
+ * table with a 4-digit prefix did exactly that to 1 test run in ~100). `openNetworkManager` also
+ * refuses a prefix another installation's table holds.
+ */
 export function networkNames(scope: string): { dummy: string; table: string; vethPrefix: string; netnsPrefix: string } {
   if (!/^[0-9a-f]{12}$/.test(scope)) throw invalid(`bad installation scope ${JSON.stringify(scope)}: want 12 hex digits`);
-  return { dummy: `pdk${scope.slice(0, 6)}`, table: `paddock_${scope}`, vethPrefix: `pk${scope.slice(0, 4)}`, netnsPrefix: `paddock-${scope}-` };
+  return { dummy: `pdk${scope}`, table: `paddock_${scope}`, vethPrefix: `pk${scope.slice(0, 9)}`, netnsPrefix: `paddock-${scope}-` };
+}
+
+/** Another installation's host table whose veth prefix is ours: its input chain would drop our sandboxes' traffic. */
+async function refuseSharedPrefix(scope: string): Promise<void> {
+  const mine = networkNames(scope).vethPrefix;
+  const tables = await run("nft", ["list", "tables", "inet"]).catch(() => "");
+  for (const m of tables.matchAll(/^table inet paddock_([0-9a-f]{12})$/gm)) {
+    const other = m[1] ?? "";
+    if (other !== scope && networkNames(other).vethPrefix === mine)
+      throw unavailable(
+        `another Paddock installation's network rules (nft table inet paddock_${other}) match this installation's interfaces ${mine}*; ` +
+          `if that installation is gone, remove them with: nft delete table inet paddock_${other}`,
+      );
+  }
 }
 
 /** `/etc/resolv.conf` for a sandbox: the gateway answers DNS (port 53 is DNATed to it anyway). */
@@ -128,6 +148,7 @@ export async function openNetworkManager(opts: NetworkOptions): Promise<NetworkM
   const names = networkNames(opts.scope);
   for (const [k, v] of Object.entries(opts.ports))
     if (!Number.isInteger(v) || v < 1 || v > 65535) throw invalid(`gateway port ${k}=${String(v)} is not a TCP/UDP port`);
+  await refuseSharedPrefix(opts.scope);
   const octet = await ensureDummy(opts.scope, names.dummy, opts.octet);
   const mgr = new LocalNetworkManager(opts, names, octet);
   try {
