@@ -53,6 +53,10 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
+# The real agent CLIs (pinned in src/agents/packages.ts) that the tests run in sandboxes, and that
+# templates can install from here instead of the registry (--agent-packages). ~1.3 GB once.
+node --import tsx scripts/agent-packages.ts vendor/agents
+
 # The native launcher (make tracks its sources).
 make -s -C native
 
