@@ -6,7 +6,7 @@ PORT ?= 7070
 ## Start Paddock in the foreground on 127.0.0.1:$(PORT) with its embedded defaults (the compiled
 ## CLI in dist/, which setup builds when a source changed).
 up: setup
-	./bin/paddock up --port $(PORT)
+	./bin/paddock up --port $(PORT) --agent-packages vendor/agents
 
 ## Typecheck, lint and run every test (under tsx, from the TypeScript sources).
 test: setup typecheck lint unit

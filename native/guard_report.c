@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,6 +50,14 @@ static void tell(pid_t tid, const char *message) {
                 (void)!write(w, line, (size_t)len);
                 close(w);
             }
+        } else if (S_ISREG(st.st_mode)) {
+            /* A tool that collects a command's output in a file (Claude Code's Bash tool does) must
+             * see the reason too. Only on the local filesystems a sandbox has: a write to FUSE or
+             * NFS could block the supervisor. Same open file description: it lands where the
+             * process's next write would. */
+            struct statfs sf;
+            if (fstatfs(fd, &sf) == 0 && (sf.f_type == OVERLAYFS_SUPER_MAGIC || sf.f_type == TMPFS_MAGIC || sf.f_type == BTRFS_SUPER_MAGIC || sf.f_type == EXT4_SUPER_MAGIC))
+                (void)!write(fd, line, (size_t)len);
         }
     }
     close(fd);

@@ -12,8 +12,10 @@
  * their vendor's API (`HostedAgent`).
  */
 
-/** Agents Paddock has adapters for. */
-export const AGENT_NAMES = ["claude-code", "codex", "gemini", "copilot", "opencode", "cursor", "devin"] as const;
+import { AGENT_NAMES } from "../config/index.ts";
+
+/** Agents Paddock has adapters for (the environment file's `agent:` names them). */
+export { AGENT_NAMES };
 export type AgentName = (typeof AGENT_NAMES)[number];
 
 /** Where agent packages live inside a template: `/opt/paddock/agents/<name>/node_modules/.bin/<bin>`. */

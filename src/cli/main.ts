@@ -14,6 +14,7 @@ import { registerSecretCommands } from "./secret.ts";
 import { registerLogsCommands } from "./logs.ts";
 import { registerAccessCommands } from "./access.ts";
 import { registerSnapshotCommands } from "./snapshot.ts";
+import { registerRunCommands } from "./run.ts";
 import { resolveCredentials } from "./credentials.ts";
 
 const program = new Command();
@@ -40,7 +41,8 @@ program
   .option("--port <port>", "port to listen on", "7070")
   .option("--host <host>", "address to listen on", "127.0.0.1")
   .option("--home <dir>", "data directory (default $PADDOCK_HOME or ~/.paddock)")
-  .action(async (o: { port: string; host: string; home?: string }) => {
+  .option("--agent-packages <dir>", "install agent CLIs into templates from this local mirror (scripts/agent-packages.ts) instead of the npm registry (default $PADDOCK_AGENT_PACKAGES)")
+  .action(async (o: { port: string; host: string; home?: string; agentPackages?: string }) => {
     // The server is imported lazily: every other command only needs the SDK.
     const { startServer, describeThrown } = await import("../server/index.ts");
     const home = resolve(o.home ?? process.env.PADDOCK_HOME ?? join(homedir(), ".paddock"));
@@ -55,7 +57,7 @@ program
     };
     process.on("uncaughtException", crash("uncaught exception"));
     process.on("unhandledRejection", crash("unhandled rejection"));
-    const server = await startServer({ home, host: o.host, port: Number(o.port), log });
+    const server = await startServer({ home, host: o.host, port: Number(o.port), log, ...(o.agentPackages ? { agentPackages: resolve(o.agentPackages) } : {}) });
     logCrash = (kind, err) => server.logCrash(kind, err);
     log(`paddock listening on ${server.url} (data in ${home}, layers: ${server.cp.layers.kind})`);
     if (server.cp.adminTokenFile) log(`created the admin principal; its token is in ${server.cp.adminTokenFile} (mode 0600), which paddock on this machine uses by default`);
@@ -102,6 +104,7 @@ registerSecretCommands(program, client);
 registerLogsCommands(program, client);
 registerAccessCommands(program, client);
 registerSnapshotCommands(program, client);
+registerRunCommands(program, client);
 
 program
   .command("doctor")

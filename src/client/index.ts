@@ -10,7 +10,7 @@
  */
 import type WebSocket from "ws";
 import type { Readable } from "node:stream";
-import type { Approval, AuditRecord, Environment, EnvironmentVersion, ExecResult, FileEntry, PoolInfo, Principal, ServiceStatus, Session, Snapshot, StoredEgressRecord, Template } from "../core/index.ts";
+import type { Approval, AuditRecord, Environment, EnvironmentVersion, ExecResult, FileEntry, PoolInfo, Principal, Run, RunEvent, RunOutcome, ServiceStatus, Session, Snapshot, StoredEgressRecord, Template } from "../core/index.ts";
 import { PaddockError, codeOfHttpStatus, unavailable, type ExecSignals } from "../core/index.ts";
 
 export { ExecSignals } from "../core/index.ts";
@@ -251,6 +251,48 @@ export class PaddockClient {
     remove: (ref: string) => this.json<void>("DELETE", `/v1/snapshots/${enc(ref)}`),
   };
 
+  /**
+   * Agent runs: a coding agent working headless in a session for the caller (docs/agents.md).
+   * @example
+   * const run = await paddock.runs.start({ environment: "monorepo-agent", agent: "claude-code", prompt: "Fix the failing test" });
+   * for await (const e of paddock.runs.follow(run.id)) console.log(e.event.type);
+   * const done = await paddock.runs.get(run.id); // summary, diff, checks, outcome
+   */
+  readonly runs = {
+    start: (req: { environment: string; agent?: string; prompt: string; outcome?: RunOutcome }) => this.json<Run>("POST", "/v1/runs", req),
+    get: (id: string) => this.json<Run>("GET", `/v1/runs/${enc(id)}`),
+    list: (opts: { environment?: string } = {}) => {
+      const q = new URLSearchParams(opts.environment ? { environment: opts.environment } : {});
+      return this.json<Run[]>("GET", `/v1/runs${q.size ? `?${q}` : ""}`);
+    },
+    /** The transcript so far (after `after`). */
+    events: (id: string, after = 0) => this.json<RunEvent[]>("GET", `/v1/runs/${enc(id)}/events?after=${after}`),
+    /** The transcript, then each new entry live, until the run's turn is over. */
+    follow: (id: string, after = 0, signal?: AbortSignal) => this.followRun(id, after, signal),
+    /** Follow until the turn is over, then the run (idle, done, failed or cancelled). */
+    wait: async (id: string, signal?: AbortSignal): Promise<Run> => {
+      for await (const _ of this.followRun(id, Number.MAX_SAFE_INTEGER, signal)) {
+        // only waiting for the end of the stream
+      }
+      return this.json<Run>("GET", `/v1/runs/${enc(id)}`);
+    },
+    /** A follow-up prompt to an idle run. */
+    followUp: (id: string, prompt: string) => this.json<Run>("POST", `/v1/runs/${enc(id)}/messages`, { prompt }),
+    cancel: (id: string) => this.json<Run>("POST", `/v1/runs/${enc(id)}/cancel`),
+  };
+
+  private async *followRun(id: string, after: number, signal?: AbortSignal): AsyncGenerator<RunEvent> {
+    const res = await this.request("GET", `/v1/runs/${enc(id)}/events?follow=1&after=${after}`, { accept: "application/x-ndjson", ...(signal ? { signal } : {}) });
+    let pending = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      pending += decoder.decode(chunk, { stream: true });
+      const lines = pending.split("\n");
+      pending = lines.pop() ?? "";
+      for (const line of lines) if (line.trim()) yield JSON.parse(line) as RunEvent;
+    }
+  }
+
   /** Warm pools of started sandboxes, claimed by session starts. */
   readonly pools = {
     list: () => this.json<PoolInfo[]>("GET", "/v1/pools"),
@@ -311,15 +353,17 @@ export class PaddockClient {
     return (await res.json()) as T;
   }
 
-  private async request(method: string, path: string, o: { body?: string | Uint8Array; contentType?: string; accept?: string } = {}): Promise<Response> {
+  private async request(method: string, path: string, o: { body?: string | Uint8Array; contentType?: string; accept?: string; signal?: AbortSignal } = {}): Promise<Response> {
     let res: Response;
     try {
       res = await fetch(this.url + path, {
         method,
         headers: { ...this.#auth(), ...(o.contentType ? { "content-type": o.contentType } : {}), accept: o.accept ?? "application/json" },
         ...(o.body !== undefined ? { body: o.body } : {}),
+        ...(o.signal ? { signal: o.signal } : {}),
       });
     } catch (err) {
+      if (o.signal?.aborted) throw err;
       throw unavailable(`cannot reach the Paddock server at ${this.url}: is it running? (start it with \`paddock up\`, or set PADDOCK_URL)`, err);
     }
     if (!res.ok) throw await errorFrom(res);

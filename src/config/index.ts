@@ -15,3 +15,7 @@ export type { OffThreadParser, OffThreadParserOptions } from "./offthread.ts";
 export { environmentSchema, PERMISSIONS, SECRET_LOCATIONS, BASES, DEFAULT_DEPLOY_COMMANDS, DEFAULT_PROTECTED_BRANCHES } from "./schema.ts";
 export type { EnvironmentSpec, Position } from "./schema.ts";
 export { parseDuration, parseMemory } from "./units.ts";
+export { AGENT_NAMES, RUN_OUTCOMES } from "./agent.ts";
+export type { AgentConfig, AgentCheck } from "./agent.ts";
+export { TRIGGER_SOURCES, renderPrompt } from "./triggers.ts";
+export type { TriggerConfig, TriggerSource } from "./triggers.ts";

@@ -8,6 +8,8 @@ import type { IssueSink } from "./fields.ts";
 import { ALWAYS, asString, expecting, noDuplicates, oneOf, parsedString, refineWith, ruleString, slugify, withDefault } from "./fields.ts";
 import { checkCommandRule, checkNetworkRule } from "./rules.ts";
 import { seedNeedsServices, seedSchema, servicesSchema } from "./services.ts";
+import { agentSchema } from "./agent.ts";
+import { triggerSecretsStayPrivate, triggersSchema } from "./triggers.ts";
 import { DAY_MS, GiB, MiB, formatBytes, parseDuration, parseMemory } from "./units.ts";
 import { quote } from "./words.ts";
 
@@ -325,11 +327,14 @@ export const environmentSchema = z.strictObject({
   pool: pool.nullish().transform((p) => p ?? null).describe(
     "Extension. A warm pool: sandboxes of the current version started ahead (services ready), bound to nobody, claimed by session starts. `paddock pool set` overrides it. Absent: no pool.",
   ),
+  agent: agentSchema,
+  triggers: triggersSchema,
   rbac: withDefault(rbac, () => ({})).describe(
     'Role name → permissions ("read", "write", "deploy") on this environment. Absent and {} are the same: no role mappings.',
   ),
 }, expecting("a mapping of keys such as name:, compute:, install:"))
-  .superRefine(seedNeedsServices);
+  .superRefine(seedNeedsServices)
+  .superRefine(triggerSecretsStayPrivate);
 
 /** A located source position, 1-based. */
 export interface Position {

@@ -1,4 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { AGENT_PACKAGES, AGENT_ROOT } from "../agents/index.ts";
 import type { LayerStore, Provider, SingleFlight, Store, Template } from "../core/index.ts";
 import { PaddockError } from "../core/index.ts";
 import type { EnvironmentSpec } from "../config/index.ts";
@@ -53,6 +56,43 @@ export interface BuildDeps {
   /** Build steps in progress, by layer id: two builds that need the same layer at once (two
    * environments sharing their first steps) run it once, the second waiting for the first. */
   steps?: SingleFlight<void>;
+  /**
+   * A local mirror of agent packages (`DIR/<name>@<version>/`, as scripts/agent-packages.ts makes
+   * them): agent steps copy from it instead of asking the npm registry (air-gapped installations,
+   * and the tests). Absent: the registry, through the gateway like any install step.
+   */
+  agentPackages?: string;
+}
+
+/** Where a mirrored agent package is bound in its build sandbox (on the tmpfs /run: nothing of it is committed). */
+const AGENT_PACKAGE_MOUNT = "/run/paddock/agent-package";
+
+/**
+ * The install steps an environment's `agent:` adds, before its own steps: one per agent that runs
+ * as a CLI, each installing the pinned package under /opt/paddock/agents/NAME and linking its
+ * executable into /usr/local/bin. First, so the layer (keyed by base and package, not by the
+ * environment) is shared by every environment on that base: built once per machine.
+ */
+export function agentSteps(spec: EnvironmentSpec, mirror: string | undefined): { key: string; command: string; title: string; mount: { source: string; target: string } | null }[] {
+  const out: { key: string; command: string; title: string; mount: { source: string; target: string } | null }[] = [];
+  for (const name of spec.agent?.agents ?? []) {
+    const dir = `${AGENT_ROOT}/${name}`;
+    const pkg = AGENT_PACKAGES[name];
+    if (name === "devin") continue; // hosted: driven from the control plane, nothing in the sandbox
+    if (!pkg) {
+      // Cursor's CLI is not on npm: its documented installer (cursor.com/install), into the same place.
+      out.push({ key: `paddock-agent ${name} cursor.com/install v1`, title: `agent ${name}: Cursor's installer`, mount: null, command: `mkdir -p ${dir} && curl -fsSL https://cursor.com/install | HOME=${dir} bash && ln -sf ${dir}/.local/bin/cursor-agent /usr/local/bin/cursor-agent` });
+      continue;
+    }
+    const link = `mkdir -p /usr/local/bin && ln -sf ${dir}/node_modules/.bin/${pkg.bin} /usr/local/bin/${pkg.bin}`;
+    const local = mirror ? join(mirror, `${name}@${pkg.version}`) : null;
+    const key = `paddock-agent ${name} ${pkg.npm}@${pkg.version} v1`;
+    const title = `agent ${name}: ${pkg.npm}@${pkg.version}`;
+    if (local && existsSync(join(local, ".complete")))
+      out.push({ key, title, mount: { source: local, target: AGENT_PACKAGE_MOUNT }, command: `mkdir -p ${dir} && cp -a ${AGENT_PACKAGE_MOUNT}/node_modules ${dir}/ && ${link}` });
+    else out.push({ key, title, mount: null, command: `mkdir -p ${dir} && npm install --prefix ${dir} --no-save --no-audit --no-fund --loglevel=error ${pkg.npm}@${pkg.version} && ${link}` });
+  }
+  return out;
 }
 
 export async function buildTemplate(req: BuildRequest, deps: BuildDeps): Promise<Template> {
@@ -66,23 +106,28 @@ export async function buildTemplate(req: BuildRequest, deps: BuildDeps): Promise
     }
   }
   const withServices = servicesOf(spec).length > 0;
-  const total = spec.install.length + (withServices ? 1 : 0);
+  const agents = agentSteps(spec, deps.agentPackages);
+  const steps = [
+    ...agents.map((a) => ({ keyText: a.key, command: a.command, title: a.title, mount: a.mount })),
+    ...spec.install.map((s) => ({ keyText: s.run, command: s.run, title: s.run, mount: null })),
+  ];
+  const total = steps.length + (withServices ? 1 : 0);
   const layers: string[] = [];
   let parent: string | null = null;
-  for (const [index, step] of spec.install.entries()) {
-    const key = layerKey(spec.base, parent, step.run);
+  for (const [index, step] of steps.entries()) {
+    const key = layerKey(spec.base, parent, step.keyText);
     const cached = !req.noCache && (await deps.store.getLayer(key)) !== null && (await deps.layers.has(key));
-    req.onEvent({ type: "step", index, total, command: step.run, status: cached ? "cached" : "running" });
+    req.onEvent({ type: "step", index, total, command: step.title, status: cached ? "cached" : "running" });
     if (!cached) {
       if (req.noCache) await deps.layers.remove(key);
-      const run = () => runStep(req, deps, { index, command: step.run, key, parent, below: [...layers] });
+      const run = () => runStep(req, deps, { index, command: step.command, key, parent, below: [...layers], ...(step.mount ? { mount: step.mount } : {}) });
       await (deps.steps ? deps.steps.run(key, run) : run());
     }
     layers.push(key);
     parent = key;
   }
   if (withServices) {
-    const index = spec.install.length;
+    const index = steps.length;
     const command = servicesStepTitle(spec);
     const key = layerKey(spec.base, parent, servicesStepCommand(spec));
     const cached = !req.noCache && (await deps.store.getLayer(key)) !== null && (await deps.layers.has(key));
@@ -105,7 +150,7 @@ export async function buildTemplate(req: BuildRequest, deps: BuildDeps): Promise
 async function runStep(
   req: BuildRequest,
   deps: BuildDeps,
-  step: { index: number; command: string; key: string; parent: string | null; below: string[] },
+  step: { index: number; command: string; key: string; parent: string | null; below: string[]; mount?: { source: string; target: string } },
 ): Promise<void> {
   const sandboxId = `b-${randomBytes(6).toString("hex")}`;
   const started = Date.now();
@@ -118,6 +163,7 @@ async function runStep(
     compute: req.spec.compute,
     hostname: req.spec.name,
     env: {},
+    ...(step.mount ? { mounts: [step.mount] } : {}),
     ...(deps.egress ? { egress: deps.egress.forBuild(sandboxId, req.name, req.spec, req.fileName) } : {}),
   };
   await deps.provider.create(spec).catch(async (err: unknown) => {
@@ -189,7 +235,7 @@ async function commitStep(
 async function runServicesStep(
   req: BuildRequest,
   deps: BuildDeps,
-  step: { index: number; command: string; key: string; parent: string | null; below: string[] },
+  step: { index: number; command: string; key: string; parent: string | null; below: string[]; mount?: { source: string; target: string } },
 ): Promise<void> {
   const sandboxId = `b-${randomBytes(6).toString("hex")}`;
   const started = Date.now();

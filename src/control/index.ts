@@ -36,6 +36,8 @@ import { localApi } from "./local-api.ts";
 import { Pools } from "./pools.ts";
 import { Collector } from "./gc.ts";
 import { Snapshots } from "./snapshots.ts";
+import { Runs } from "./runs.ts";
+import { Webhooks } from "./webhooks.ts";
 
 export type { BuildEvent } from "./builder.ts";
 export { Environments, invalidFile } from "./environments.ts";
@@ -48,6 +50,8 @@ export { Snapshots, MAX_FORK_COUNT, type ForkResult } from "./snapshots.ts";
 export { Pools, MAX_POOL_SIZE } from "./pools.ts";
 export type { PoolInfo } from "../core/index.ts";
 export { Collector, type CollectResult } from "./gc.ts";
+export { Runs, AGENT_ROLE, type StartRunRequest } from "./runs.ts";
+export { Webhooks, MAX_WEBHOOK_BODY_BYTES } from "./webhooks.ts";
 
 export interface ControlPlaneOptions {
   /** Data directory ($PADDOCK_HOME). */
@@ -56,6 +60,10 @@ export interface ControlPlaneOptions {
   storeUrl?: string;
   layerStore?: LayerStoreKind;
   log?: (line: string) => void;
+  /** A local mirror of agent packages (scripts/agent-packages.ts) that template builds install agents from; default `$PADDOCK_AGENT_PACKAGES`, else the npm registry. */
+  agentPackages?: string;
+  /** Base URLs of hosted agents' APIs by agent name, e.g. { devin: "https://api.devin.ai" } (tests point them at local fakes). */
+  hostedAgents?: Record<string, string>;
   gateway?: {
     /** Ports on the installation's gateway address; defaults below. */
     ports?: Partial<Omit<GatewayEndpoints, "address">>;
@@ -86,6 +94,10 @@ export interface ControlPlane {
   readonly audit: AuditLog;
   readonly approvals: Approvals;
   readonly commands: CommandGate;
+  /** Agent runs (docs/agents.md). */
+  readonly runs: Runs;
+  /** Webhook receivers that start runs (docs/triggers.md). */
+  readonly webhooks: Webhooks;
   /** Set when this start created the admin principal: where its token was written. */
   readonly adminTokenFile: string | null;
   /**
@@ -105,6 +117,7 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
   const vault = await openVault({ home: opts.home, store, log });
   const layers = await openLayerStore({ home: opts.home, ...(opts.layerStore ? { kind: opts.layerStore } : {}) });
   const ports = { ...DEFAULT_GATEWAY_PORTS, ...opts.gateway?.ports };
+  const agentPackages = opts.agentPackages ?? process.env["PADDOCK_AGENT_PACKAGES"] ?? undefined;
   const network = await openNetworkManager({ scope: installationScope(opts.home), ports });
   // Secret values to keep out of audit records: each whole value, and the credentials inside a
   // URL-shaped one (a DSN's key, a database URL's password), which are secrets on their own.
@@ -155,6 +168,7 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
   let pools: Pools | null = null;
   const environments = new Environments({
     store, provider: local, layers, egress, steps: new SingleFlight<void>(), layerLock: gc.lock,
+    ...(agentPackages ? { agentPackages } : {}),
     onBuilt: (name) => {
       pools?.versionChanged(name);
       gc.schedule();
@@ -167,6 +181,14 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
   const checker: CommandChecker = await createCommandChecker();
   const commands = new CommandGate({ store, sessions, access, approvals, audit, checker });
   serveLocal = localApi({ store, sessions, commands });
+  const runs = new Runs({
+    store, sessions, snapshots, access, audit, identities, secretValues, log,
+    hostedKey: (name, environment, agent) => vault.resolve(name, { environment, agent }),
+    ...(opts.hostedAgents ? { hostedBaseUrls: opts.hostedAgents } : {}),
+  });
+  const webhooks = new Webhooks({ store, vault, audit, startRun: (r, a) => runs.start(r, a), specOf: (e) => access.rbacSpec(e) });
+  const staleRuns = await runs.reconcile();
+  if (staleRuns) log(`marked ${staleRuns} interrupted agent run(s) as failed`);
   const abandoned = await approvals.expireAbandoned();
   if (abandoned) log(`expired ${abandoned} approval(s) left pending by the previous run`);
   const interrupted = await environments.reconcile();
@@ -196,10 +218,13 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
     audit,
     approvals,
     commands,
+    runs,
+    webhooks,
     adminTokenFile,
     secretValues,
     doctor: () => runDoctor({ home: opts.home, store, layers, network }),
     async close(o = {}) {
+      await runs.close();
       await pools?.close();
       await gc.close();
       sessions.close();

@@ -164,3 +164,82 @@ export interface PoolInfo {
   /** Memory the members use now (sum of their memory cgroups), or null when the provider cannot tell. */
   memoryBytes: number | null;
 }
+
+/**
+ * An agent run (`paddock run ENV --agent NAME --prompt …`): one coding agent working in one
+ * session, over one or more turns (the first prompt, then follow-ups). `idle`: its last turn ended
+ * and its session is kept for follow-ups (outcome `keep`); `done`, `failed` and `cancelled` are final.
+ */
+export type RunState = "starting" | "running" | "idle" | "done" | "failed" | "cancelled";
+export type RunOutcome = "keep" | "snapshot" | "stop";
+
+/** One `agent.checks` command's result after a turn. */
+export interface CheckResult {
+  name: string;
+  command: string;
+  exitCode: number;
+  passed: boolean;
+  durationMs: number;
+  /** The end of its output (at most 8 KiB, secrets redacted). */
+  outputTail: string;
+}
+
+/** What the agent's last turn left behind. */
+export interface RunOutput {
+  /** The agent's final text of the turn (redacted). */
+  summary: string;
+  /** The agent itself reported an error. */
+  isError: boolean;
+  /** `git diff` of the working directory against the start of the run (at most 256 KiB, redacted), or null when it is no git work tree. */
+  diff: string | null;
+  /** Files the diff touches. */
+  changedFiles: string[];
+  checks: CheckResult[];
+  /** Every check passed (true when there are none). */
+  checksPassed: boolean;
+  inputTokens: number;
+  outputTokens: number;
+  costUsd: number | null;
+  /** Outcome `snapshot`: the snapshot taken before the session stopped. */
+  snapshotId: string | null;
+}
+
+export interface Run {
+  /** `run-` and 16 hex digits. */
+  id: string;
+  environment: string;
+  version: number;
+  /** The session the agent works in (null until it started). */
+  sessionId: string | null;
+  /** The agent's name (`claude-code`, `codex`, …), also its principal's name. */
+  agent: string;
+  /** The person the agent acts for (its permissions are cut to theirs). */
+  startedBy: string;
+  /** Set when a webhook started it. */
+  trigger: { name: string; source: string; deliveryId: string } | null;
+  /** The first prompt (redacted). */
+  prompt: string;
+  outcome: RunOutcome;
+  state: RunState;
+  /** Turns started so far (1 for the first prompt). */
+  turns: number;
+  /** The agent's conversation id, for follow-ups. */
+  agentSessionId: string | null;
+  createdAt: string;
+  updatedAt: string;
+  endedAt: string | null;
+  result: RunOutput | null;
+  /** Why it failed or was cancelled. */
+  error: string | null;
+}
+
+/** One entry of a run's transcript: a normalised agent event (see agents/types.ts), redacted. */
+export interface RunEvent {
+  runId: string;
+  /** 1, 2, 3… per run. */
+  seq: number;
+  turn: number;
+  time: string;
+  /** `AgentEvent` (message, tool_call, tool_result, usage, result, …) or a run event (`turn`, `check`, `state`). */
+  event: { type: string } & Record<string, unknown>;
+}

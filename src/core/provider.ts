@@ -109,6 +109,12 @@ export interface SandboxSpec {
    * before `stop(id, { commitAs })` commits its layer.
    */
   services?: ServiceSpec[];
+  /**
+   * Host directories bound read-only into the sandbox (builds only: an agent package from the
+   * installation's local mirror, `--agent-packages`). Mounted over the tmpfs `/run`, so a target
+   * under `/run` leaves nothing in the committed layer.
+   */
+  mounts?: { source: string; target: string }[];
 }
 
 /** One service of a sandbox (`services:` in the environment file). */

@@ -1,4 +1,4 @@
-import type { Environment, EnvironmentVersion, Layer, PoolMember, PoolSetting, Session, SessionState, Snapshot, Template } from "./domain.ts";
+import type { Environment, EnvironmentVersion, Layer, PoolMember, PoolSetting, Run, RunEvent, RunState, Session, SessionState, Snapshot, Template } from "./domain.ts";
 import type { ApiToken, Approval, ApprovalState, AuditInput, AuditQuery, AuditRecord, Principal } from "./identity.ts";
 
 /**
@@ -11,6 +11,23 @@ import type { ApiToken, Approval, ApprovalState, AuditInput, AuditQuery, AuditRe
  * - Timestamps are ISO-8601 strings in UTC.
  */
 export interface Store {
+  /** Insert a run; a taken id rejects `conflict`. */
+  createRun(r: Run): Promise<void>;
+  /** Replace a run's mutable fields (state, sessionId, turns, agentSessionId, result, error, endedAt, updatedAt). */
+  updateRun(r: Run): Promise<void>;
+  getRun(id: string): Promise<Run | null>;
+  /** Newest first. */
+  listRuns(filter?: { environment?: string; states?: RunState[]; limit?: number }): Promise<Run[]>;
+  /** Append transcript entries (their `seq` must continue the run's; a taken seq rejects `conflict`). */
+  appendRunEvents(events: RunEvent[]): Promise<void>;
+  /** Entries with seq > afterSeq, oldest first, at most `limit` (default 1000). */
+  listRunEvents(runId: string, afterSeq?: number, limit?: number): Promise<RunEvent[]>;
+  /**
+   * Record a webhook delivery by its key (source, trigger and the sender's delivery id): true the
+   * first time, false when it was seen before (a replay or a retry: one event, one run). Keys older
+   * than `forgetBefore` may be dropped.
+   */
+  claimWebhookDelivery(key: string, receivedAt: string, forgetBefore: string): Promise<boolean>;
   /** Register the next version of an environment (version = latest + 1, starting at 1). */
   addEnvironmentVersion(v: Omit<EnvironmentVersion, "version" | "createdAt" | "buildStatus" | "templateId" | "buildError">): Promise<EnvironmentVersion>;
   /** Record the end of a build; on success the environment's current version moves to it. */

@@ -9,12 +9,13 @@ import http from "node:http";
 import https from "node:https";
 import type { LookupFunction } from "node:net";
 import tls, { rootCertificates } from "node:tls";
+import { readFileSync } from "node:fs";
 import { blockedReason, canonicalHost, canonicalIp } from "./addresses.ts";
 import { ipLiteralAllowed } from "./policy.ts";
 import type { NetworkPolicy } from "./types.ts";
 
 export interface UpstreamOptions {
-  /** Extra CAs to trust for upstream TLS (tests' own CA); system CAs are always trusted. */
+  /** Extra CAs to trust for upstream TLS (tests' own CA); Node's roots and the OS bundle are always trusted. */
   extraCaPem?: string[];
   /** DNS override (tests); default: dns.lookup with all addresses. */
   resolve?: (host: string) => Promise<string[]>;
@@ -162,11 +163,33 @@ export function dial(d: DialOptions): http.ClientRequest {
 const contexts = new WeakMap<string[], tls.SecureContext>();
 const noExtraCa: string[] = [];
 /** The trust store for upstream TLS: the system's roots plus the configured extra CAs. */
+/**
+ * The operating system's CA bundle, trusted beside Node's own roots: an organisation's TLS-inspecting
+ * proxy or internal CA is installed there (update-ca-certificates), and curl, git and npm on the same
+ * machine trust it too. Read once; absent on systems without one.
+ */
+const SYSTEM_BUNDLES = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"];
+let systemCa: string[] | null = null;
+function systemBundle(): string[] {
+  if (systemCa === null) {
+    systemCa = [];
+    for (const f of SYSTEM_BUNDLES) {
+      try {
+        systemCa = [readFileSync(f, "utf8")];
+        break;
+      } catch {
+        /* next */
+      }
+    }
+  }
+  return systemCa;
+}
+
 function trustContext(extra: string[]): tls.SecureContext {
   const key = extra.length ? extra : noExtraCa;
   let ctx = contexts.get(key);
   if (!ctx) {
-    ctx = tls.createSecureContext({ ca: [...rootCertificates, ...extra], minVersion: "TLSv1.2" });
+    ctx = tls.createSecureContext({ ca: [...rootCertificates, ...systemBundle(), ...extra], minVersion: "TLSv1.2" });
     contexts.set(key, ctx);
   }
   return ctx;

@@ -11,6 +11,9 @@ import { routes, type Route } from "./routes.ts";
 import { secretRoutes } from "./routes-secrets.ts";
 import { guardRoutes } from "./routes-guard.ts";
 import { snapshotRoutes } from "./routes-snapshots.ts";
+import { runRoutes } from "./routes-runs.ts";
+import { hookRoutes } from "./routes-hooks.ts";
+import { MAX_WEBHOOK_BODY_BYTES } from "../control/webhooks.ts";
 import { auditFailure, authenticate, authorize } from "./auth.ts";
 import type { Principal } from "../core/index.ts";
 import { openApiDocument } from "./openapi.ts";
@@ -29,7 +32,9 @@ const openApiRoute: Route = {
 };
 
 /** Every route the server serves: the core table, the secrets/egress table, identity/audit/approvals, snapshots/pools. */
-export const allRoutes: Route[] = [...routes, ...secretRoutes, ...guardRoutes, ...snapshotRoutes, openApiRoute];
+/** Webhook receivers: their signatures are over the raw bytes, so they get every body unparsed. */
+const webhookRoutes: Route[] = hookRoutes();
+export const allRoutes: Route[] = [...routes, ...secretRoutes, ...guardRoutes, ...snapshotRoutes, ...runRoutes, ...webhookRoutes, openApiRoute];
 export { routes } from "./routes.ts";
 export { openApiDocument } from "./openapi.ts";
 export { describeThrown } from "./errors.ts";
@@ -87,7 +92,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   app.addHook("onSend", async (req) => {
     if ((req.method === "GET" || req.method === "HEAD") && (req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined)) await drainBody(req.raw);
   });
-  for (const r of allRoutes) register(app, cp, r);
+  for (const r of allRoutes) if (!webhookRoutes.includes(r)) register(app, cp, r);
+  await app.register(async (hooks) => {
+    hooks.removeAllContentTypeParsers();
+    hooks.addContentTypeParser("*", { parseAs: "buffer", bodyLimit: MAX_WEBHOOK_BODY_BYTES }, (_req, body, done) => done(null, body));
+    for (const r of webhookRoutes) register(hooks, cp, r);
+  });
   const closeStreams = attachExecStream(app.server, cp, errors);
   try {
     await app.listen({ host: opts.host ?? "127.0.0.1", port: opts.port ?? 7070 });

@@ -254,12 +254,55 @@ CREATE TABLE pool_settings (
 ) STRICT;
 `;
 
+// Agent runs and their transcripts (append-only, by sequence number), and the webhook deliveries
+// seen (one event, one run: a replayed or retried delivery finds its key taken).
+const RUNS = `
+CREATE TABLE runs (
+  id TEXT PRIMARY KEY,
+  environment TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  session_id TEXT,
+  agent TEXT NOT NULL,
+  started_by TEXT NOT NULL,
+  trigger_json TEXT,
+  prompt TEXT NOT NULL,
+  outcome TEXT NOT NULL CHECK (outcome IN ('keep', 'snapshot', 'stop')),
+  state TEXT NOT NULL CHECK (state IN ('starting', 'running', 'idle', 'done', 'failed', 'cancelled')),
+  turns INTEGER NOT NULL,
+  agent_session_id TEXT,
+  created_at TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  updated_at TEXT NOT NULL,
+  ended_at TEXT,
+  result_json TEXT,
+  error TEXT
+) STRICT;
+CREATE INDEX runs_newest_first ON runs (created_ms DESC, id);
+CREATE INDEX runs_by_session ON runs (session_id) WHERE session_id IS NOT NULL;
+
+CREATE TABLE run_events (
+  run_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  turn INTEGER NOT NULL,
+  time TEXT NOT NULL,
+  event_json TEXT NOT NULL,
+  PRIMARY KEY (run_id, seq)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE webhook_deliveries (
+  key TEXT PRIMARY KEY,
+  received_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX webhook_deliveries_by_age ON webhook_deliveries (received_ms);
+`;
+
 /** Every migration, oldest first. Append only. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "environments, versions, layers, templates, sessions", sql: INITIAL },
   { version: 2, name: "secrets, egress records, sealed blobs", sql: VAULT },
   { version: 3, name: "principals, tokens, audit records, approvals", sql: GUARD },
   { version: 4, name: "snapshots, pool members, pool settings", sql: SNAPSHOTS },
+  { version: 5, name: "agent runs, run transcripts, webhook deliveries", sql: RUNS },
 ];
 
 function checkOrder(migrations: readonly Migration[]): void {

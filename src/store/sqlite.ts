@@ -6,7 +6,7 @@
  * failing half-way.
  */
 import Database from "better-sqlite3";
-import type { Environment, EnvironmentVersion, Layer, PoolMember, PoolSetting, Session, SessionState, Snapshot, Template } from "../core/domain.ts";
+import type { Environment, EnvironmentVersion, Layer, PoolMember, PoolSetting, Run, RunEvent, RunState, Session, SessionState, Snapshot, Template } from "../core/domain.ts";
 import { asPaddockError, conflict, internal, notFound, PaddockError, unavailable } from "../core/errors.ts";
 import type { Store } from "../core/store.ts";
 import {
@@ -26,6 +26,7 @@ import { prepareStatements, type Statements } from "./sqlite-statements.ts";
 import { SqliteVaultRecords } from "./sqlite-vault.ts";
 import { prepareGuardStatements, SqliteGuardRecords, type GuardStatements } from "./sqlite-guard.ts";
 import type { ApiToken, Approval, ApprovalState, AuditInput, AuditQuery, AuditRecord, Principal } from "../core/identity.ts";
+import { prepareRunStatements, SqliteRunRecords } from "./sqlite-runs.ts";
 import { prepareSnapshotStatements, snapshotExists, SqliteSnapshotRecords, type SnapshotStatements } from "./sqlite-snapshots.ts";
 
 /** How long a write waits for another process's write lock before rejecting `unavailable`. */
@@ -117,12 +118,27 @@ class SqliteStore extends SqliteVaultRecords implements Store {
       <T>(fn: (s: SnapshotStatements, q: Statements) => T, duplicate?: string) => this.#run((q) => fn(snaps, q), duplicate),
       <T>(fn: (s: SnapshotStatements, q: Statements) => T, duplicate?: string) => this.#write((q) => fn(snaps, q), duplicate),
     );
+    const r = prepareRunStatements(db);
+    this.#runs = new SqliteRunRecords(
+      <T>(fn: (s: ReturnType<typeof prepareRunStatements>) => T, duplicate?: string) => this.#run(() => fn(r), duplicate),
+      <T>(fn: (s: ReturnType<typeof prepareRunStatements>) => T, duplicate?: string) => this.#write(() => fn(r), duplicate),
+    );
     const g = prepareGuardStatements(db);
     this.#guard = new SqliteGuardRecords(
       <T>(fn: (q: GuardStatements) => T, duplicate?: string) => this.#run(() => fn(g), duplicate),
       <T>(fn: (q: GuardStatements) => T, duplicate?: string) => this.#write(() => fn(g), duplicate),
     );
   }
+
+  readonly #runs: SqliteRunRecords;
+  // Runs, transcripts and webhook deliveries live in sqlite-runs.ts; these forward to it.
+  createRun(x: Run) { return this.#runs.createRun(x); }
+  updateRun(x: Run) { return this.#runs.updateRun(x); }
+  getRun(id: string) { return this.#runs.getRun(id); }
+  listRuns(filter?: { environment?: string; states?: RunState[]; limit?: number }) { return this.#runs.listRuns(filter); }
+  appendRunEvents(events: RunEvent[]) { return this.#runs.appendRunEvents(events); }
+  listRunEvents(runId: string, afterSeq?: number, limit?: number) { return this.#runs.listRunEvents(runId, afterSeq, limit); }
+  claimWebhookDelivery(key: string, receivedAt: string, forgetBefore: string) { return this.#runs.claimWebhookDelivery(key, receivedAt, forgetBefore); }
 
   readonly #snapStatements: SnapshotStatements;
   readonly #snaps: SqliteSnapshotRecords;

@@ -8,6 +8,8 @@ import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { ConfigError, DEFAULT_DEPLOY_COMMANDS, DEFAULT_PROTECTED_BRANCHES, formatIssue, loadEnvironmentFile, parseEnvironment } from "../../src/config/index.ts";
 import type { EnvironmentSpec } from "../../src/config/index.ts";
+import type { AgentConfig } from "../../src/config/index.ts";
+import type { TriggerConfig } from "../../src/config/triggers.ts";
 
 const examples = fileURLToPath(new URL("../../examples/", import.meta.url));
 const GiB = 2 ** 30;
@@ -33,6 +35,8 @@ interface ExpectedSpec {
   }[];
   seed: { run: string }[];
   pool: { min: number; max: number } | null;
+  agent: AgentConfig | null;
+  triggers: TriggerConfig[];
   locations: Record<string, { line: number; column: number }>;
 }
 type Equals<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
@@ -80,6 +84,8 @@ void describe("examples/runtime.yml (the DESIGN.md file)", () => {
       services: [],
       seed: [],
       pool: null,
+      agent: null,
+      triggers: [],
     });
   });
 
@@ -138,6 +144,8 @@ void describe("defaults", () => {
       services: [],
       seed: [],
       pool: null,
+      agent: null,
+      triggers: [],
     });
     assert.deepEqual(spec.locations, { name: { line: 1, column: 1 } });
   });

@@ -20,6 +20,8 @@ export async function adminToken(home: string): Promise<string> {
 }
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+/** The agent CLIs setup installed (scripts/agent-packages.ts). */
+export const AGENT_PACKAGES_DIR = join(repoRoot, "vendor", "agents");
 
 /**
  * A real server on a random port with a fresh data directory, for one test file. `cleanup` stops
@@ -27,10 +29,11 @@ export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", ".."
  * and deletes the data directory — also after a failed test.
  */
 export async function testServer(
-  opts: Pick<ServerOptions, "layerStore" | "gateway" | "log"> = {},
+  opts: Pick<ServerOptions, "layerStore" | "gateway" | "log" | "agentPackages"> = {},
 ): Promise<{ server: RunningServer; client: PaddockClient; home: string; token: string; cleanup: () => Promise<void> }> {
   const dir = await tempDir();
-  const server = await startServer({ home: dir.path, port: 0, ...opts });
+  // Agents install from the mirror `make test`'s setup filled (scripts/agent-packages.ts), never from the registry.
+  const server = await startServer({ home: dir.path, port: 0, agentPackages: AGENT_PACKAGES_DIR, ...opts });
   const token = await adminToken(dir.path);
   adminTokens.set(server.url, token);
   const client = new PaddockClient({ url: server.url, token });

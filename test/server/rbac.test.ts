@@ -68,6 +68,16 @@ void describe("RBAC: every route × every kind of principal", () => {
     return id;
   };
 
+  const freshRun = async () => {
+    const id = `run-${(++counter).toString(16).padStart(16, "0")}`;
+    const now = new Date().toISOString();
+    await server.cp.store.createRun({
+      id, environment: "web", version: 1, sessionId: null, agent: "claude-code", startedBy: "eng", trigger: null, prompt: "p", outcome: "keep",
+      state: "idle", turns: 1, agentSessionId: null, createdAt: now, updatedAt: now, endedAt: null, result: null, error: null,
+    });
+    return id;
+  };
+
   /** The concrete request for an operation: real targets so allowed calls can succeed. */
   async function requestFor(op: Op): Promise<{ path: string; body?: unknown; binary?: Buffer }> {
     const session = op.path.includes("/sessions/{id}") ? await freshSession() : null;
@@ -75,8 +85,10 @@ void describe("RBAC: every route × every kind of principal", () => {
     // A snapshot of a fresh session eng started, so a removal never takes another call's.
     const snapshot = op.path.includes("/snapshots/{id}") ? (await admin.snapshots.create(await freshSession())).id : null;
     // Principals a call may disable are made for it, so no other kind of caller loses its token.
+    // A run record of "web" (no agent process behind it: these calls test who may reach it).
+    const run = op.path.includes("/runs/{id}") ? await freshRun() : null;
     const made = op.path.includes("/principals/{name}") ? await admin.principals.create({ name: `tmp${++counter}`, role: "support" }) : null;
-    let path = op.path.replace("{id}", session ?? approval ?? snapshot ?? "").replace("{name}", made?.principal.name ?? nameFor(op)).replace("{token}", made ? (parseToken(made.token)?.id ?? "") : "");
+    let path = op.path.replace("{id}", session ?? approval ?? snapshot ?? run ?? "").replace("{name}", made?.principal.name ?? nameFor(op)).replace("{token}", made ? (parseToken(made.token)?.id ?? "") : "");
     if (op.operationId === "readFile" || op.operationId === "listFiles") path += "?path=/workspace";
     if (op.operationId === "writeFile") return { path: path + "?path=/workspace/w.txt", binary: Buffer.from("x") };
     if (op.operationId === "readFile") {
@@ -96,6 +108,8 @@ void describe("RBAC: every route × every kind of principal", () => {
       createSnapshot: { session: op.operationId === "createSnapshot" ? await freshSession() : "" },
       forkSession: { count: 1 },
       setPool: { min: 0 },
+      startRun: { environment: "web", prompt: "say hello" },
+      followUpRun: { prompt: "and again" },
     };
     return { path, ...(bodies[op.operationId] !== undefined ? { body: bodies[op.operationId] } : {}) };
   }
@@ -128,6 +142,8 @@ void describe("RBAC: every route × every kind of principal", () => {
     if (who === "agent") {
       // Routes scoped by an environment name (not a session) give an agent nothing: it has no human there.
       if (op.path.startsWith("/v1/environments/")) return "forbidden";
+      // Runs are people's: an agent starts none, and has no human behind a run whose session it is not in.
+      if (op.path.startsWith("/v1/runs")) return "forbidden";
       // Approvals are answered by people only.
       if (op.operationId === "approve" || op.operationId === "deny") return "forbidden";
     }

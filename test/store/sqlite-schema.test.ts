@@ -63,6 +63,8 @@ void describe("sqlite schema migrations", () => {
       "pool_members",
       "pool_settings",
       "principals",
+      "run_events",
+      "runs",
       "schema_migrations",
       "sealed_blobs",
       "secrets",
@@ -70,6 +72,7 @@ void describe("sqlite schema migrations", () => {
       "snapshots",
       "sqlite_sequence",
       "templates",
+      "webhook_deliveries",
     ]);
   });
 
@@ -117,7 +120,7 @@ void describe("sqlite schema migrations", () => {
     } finally {
       await store.close();
     }
-    assert.deepEqual(withRaw(path, (db) => recorded(db).map((r) => r.version)), [1, 2, 3, 4]);
+    assert.deepEqual(withRaw(path, (db) => recorded(db).map((r) => r.version)), [1, 2, 3, 4, 5]);
   });
 
   void it("refuses to update or delete audit records (append-only at the database)", () => {

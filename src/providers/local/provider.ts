@@ -177,7 +177,7 @@ class LocalProvider implements Provider {
           cgroups: groups.join,
           workCgroups: groups.work,
           masks: this.masks(spec),
-          roBinds: net?.binds ?? [],
+          roBinds: [...(net?.binds ?? []), ...(spec.mounts ?? []).map((m) => ({ src: m.source, dst: m.target }))],
           binds: [],
           // tmpfs pages are charged to the sandbox's memory cgroup, so /tmp cannot outgrow it.
           tmpfs: [
