@@ -18,7 +18,7 @@ import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { TriggerConfig, TriggerSource } from "../config/triggers.ts";
 import { renderPrompt } from "../config/triggers.ts";
 import type { Principal, Run, RunOutcome, Store } from "../core/index.ts";
-import { asPaddockError, excerpt } from "../core/index.ts";
+import { PaddockError, asPaddockError, excerpt } from "../core/index.ts";
 import type { Vault } from "../gateway/vault.ts";
 import type { AuditLog } from "../guard/index.ts";
 
@@ -55,7 +55,7 @@ export interface WebhookAnswer {
 }
 
 export interface WebhooksDeps {
-  store: Pick<Store, "getEnvironment" | "getEnvironmentVersion" | "getPrincipalByName" | "claimWebhookDelivery">;
+  store: Pick<Store, "getEnvironment" | "getEnvironmentVersion" | "getPrincipalByName" | "claimWebhookDelivery" | "releaseWebhookDeliveries">;
   vault: Pick<Vault, "get">;
   audit: Pick<AuditLog, "append">;
   startRun: StartRun;
@@ -161,15 +161,20 @@ export class Webhooks {
     return null;
   }
 
+  /** The keys one delivery is claimed under: its id, and the digest of the signed bytes. */
+  #keys(environment: string, trigger: string, v: Verified): [string, string] {
+    const prefix = `${environment}/${trigger}/`;
+    return [`${prefix}${v.deliveryId}`, `${prefix}sha256:${createHash("sha256").update(v.signed).digest("hex")}`];
+  }
+
   /** One event, one decision: the delivery id and the signed bytes are each claimed once. */
   async #claim(environment: string, trigger: string, v: Verified): Promise<boolean> {
     const now = (this.deps.now ?? Date.now)();
     const at = new Date(now).toISOString();
     const forget = new Date(now - DELIVERY_MEMORY_MS).toISOString();
-    const prefix = `${environment}/${trigger}/`;
-    if (!(await this.deps.store.claimWebhookDelivery(`${prefix}${v.deliveryId}`, at, forget))) return false;
-    const digest = createHash("sha256").update(v.signed).digest("hex");
-    return this.deps.store.claimWebhookDelivery(`${prefix}sha256:${digest}`, at, forget);
+    const [byId, bySigned] = this.#keys(environment, trigger, v);
+    if (!(await this.deps.store.claimWebhookDelivery(byId, at, forget))) return false;
+    return this.deps.store.claimWebhookDelivery(bySigned, at, forget);
   }
 
   async #start(base: AuditBase, environment: string, trigger: TriggerConfig, v: Verified): Promise<WebhookAnswer> {
@@ -184,7 +189,15 @@ export class Webhooks {
       environment, agent: trigger.agent, prompt: renderPrompt(trigger.prompt, v.payload), outcome: trigger.outcome,
       trigger: { name: trigger.name, source: trigger.on, deliveryId: v.deliveryId },
     };
-    const run = await this.deps.startRun(req, actor);
+    let run: Run;
+    try {
+      run = await this.deps.startRun(req, actor);
+    } catch (err) {
+      // A passing failure (the store or a provider unavailable): forget the claim, so the sender's
+      // retry of this very delivery starts the run. A refusal (forbidden, invalid) stays decided.
+      if (err instanceof PaddockError && (err.code === "unavailable" || err.code === "internal")) await this.deps.store.releaseWebhookDeliveries(this.#keys(environment, trigger.name, v));
+      throw err;
+    }
     await this.#audit(base, 202, "allowed", "signature", { run: run.id, session: run.sessionId, agent: trigger.agent });
     return { status: 202, body: { run: run.id, session: run.sessionId } };
   }

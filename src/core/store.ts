@@ -28,6 +28,8 @@ export interface Store {
    * than `forgetBefore` may be dropped.
    */
   claimWebhookDelivery(key: string, receivedAt: string, forgetBefore: string): Promise<boolean>;
+  /** Forget claimed delivery keys (a run that could not start for a passing reason: the sender's retry must start it). */
+  releaseWebhookDeliveries(keys: string[]): Promise<void>;
   /** Register the next version of an environment (version = latest + 1, starting at 1). */
   addEnvironmentVersion(v: Omit<EnvironmentVersion, "version" | "createdAt" | "buildStatus" | "templateId" | "buildError">): Promise<EnvironmentVersion>;
   /** Record the end of a build; on success the environment's current version moves to it. */

@@ -9,7 +9,7 @@ import type { Run, RunEvent, RunState } from "../core/domain.ts";
 import type { Store } from "../core/store.ts";
 import { fromJson, timestampMs, toJson } from "./sqlite-rows.ts";
 
-type RunRecords = Pick<Store, "createRun" | "updateRun" | "getRun" | "listRuns" | "appendRunEvents" | "listRunEvents" | "claimWebhookDelivery">;
+type RunRecords = Pick<Store, "createRun" | "updateRun" | "getRun" | "listRuns" | "appendRunEvents" | "listRunEvents" | "claimWebhookDelivery" | "releaseWebhookDeliveries">;
 
 interface RunRow {
   id: string; environment: string; version: number; session_id: string | null; agent: string; started_by: string; trigger_json: string | null;
@@ -48,6 +48,7 @@ export function prepareRunStatements(db: Database.Database) {
       "SELECT * FROM run_events WHERE run_id = @run_id AND seq > @after ORDER BY seq LIMIT @limit"),
     claimDelivery: db.prepare<{ key: string; received_ms: number }>("INSERT INTO webhook_deliveries (key, received_ms) VALUES (@key, @received_ms) ON CONFLICT (key) DO NOTHING"),
     forgetDeliveries: db.prepare<[number]>("DELETE FROM webhook_deliveries WHERE received_ms < ?"),
+    releaseDelivery: db.prepare<[string]>("DELETE FROM webhook_deliveries WHERE key = ?"),
   };
 }
 
@@ -94,6 +95,12 @@ export class SqliteRunRecords implements RunRecords {
         runId: r.run_id, seq: r.seq, turn: r.turn, time: r.time, event: fromJson(r.event_json, `event ${r.seq} of run ${r.run_id}`) as RunEvent["event"],
       })),
     );
+  }
+
+  async releaseWebhookDeliveries(keys: string[]): Promise<void> {
+    this.write((s) => {
+      for (const k of keys) s.releaseDelivery.run(k);
+    });
   }
 
   async claimWebhookDelivery(key: string, receivedAt: string, forgetBefore: string): Promise<boolean> {

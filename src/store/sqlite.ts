@@ -139,6 +139,7 @@ class SqliteStore extends SqliteVaultRecords implements Store {
   appendRunEvents(events: RunEvent[]) { return this.#runs.appendRunEvents(events); }
   listRunEvents(runId: string, afterSeq?: number, limit?: number) { return this.#runs.listRunEvents(runId, afterSeq, limit); }
   claimWebhookDelivery(key: string, receivedAt: string, forgetBefore: string) { return this.#runs.claimWebhookDelivery(key, receivedAt, forgetBefore); }
+  releaseWebhookDeliveries(keys: string[]) { return this.#runs.releaseWebhookDeliveries(keys); }
 
   readonly #snapStatements: SnapshotStatements;
   readonly #snaps: SqliteSnapshotRecords;

@@ -9,6 +9,7 @@ import { parseEnvironment } from "../../src/config/index.ts";
 import { MAX_PROMPT_VALUE_CHARS, MAX_RENDERED_PROMPT_CHARS } from "../../src/config/triggers.ts";
 import { Webhooks, MAX_WEBHOOK_BODY_BYTES, type TriggeredRunRequest, type WebhookAnswer, type WebhookDelivery } from "../../src/control/webhooks.ts";
 import type { Principal, Run, Store } from "../../src/core/index.ts";
+import { PaddockError } from "../../src/core/index.ts";
 import { openVault, type Vault } from "../../src/gateway/vault.ts";
 import { AuditLog } from "../../src/guard/index.ts";
 import { openStore } from "../../src/store/index.ts";
@@ -178,6 +179,8 @@ interface Fixture {
   webhooks: Webhooks;
   calls: { req: TriggeredRunRequest; actor: Principal }[];
   clock: { now: number };
+  /** Errors the next startRun calls throw, in order (a run that cannot start). */
+  failures: Error[];
   cleanup(): Promise<void>;
 }
 
@@ -197,7 +200,10 @@ async function fixture(): Promise<Fixture> {
   await store.createPrincipal(principal("claude-code", "agent"));
   const calls: Fixture["calls"] = [];
   const clock = { now: Date.now() };
+  const failures: Error[] = [];
   const startRun = async (req: TriggeredRunRequest, actor: Principal): Promise<Run> => {
+    const failure = failures.shift();
+    if (failure) throw failure;
     calls.push({ req, actor });
     const n = calls.length;
     const at = new Date(clock.now).toISOString();
@@ -208,7 +214,7 @@ async function fixture(): Promise<Fixture> {
   };
   const webhooks = new Webhooks({ store, vault, audit, startRun, now: () => clock.now });
   return {
-    store, vault, webhooks, calls, clock,
+    store, vault, webhooks, calls, clock, failures,
     cleanup: async () => {
       await audit.flush();
       await vault.idle();
@@ -244,6 +250,28 @@ beforeEach(() => {
   f.calls.length = 0;
   // Whole seconds, so second-resolution timestamps (Sentry, hook) land exactly where the tests put them.
   f.clock.now = Math.floor(Date.now() / 1000) * 1000;
+});
+
+void describe("a run that cannot start", () => {
+  const v = VENDORS.hook!;
+  void it("for a passing reason, the sender's retry of the same delivery starts it", async () => {
+    const d = delivery(v);
+    f.failures.push(new PaddockError("unavailable", "no sandbox could start: out of memory"));
+    await assert.rejects(f.webhooks.receive(d), /out of memory/);
+    assert.equal(f.calls.length, 0);
+    const retry = await f.webhooks.receive(d);
+    assert.equal(retry.status, 202, JSON.stringify(retry.body));
+    assert.equal(f.calls.length, 1);
+    assert.equal((await f.webhooks.receive(d)).status, 200, "and then it is a duplicate");
+  });
+  void it("when refused, stays decided: a retry is a duplicate and starts nothing", async () => {
+    const d = delivery(v);
+    f.failures.push(new PaddockError("forbidden", "alice may not write"));
+    await assert.rejects(f.webhooks.receive(d), /may not write/);
+    const retry = await f.webhooks.receive(d);
+    assert.equal(retry.status, 200);
+    assert.equal(f.calls.length, 0);
+  });
 });
 
 for (const [source, v] of Object.entries(VENDORS)) {
