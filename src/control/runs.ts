@@ -103,9 +103,14 @@ export class Runs {
     if (!config.agents.includes(name as AgentConfig["agents"][number]))
       throw invalid(`environment ${req.environment} does not install agent ${JSON.stringify(name)}; its agent.cli: ${config.agents.join(", ")}`);
     const agent = requireAgent(name);
-    const vendor = "cli" in agent ? agent.cli.vendor : agent.hosted.vendor;
-    if (!spec.secrets.some((s) => s.name === vendor.keyEnv))
-      throw invalid(`environment ${req.environment} gives ${name} no ${vendor.keyEnv}: add it to secrets: (e.g. { name: ${vendor.keyEnv}, hosts: [${vendor.hosts.join(", ")}] }) and set its value with \`paddock secret set ${vendor.keyEnv}\``);
+    if ("cli" in agent) {
+      const vendor = agent.cli.vendor;
+      if (!spec.secrets.some((s) => s.name === vendor.keyEnv))
+        throw invalid(`environment ${req.environment} gives ${name} no ${vendor.keyEnv}: add it to secrets: (e.g. { name: ${vendor.keyEnv}, hosts: [${vendor.hosts.join(", ")}] }) and set its value with \`paddock secret set ${vendor.keyEnv}\``);
+    } else if ((await this.deps.hostedKey(agent.hosted.vendor.keyEnv, req.environment, name)) === null) {
+      // A hosted agent's key is used by the control plane only: it is not among the sandbox's secrets.
+      throw invalid(`${agent.hosted.title} needs its API key in the vault: paddock secret set ${agent.hosted.vendor.keyEnv}`);
+    }
     const agentPrincipal = await this.#agentPrincipal(name);
     const now = new Date().toISOString();
     const run: Run = {
@@ -117,7 +122,8 @@ export class Runs {
       startedBy: actor.name,
       trigger: req.trigger ?? null,
       prompt: await this.#redact(prompt),
-      outcome: req.outcome ?? config.outcome,
+      // A hosted agent has no session of ours to keep or snapshot: its run ends with its turn.
+      outcome: "cli" in agent ? (req.outcome ?? config.outcome) : "stop",
       state: "starting",
       turns: 1,
       agentSessionId: null,
@@ -465,7 +471,6 @@ export class Runs {
       });
     }
     const human = await this.deps.identities.byName(run.startedBy);
-    await this.#update(run.id, (r) => ({ ...r, outcome: "stop" }));
     await this.#finishTurn(run.id, { summary: await this.#redact(summary), isError, diff: null, changedFiles: [], checks: [], checksPassed: true, inputTokens: 0, outputTokens: 0, costUsd: null, snapshotId: null }, human);
   }
 
@@ -494,9 +499,10 @@ export class Runs {
     const prev = this.#writes.get(run.id) ?? Promise.resolve();
     const next = prev.then(async () => {
       await this.#append(run, events);
+      // Every tool call the agent made, whatever the tool (shell, file edits, MCP), and how it ended.
       for (const e of events)
-        if (e.type === "tool_result" || (e.type === "tool_call" && e.command !== null))
-          await this.#audit(run, agent, e.type === "tool_call" ? "agent.toolcall" : "agent.toolresult", e.type === "tool_result" && e.denied ? "denied" : "allowed", e.type === "tool_call" ? { tool: e.tool, command: e.command, id: e.id } : { id: e.id, isError: e.isError, denied: e.denied }, human.name);
+        if (e.type === "tool_call") await this.#audit(run, agent, "agent.toolcall", "allowed", { tool: e.tool, id: e.id, command: e.command, input: boundedJson(e.input, 2048) }, human.name);
+        else if (e.type === "tool_result") await this.#audit(run, agent, "agent.toolresult", e.denied ? "denied" : "allowed", { id: e.id, isError: e.isError, denied: e.denied }, human.name);
     }).catch((err: unknown) => this.deps.log(`run ${run.id}: storing its transcript failed: ${err instanceof Error ? err.message : String(err)}`));
     this.#writes.set(run.id, next);
     return next;
@@ -585,6 +591,17 @@ function contextOf(adapter: AgentAdapter, config: AgentConfig, spec: Environment
     checkUrl: CHECK_URL,
     endpoint: null,
   };
+}
+
+/** JSON of a tool's input for the audit log, cut to `max` characters. */
+function boundedJson(v: unknown, max: number): string {
+  let text: string;
+  try {
+    text = JSON.stringify(v) ?? "null";
+  } catch {
+    text = String(v);
+  }
+  return text.length > max ? `${text.slice(0, max)}…` : text;
 }
 
 function tail(text: string): string {
