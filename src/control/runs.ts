@@ -276,12 +276,15 @@ export class Runs {
     const session = await this.deps.sessions.start(run.environment, { startedBy: human.name, agent: agent.name });
     let current = await this.#update(run.id, (r) => ({ ...r, sessionId: session.id, state: "running" }));
     if (signal.aborted) return;
-    await this.#baseline(session.id, signal);
+    // The baseline only reads /workspace and the context files go under the home directory: the
+    // two overlap, and the agent starts once both are done (bench/agent-overhead.ts).
+    const baseline = this.#baseline(session.id, signal);
+    baseline.catch(() => undefined);
     current = await this.get(run.id);
-    await this.#turn(current, adapter, config, human, agent, signal, (ctx) => adapter.start(prompt, ctx), prompt);
+    await this.#turn(current, adapter, config, human, agent, signal, (ctx) => adapter.start(prompt, ctx), prompt, baseline);
   }
 
-  async #turn(run: Run, adapter: AgentAdapter, config: AgentConfig, human: Principal, agent: Principal, signal: AbortSignal, launchOf: (ctx: AgentContext) => AgentLaunch, prompt: string): Promise<void> {
+  async #turn(run: Run, adapter: AgentAdapter, config: AgentConfig, human: Principal, agent: Principal, signal: AbortSignal, launchOf: (ctx: AgentContext) => AgentLaunch, prompt: string, ready?: Promise<void>): Promise<void> {
     const sessionId = run.sessionId ?? "";
     const session = await this.deps.sessions.get(sessionId);
     const spec = await this.deps.access.versionSpec(run.environment, run.version);
@@ -296,7 +299,8 @@ export class Runs {
       const r = await this.deps.sessions.exec(sessionId, { argv: ["mkdir", "-p", "--", ...dirs], cwd: WORKDIR, signal, timeoutMs: 30_000 });
       if (r.exitCode !== 0) throw new PaddockError("unavailable", `could not create ${dirs.join(", ")} in session ${sessionId} for ${adapter.title}'s files (mkdir exit ${r.exitCode})`);
     }
-    for (const f of files) await this.deps.sessions.writeFile(sessionId, f.path, Buffer.from(f.content), f.mode ?? 0o644);
+    await Promise.all(files.map((f) => this.deps.sessions.writeFile(sessionId, f.path, Buffer.from(f.content), f.mode ?? 0o644)));
+    await ready;
     await this.#append(run, [{ type: "turn", turn: run.turns, prompt: await this.#redact(prompt) }]);
     await this.#audit(run, agent, "run.turn", "allowed", { turn: run.turns, argv: launch.argv.map((a) => (a === prompt ? "<prompt>" : a)) }, human.name);
     const parser = adapter.parser();
