@@ -1,5 +1,5 @@
 # The two commands of the README. Both install what they need first (scripts/setup.sh, idempotent).
-.PHONY: up test setup build build-js typecheck lint unit bench bench-cli bench-starts clean
+.PHONY: up test setup build build-js typecheck lint unit bench bench-cli bench-starts bench-agents clean
 
 PORT ?= 7070
 
@@ -43,6 +43,10 @@ bench-starts: setup
 	node --import tsx bench/services.ts --runs 10
 	node --import tsx bench/fork.ts --runs 3
 	node --import tsx bench/idle.ts
+
+## Issue 11's measurement: time from `paddock run` to the agent's first model request, beside the same CLI exec'd directly.
+bench-agents: setup
+	node --import tsx bench/agent-overhead.ts --runs 20
 
 ## `paddock --help` start-up: compiled vs from source vs `node -e 0`.
 bench-cli: setup
