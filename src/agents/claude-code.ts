@@ -177,7 +177,7 @@ function userBlock(b: Json | string): AgentEvent[] | null {
       const isError = b.is_error === true;
       // Paddock's refusals all start their line with "paddock:" (the hook's reason, the exec
       // guard's stderr); Claude Code's own deny rules say "Permission to use … has been denied".
-      const denied = isError && (/(^|\n)paddock: /.test(output) || PERMISSION_DENIED.test(output));
+      const denied = isError && (/(^|\n)(remote: )?paddock: /.test(output) || PERMISSION_DENIED.test(output));
       return [{ type: "tool_result", id: str(b.tool_use_id) ?? "", output, isError, denied }];
     }
     default:

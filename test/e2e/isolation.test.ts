@@ -1,7 +1,8 @@
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:net";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { PaddockClient } from "../../src/client/index.ts";
 import { PaddockError } from "../../src/core/index.ts";
@@ -66,6 +67,21 @@ void describe("sandbox isolation (attacks/sandbox.md)", () => {
     const r = await sh(a, `cat /etc/shadow; ls ${home}; cat ${home}/canary.txt; cat ${home}/paddock.db; ls /proc/1/root/; echo done`);
     assert.doesNotMatch(r.stdout + r.stderr, /root:[^:]*:\d+:|control-plane-canary|SQLite format/);
     assert.match(r.stdout, /done/);
+  });
+
+  void it("does not see the host's shared temporary files (/var/tmp) nor write to the host's", async () => {
+    const dir = await mkdtemp("/var/tmp/paddock-test-host-tmp-");
+    try {
+      await writeFile(join(dir, "host-private.txt"), "host-tmp-canary", { mode: 0o644 });
+      await chmod(dir, 0o755);
+      const r = await sh(a, `ls -A /var/tmp; cat ${dir}/host-private.txt; echo sandbox > /var/tmp/from-sandbox && echo wrote; echo done`);
+      assert.doesNotMatch(r.stdout, /host-tmp-canary|paddock-test-host-tmp/, "neither listed nor read");
+      assert.match(r.stderr, /No such file or directory/);
+      assert.match(r.stdout, /wrote\ndone/);
+      assert.equal(existsSync("/var/tmp/from-sandbox"), false, "the sandbox's /var/tmp is its own");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   void it("cannot see or touch another session's files", async () => {

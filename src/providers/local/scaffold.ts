@@ -8,11 +8,12 @@ import { SESSION_GID, SESSION_HOME, SESSION_UID, SESSION_USER, WORKSPACE, hostUi
 /**
  * The scaffold layer sits right above the base filesystem and gives every sandbox what Paddock
  * promises: the session user in /etc/passwd, its home, /workspace, and on `base: host` opaque
- * (emptied) copies of the host directories that hold other people's data (/root, /home, /var/log…),
+ * (emptied) copies of the host directories that hold other people's data (/root, /home, /var/log,
+ * /var/tmp…),
  * so the host OS is there read-only but its private corners are not. It is generated, cached as a
  * committed layer named by a digest of what it contains, and shared by every template on that base.
  */
-const SCAFFOLD_VERSION = "1";
+const SCAFFOLD_VERSION = "2";
 
 /** Host directories a `base: host` sandbox must not see into: replaced by empty opaque dirs. */
 const HOST_OPAQUE_DIRS = ["root", "home", "var/log", "var/mail", "var/spool", "var/backups", "var/lib/paddock", "etc/ssh"];
@@ -52,7 +53,9 @@ async function writeScaffold(root: string, base: "host" | "debian-12", files: { 
   await chmod(root, 0o755);
   if (base === "host") {
     for (const d of HOST_OPAQUE_DIRS) await makeDir(root, d, rootId, rootId, d === "root" ? 0o700 : 0o755, true);
-    for (const d of ROOT_WRITABLE_DIRS) await makeDir(root, d, rootId, rootId, d === "var/tmp" ? 0o1777 : 0o755, false);
+    // /var/tmp is the host's shared temporary directory: other users' files live there, so the
+    // sandbox gets an empty one of its own (opaque), like /tmp (a tmpfs).
+    for (const d of ROOT_WRITABLE_DIRS) await makeDir(root, d, rootId, rootId, d === "var/tmp" ? 0o1777 : 0o755, d === "var/tmp");
     // An overlay whiteout is a 0/0 character device: the entry below it disappears.
     for (const e of hidden) await runCommand(["mknod", join(root, e), "c", "0", "0"]);
   }
