@@ -7,20 +7,18 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { dirname, join } from "node:path";
-import { chmod, copyFile, link, mkdtemp, realpath, rm } from "node:fs/promises";
+import { dirname } from "node:path";
 import { PaddockClient } from "../../src/client/index.ts";
 import { claudeCode } from "../../src/agents/claude-code.ts";
 import type { AgentContext, AgentEvent, AgentLaunch } from "../../src/agents/index.ts";
-import { repoRoot, testServer } from "../helpers/server.ts";
+import { testServer } from "../helpers/server.ts";
 import { FAKE_ANTHROPIC_ADDRESS, FAKE_ANTHROPIC_NAMES, fakeToolResults, startFakeAnthropic, type FakeAnthropic, type FakeRequest } from "../fakes/anthropic.ts";
 
 const REAL_KEY = "sk-ant-api03-RealAnthropicKeyValue0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ-AAAAAAAA";
-/** The CLI as `make test`'s setup installed it on the host (a single native executable). */
-const VENDORED = join(repoRoot, "vendor/agents/claude-code@2.1.197/node_modules/.bin/claude");
 const PH = /paddock-ph-[0-9a-f]{32}/;
 
 const ENV = `name: claude
+agent: claude-code
 secrets:
   - name: ANTHROPIC_API_KEY
     hosts: [api.anthropic.com]
@@ -52,7 +50,6 @@ const lastUserText = (req: FakeRequest) => JSON.stringify(req.json?.messages?.at
 
 void describe("Claude Code (real CLI) in a real sandbox against a fake Anthropic API", () => {
   let fake: FakeAnthropic;
-  let binDir: string | undefined;
   let cleanup: (() => Promise<void>) | undefined;
   let admin: PaddockClient;
   let bot: PaddockClient;
@@ -71,13 +68,8 @@ void describe("Claude Code (real CLI) in a real sandbox against a fake Anthropic
   };
 
   before(async () => {
-    // A base-host sandbox sees the host OS read-only but not /work (whited out by the scaffold);
-    // host /var/tmp shows through. A hard link there costs nothing (same filesystem), a copy
-    // otherwise. Removed in after().
-    binDir = await mkdtemp("/var/tmp/paddock-test-claude-");
-    await chmod(binDir, 0o755);
-    ctx.bin = join(binDir, "claude");
-    await link(await realpath(VENDORED), ctx.bin).catch(async () => copyFile(await realpath(VENDORED), ctx.bin));
+    // `agent: claude-code` installs the pinned CLI into the template (from the mirror in vendor/agents).
+    ctx.bin = "/opt/paddock/agents/claude-code/node_modules/.bin/claude";
     fake = await startFakeAnthropic({ address: FAKE_ANTHROPIC_ADDRESS, port: 443 });
     const t = await testServer({
       gateway: {
@@ -114,7 +106,6 @@ void describe("Claude Code (real CLI) in a real sandbox against a fake Anthropic
   after(async () => {
     await cleanup?.();
     await fake?.close();
-    if (binDir) await rm(binDir, { recursive: true, force: true });
   });
 
   void it("runs to the end of its scripted turns, offline", () => {

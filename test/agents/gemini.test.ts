@@ -7,22 +7,20 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { dirname, join } from "node:path";
-import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { dirname } from "node:path";
 import { PaddockClient } from "../../src/client/index.ts";
-import { runCommand } from "../../src/core/index.ts";
 import { gemini } from "../../src/agents/gemini.ts";
 import type { AgentContext, AgentEvent, AgentLaunch } from "../../src/agents/index.ts";
-import { repoRoot, testServer } from "../helpers/server.ts";
+import { testServer } from "../helpers/server.ts";
 import { FAKE_GEMINI_ADDRESS, lastFunctionResponses, startFakeGemini, type FakeGemini, type FakeGeminiRequest } from "../fakes/gemini.ts";
 
 const REAL_KEY = "AIzaSyRealGeminiKeyValue0123456789abcdefgh";
 const PH = /paddock-ph-[0-9a-f]{32}/;
 /** The package as `make test`'s setup installed it on the host. */
-const VENDORED = join(repoRoot, "vendor/agents/gemini@0.61.0");
 const GEMINI_HOST = "generativelanguage.googleapis.com";
 
 const ENV = `name: gemini
+agent: gemini
 secrets:
   - name: GEMINI_API_KEY
     hosts: [${GEMINI_HOST}]
@@ -56,7 +54,6 @@ const responseOf = (req: FakeGeminiRequest | undefined) => JSON.stringify(req ? 
 
 void describe("Gemini CLI (real CLI) in a real sandbox against a fake Gemini API", () => {
   let fake: FakeGemini | undefined;
-  let pkgDir: string | undefined;
   let cleanup: (() => Promise<void>) | undefined;
   let bot: PaddockClient;
   let session: string;
@@ -75,12 +72,8 @@ void describe("Gemini CLI (real CLI) in a real sandbox against a fake Gemini API
   const modelTurns = () => fake!.requests.filter((r) => r.action === "streamGenerateContent");
 
   before(async () => {
-    // A base-host sandbox sees the host OS read-only but not /work (whited out by the scaffold);
-    // host /var/tmp shows through. Hard links cost nothing (same filesystem). Removed in after().
-    pkgDir = await mkdtemp("/var/tmp/paddock-test-gemini-");
-    await chmod(pkgDir, 0o755);
-    await runCommand(["cp", "-al", `${VENDORED}/node_modules`, pkgDir]);
-    ctx.bin = join(pkgDir, "node_modules/.bin/gemini");
+    // `agent: gemini` installs the pinned CLI into the template (from the mirror in vendor/agents).
+    ctx.bin = "/opt/paddock/agents/gemini/node_modules/.bin/gemini";
     fake = await startFakeGemini({ address: FAKE_GEMINI_ADDRESS, names: [GEMINI_HOST, "evil.example"] });
     const t = await testServer({
       gateway: {
@@ -119,7 +112,6 @@ void describe("Gemini CLI (real CLI) in a real sandbox against a fake Gemini API
   after(async () => {
     await cleanup?.();
     await fake?.close();
-    if (pkgDir) await rm(pkgDir, { recursive: true, force: true });
   });
 
   void it("runs to the end of its scripted turns, offline, and talks to nothing else", async () => {
