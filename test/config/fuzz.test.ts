@@ -19,7 +19,11 @@ const PATHOLOGICAL_BOUND_MS = 1000;
 const MiB = 1024 * 1024;
 
 const examplesDir = new URL("../../examples/", import.meta.url);
-const examples = await Promise.all((await readdir(examplesDir)).filter((f) => f.endsWith(".yml")).map((f) => readFile(new URL(f, examplesDir), "utf8")));
+const examples = await Promise.all(
+  (await readdir(examplesDir, { withFileTypes: true }))
+    .flatMap((e) => (e.isDirectory() ? [`${e.name}/runtime.yml`] : e.name.endsWith(".yml") ? [e.name] : []))
+    .map((f) => readFile(new URL(f, examplesDir), "utf8")),
+);
 const docsExample = /This `runtime.yml`:\n\n```yaml\n([\s\S]*?)```/.exec(await readFile(new URL("../../docs/config.md", import.meta.url), "utf8"))?.[1] ?? "";
 const seeds = [
   ...examples,

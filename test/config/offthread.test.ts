@@ -20,7 +20,9 @@ const run = promisify(execFile);
 const heavy = `name: x\nrbac:\n${"  ? a\n  : [read]\n".repeat(1780)}`;
 
 const examplesDir = join(repoRoot, "examples");
-const examples = await Promise.all((await readdir(examplesDir)).map(async (f) => [f, await readFile(join(examplesDir, f), "utf8")] as const));
+// Every example file: the top-level ones, and each example directory's runtime.yml.
+const exampleFiles = (await readdir(examplesDir, { withFileTypes: true })).flatMap((e) => (e.isDirectory() ? [join(e.name, "runtime.yml")] : e.name.endsWith(".yml") ? [e.name] : []));
+const examples = await Promise.all(exampleFiles.map(async (f) => [f, await readFile(join(examplesDir, f), "utf8")] as const));
 
 /**
  * How often a 2 ms interval fires while `work` runs. Parsing on the main thread would let it fire
