@@ -1,5 +1,5 @@
 # The two commands of the README. Both install what they need first (scripts/setup.sh, idempotent).
-.PHONY: up test setup build build-js typecheck lint unit bench bench-cli bench-starts bench-agents clean
+.PHONY: up test setup build build-js build-web typecheck lint unit bench bench-cli bench-starts bench-agents clean
 
 PORT ?= 7070
 
@@ -18,13 +18,19 @@ setup:
 build:
 	@$(MAKE) -s -C native
 	@node scripts/build.mjs --if-stale
+	@node scripts/build-web.mjs --if-stale
 
 ## Compile the CLI to dist/ (bin/paddock runs it while no source is newer).
 build-js:
 	@node scripts/build.mjs
 
+## Bundle the web UI (web/) into dist/web, which `paddock up` serves at /.
+build-web:
+	@node scripts/build-web.mjs
+
 typecheck:
 	npx tsc -p tsconfig.json --noEmit
+	npx tsc -p web/tsconfig.json --noEmit
 
 lint:
 	npx eslint .

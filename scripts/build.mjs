@@ -11,13 +11,14 @@
 //   package.json        { "type": "module" }
 //   .stamp              written first, its mtime the build's start: bin/paddock runs dist/ only
 //                       while nothing in INPUTS is newer
+//   web/                the web UI, built by scripts/build-web.mjs (kept across this build)
 //
 // node_modules stay external (native better-sqlite3, web-tree-sitter's wasm and the rest load as
 // under tsx, found from dist/ as from src/). The build goes to a temporary folder that replaces
 // dist/ at the end, so a concurrent `paddock` sees the old build, the new one, or none (then it
 // runs from source).
 import * as esbuild from "esbuild";
-import { existsSync, mkdirSync, readdirSync, rmSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename, dirname, join, relative, sep } from "node:path";
 import process from "node:process";
@@ -138,6 +139,8 @@ async function build() {
       if (ts) throw new Error(`${basename(file)} loads ${ts[1]} at run time: name a worker src/**/NAME.worker.ts and start it with new URL("./NAME.worker.ts", import.meta.url)`);
       if (dirname(join(root, file)) !== tmp) throw new Error(`${file}: every output must sit directly in dist/ (the path rewriting assumes it)`);
     }
+    // The web UI's bundle (scripts/build-web.mjs) lives in dist/web: carried over, not rebuilt here.
+    if (existsSync(join(dist, "web", "index.html"))) cpSync(join(dist, "web"), join(tmp, "web"), { recursive: true, preserveTimestamps: true });
     replaceDist(tmp);
   } finally {
     rmSync(tmp, { recursive: true, force: true });

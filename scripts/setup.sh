@@ -22,10 +22,11 @@ fi
 # xattrs, mmdebstrap for base: debian-12, bubblewrap as the benchmark baseline, and the real
 # clients tests run inside sandboxes (busybox, sudo, perl: the exec guard's bypass tests in
 # attacks/commands.md), and the services tests' servers (PostgreSQL 15 and Redis, run inside
-# sandboxes on base: host from the host's /usr; the system services the packages set up are not used).
+# sandboxes on base: host from the host's /usr; the system services the packages set up are not used),
+# and chromium for the browser tests (test/browser: playwright-core drives Debian's build).
 packages=(gcc make libc6-dev libseccomp-dev pkg-config btrfs-progs attr mmdebstrap bubblewrap
   iproute2 nftables util-linux mount e2fsprogs passwd procps python3 git curl ca-certificates openssl tinyproxy
-  busybox sudo perl postgresql postgresql-contrib redis-server)
+  busybox sudo perl postgresql postgresql-contrib redis-server chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -62,6 +63,9 @@ make -s -C native
 
 # The compiled CLI that bin/paddock runs (scripts/build.mjs; only when a source is newer than it).
 node scripts/build.mjs --if-stale
+
+# The web UI that `paddock up` serves at / (scripts/build-web.mjs; only when a web/ source is newer).
+node scripts/build-web.mjs --if-stale
 
 # `paddock` on PATH.
 if [ "$(id -u)" -eq 0 ] && [ "$(readlink -f /usr/local/bin/paddock 2>/dev/null)" != "$(pwd)/bin/paddock" ]; then

@@ -15,6 +15,7 @@ import { registerLogsCommands } from "./logs.ts";
 import { registerAccessCommands } from "./access.ts";
 import { registerSnapshotCommands } from "./snapshot.ts";
 import { registerRunCommands } from "./run.ts";
+import { registerPreviewCommands } from "./preview.ts";
 import { resolveCredentials } from "./credentials.ts";
 
 const program = new Command();
@@ -41,8 +42,10 @@ program
   .option("--port <port>", "port to listen on", "7070")
   .option("--host <host>", "address to listen on", "127.0.0.1")
   .option("--home <dir>", "data directory (default $PADDOCK_HOME or ~/.paddock)")
+  .option("--preview-domain <domain>", "base domain of preview URLs, <port>-<id>.<domain> (default preview.localhost: browsers resolve *.localhost to this machine)")
+  .option("--public-url <url>", "the UI's address as browsers reach it (default http://127.0.0.1:<port>)")
   .option("--agent-packages <dir>", "install agent CLIs into templates from this local mirror (scripts/agent-packages.ts) instead of the npm registry (default $PADDOCK_AGENT_PACKAGES)")
-  .action(async (o: { port: string; host: string; home?: string; agentPackages?: string }) => {
+  .action(async (o: { port: string; host: string; home?: string; agentPackages?: string; previewDomain?: string; publicUrl?: string }) => {
     // The server is imported lazily: every other command only needs the SDK.
     const { startServer, describeThrown } = await import("../server/index.ts");
     const home = resolve(o.home ?? process.env.PADDOCK_HOME ?? join(homedir(), ".paddock"));
@@ -57,7 +60,7 @@ program
     };
     process.on("uncaughtException", crash("uncaught exception"));
     process.on("unhandledRejection", crash("unhandled rejection"));
-    const server = await startServer({ home, host: o.host, port: Number(o.port), log, ...(o.agentPackages ? { agentPackages: resolve(o.agentPackages) } : {}) });
+    const server = await startServer({ home, host: o.host, port: Number(o.port), log, ...(o.agentPackages ? { agentPackages: resolve(o.agentPackages) } : {}), ...(o.previewDomain ? { previewDomain: o.previewDomain } : {}), ...(o.publicUrl ? { publicUrl: o.publicUrl } : {}) });
     logCrash = (kind, err) => server.logCrash(kind, err);
     log(`paddock listening on ${server.url} (data in ${home}, layers: ${server.cp.layers.kind})`);
     if (server.cp.adminTokenFile) log(`created the admin principal; its token is in ${server.cp.adminTokenFile} (mode 0600), which paddock on this machine uses by default`);
@@ -105,6 +108,7 @@ registerLogsCommands(program, client);
 registerAccessCommands(program, client);
 registerSnapshotCommands(program, client);
 registerRunCommands(program, client);
+registerPreviewCommands(program, client);
 
 program
   .command("doctor")

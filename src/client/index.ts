@@ -10,7 +10,7 @@
  */
 import type WebSocket from "ws";
 import type { Readable } from "node:stream";
-import type { Approval, AuditRecord, Environment, EnvironmentVersion, ExecResult, FileEntry, PoolInfo, Principal, Run, RunEvent, RunOutcome, ServiceStatus, Session, Snapshot, StoredEgressRecord, Template } from "../core/index.ts";
+import type { Approval, AuditRecord, Environment, EnvironmentVersion, ExecResult, FileEntry, PoolInfo, Preview, Principal, Run, RunEvent, RunOutcome, ServiceStatus, Session, Snapshot, StoredEgressRecord, Template } from "../core/index.ts";
 import { PaddockError, codeOfHttpStatus, unavailable, type ExecSignals } from "../core/index.ts";
 
 export { ExecSignals } from "../core/index.ts";
@@ -41,6 +41,9 @@ export interface AuditFilter {
 }
 
 export type PublicSession = Omit<Session, "providerState">;
+
+/** A preview as served: its URL without the token (docs/previews.md). */
+export type PreviewInfo = Preview & { url: string };
 
 export type { PoolInfo, Snapshot, ServiceStatus } from "../core/index.ts";
 
@@ -258,6 +261,27 @@ export class PaddockClient {
    * for await (const e of paddock.runs.follow(run.id)) console.log(e.event.type);
    * const done = await paddock.runs.get(run.id); // summary, diff, checks, outcome
    */
+  // --- previews (docs/previews.md) ---
+  /** Preview URLs: one port of one session at its own origin, token- or role-guarded, with a TTL. */
+  readonly previews = {
+    /**
+     * Serve `port` of a running session. The answer's `url` carries the visitor token (shown once).
+     * @example
+     * const { url } = await paddock.previews.create(sessionId, 3000, { ttl: "2h", command: "npm start" });
+     */
+    create: (session: string, port: number, opts: { ttl?: string; public?: boolean; command?: string } = {}) =>
+      this.json<{ preview: PreviewInfo; token: string; url: string }>("POST", "/v1/previews", { session, port, ...opts }),
+    /** Live previews (all: also revoked and expired ones) the caller may read. */
+    list: (filter: { session?: string; environment?: string; all?: boolean } = {}) => {
+      const q = new URLSearchParams({ ...(filter.session ? { session: filter.session } : {}), ...(filter.environment ? { environment: filter.environment } : {}), ...(filter.all ? { all: "true" } : {}) });
+      return this.json<PreviewInfo[]>("GET", `/v1/previews${q.size ? `?${q}` : ""}`);
+    },
+    get: (id: string) => this.json<PreviewInfo>("GET", `/v1/previews/${enc(id)}`),
+    /** Revoke: the next request through it is refused. */
+    revoke: (id: string) => this.json<PreviewInfo>("DELETE", `/v1/previews/${enc(id)}`),
+  };
+  // --- end previews ---
+
   readonly runs = {
     start: (req: { environment: string; agent?: string; prompt: string; outcome?: RunOutcome }) => this.json<Run>("POST", "/v1/runs", req),
     get: (id: string) => this.json<Run>("GET", `/v1/runs/${enc(id)}`),

@@ -7,8 +7,10 @@
  *   so that fixing a failed step and applying again does not rebuild the steps before it;
  * - base and scaffold layers (not template layers: never collected).
  * What goes: every other template layer (the store row and the files), snapshots made by `session
- * fork` once no live session was started from them, and snapshot layers with no snapshot record
- * (a crash between the capture and the record).
+ * fork` once no live session was started from them, snapshots a preview's session left when it
+ * stopped (control/previews.ts) once no live preview or session uses them (`Store.snapshotUsers`
+ * names them), and snapshot layers with no snapshot record (a crash between the capture and the
+ * record).
  *
  * Runs at start, after a snapshot is removed, after sessions end, after a build, and on `paddock
  * gc`; one run at a time, never while a build runs (builds hold `layersInUse` shared, a run holds

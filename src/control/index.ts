@@ -38,6 +38,7 @@ import { Collector } from "./gc.ts";
 import { Snapshots } from "./snapshots.ts";
 import { Runs } from "./runs.ts";
 import { Webhooks } from "./webhooks.ts";
+import { Previews } from "./previews.ts";
 
 export type { BuildEvent } from "./builder.ts";
 export { Environments, invalidFile } from "./environments.ts";
@@ -52,6 +53,7 @@ export type { PoolInfo } from "../core/index.ts";
 export { Collector, type CollectResult } from "./gc.ts";
 export { Runs, AGENT_ROLE, type StartRunRequest } from "./runs.ts";
 export { Webhooks, MAX_WEBHOOK_BODY_BYTES } from "./webhooks.ts";
+export { Previews, PREVIEW_ID, DEFAULT_PREVIEW_DOMAIN, DEFAULT_PREVIEW_TTL_MS, MAX_PREVIEW_TTL_MS, tokenHash as previewTokenHash, type PreviewTarget } from "./previews.ts";
 
 export interface ControlPlaneOptions {
   /** Data directory ($PADDOCK_HOME). */
@@ -64,6 +66,10 @@ export interface ControlPlaneOptions {
   agentPackages?: string;
   /** Base URLs of hosted agents' APIs by agent name, e.g. { devin: "https://api.devin.ai" } (tests point them at local fakes). */
   hostedAgents?: Record<string, string>;
+  /** Base domain of preview hosts (`<port>-<id>.<domain>`); default `preview.localhost` (browsers resolve *.localhost to loopback). */
+  previewDomain?: string;
+  /** The UI's public origin (where previews send logged-in users to authorise); default `http://127.0.0.1:<port>`. */
+  publicUrl?: string;
   gateway?: {
     /** Ports on the installation's gateway address; defaults below. */
     ports?: Partial<Omit<GatewayEndpoints, "address">>;
@@ -98,6 +104,8 @@ export interface ControlPlane {
   readonly runs: Runs;
   /** Webhook receivers that start runs (docs/triggers.md). */
   readonly webhooks: Webhooks;
+  /** Preview URLs of sessions' ports (docs/previews.md). */
+  readonly previews: Previews;
   /** Set when this start created the admin principal: where its token was written. */
   readonly adminTokenFile: string | null;
   /**
@@ -175,8 +183,17 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
     },
   });
   pools = new Pools({ store, providers, environments, egress, audit, log });
-  const sessions = new Sessions({ store, providers, environments, egress, audit, access, log, pools, onEnded: () => gc.schedule() });
+  // Set below; a stop's hook runs only after this function returned.
+  let previews: Previews | null = null;
+  const sessions = new Sessions({
+    store, providers, environments, egress, audit, access, log, pools, onEnded: () => gc.schedule(),
+    beforeStop: (s) => previews?.beforeStop(s) ?? Promise.resolve(),
+  });
   const snapshots = new Snapshots({ store, sessions, egress, gc, audit, log });
+  previews = new Previews({
+    store, sessions, snapshots, gc, audit, access, log, gatewayIp: network.gatewayIp, cookieKey: vault.deriveKey("preview-cookie"),
+    ...(opts.previewDomain ? { domain: opts.previewDomain } : {}), ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}),
+  });
   const approvals = new Approvals({ store, access, audit });
   const checker: CommandChecker = await createCommandChecker();
   const commands = new CommandGate({ store, sessions, access, approvals, audit, checker });
@@ -220,11 +237,13 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
     commands,
     runs,
     webhooks,
+    previews,
     adminTokenFile,
     secretValues,
     doctor: () => runDoctor({ home: opts.home, store, layers, network }),
     async close(o = {}) {
       await runs.close();
+      previews?.close();
       await pools?.close();
       await gc.close();
       sessions.close();

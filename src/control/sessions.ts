@@ -55,6 +55,8 @@ export class Sessions {
       pools?: Pools;
       /** Called when a session ends (garbage collection may have work). */
       onEnded?: () => void;
+      /** Called before a running session is stopped (previews snapshot it first); a failure is logged, the stop goes on. */
+      beforeStop?: (s: Session) => Promise<void>;
     },
   ) {}
 
@@ -302,6 +304,7 @@ export class Sessions {
     if (s.state !== "running" && s.state !== "starting") return s;
     this.clearTimer(id);
     await this.auditGuardDenials(s, null).catch(() => undefined);
+    if (this.deps.beforeStop) await this.deps.beforeStop(s).catch((err: unknown) => this.deps.log(`before stopping ${id}: ${err instanceof Error ? err.message : String(err)}`));
     await this.providerOf(s).stop(id);
     await this.deps.egress?.detach(id);
     const stopped = await this.deps.store.updateSession(id, { state: "stopped", endedAt: new Date().toISOString(), endReason: reason });

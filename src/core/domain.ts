@@ -243,3 +243,29 @@ export interface RunEvent {
   /** `AgentEvent` (message, tool_call, tool_result, usage, result, …) or a run event (`turn`, `check`, `state`). */
   event: { type: string } & Record<string, unknown>;
 }
+
+// --- previews (docs/previews.md) ---
+/**
+ * A preview: a URL that serves one port of one session to browsers, with a TTL, revocable, and
+ * able to wake a stopped session from the snapshot taken when it stopped. The visitor's token is
+ * never stored (the store keeps a sha256 of it beside the row, not in this type).
+ */
+export interface Preview {
+  /** `pv-` and 10 hex digits; the URL's host is `<port>-<id>.<previewDomain>`. */
+  id: string;
+  /** The session it serves now (a wake re-points it to the session started from `snapshotId`). */
+  sessionId: string;
+  environment: string;
+  port: number;
+  /** Served to anyone with the URL, no token or login needed. */
+  public: boolean;
+  /** Started in the background in the session a wake starts (e.g. `npm start`), or null. */
+  command: string | null;
+  /** The principal who made it; a wake starts the session for them. */
+  createdBy: string;
+  createdAt: string;
+  expiresAt: string;
+  revokedAt: string | null;
+  /** Taken when its session stopped: what a visit wakes the session from. */
+  snapshotId: string | null;
+}

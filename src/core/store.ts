@@ -1,4 +1,4 @@
-import type { Environment, EnvironmentVersion, Layer, PoolMember, PoolSetting, Run, RunEvent, RunState, Session, SessionState, Snapshot, Template } from "./domain.ts";
+import type { Environment, EnvironmentVersion, Layer, PoolMember, PoolSetting, Preview, Run, RunEvent, RunState, Session, SessionState, Snapshot, Template } from "./domain.ts";
 import type { ApiToken, Approval, ApprovalState, AuditInput, AuditQuery, AuditRecord, Principal } from "./identity.ts";
 
 /**
@@ -73,7 +73,8 @@ export interface Store {
   listSnapshots(filter?: { environment?: string }): Promise<Snapshot[]>;
   /**
    * What uses a snapshot and so keeps it from being removed: live (`starting`/`running`) sessions
-   * started from it as `session <id>`, pool members as `pool member <id>`.
+   * started from it as `session <id>`, pool members as `pool member <id>`, previews neither
+   * revoked nor expired that would wake from it as `preview <id>`.
    */
   snapshotUsers(id: string): Promise<string[]>;
   /**
@@ -81,6 +82,18 @@ export interface Store {
    * then it rejects `conflict` naming the users. Resolves false when unknown.
    */
   deleteSnapshot(id: string): Promise<boolean>;
+
+  // --- previews (sqlite-previews.ts) ---
+  /** Insert a preview with the sha256 (hex) of its token; a taken id rejects `conflict`. */
+  createPreview(p: Preview, tokenHash: string): Promise<void>;
+  getPreview(id: string): Promise<Preview | null>;
+  /** The sha256 (hex) of a preview's token, or null when unknown. */
+  previewTokenHash(id: string): Promise<string | null>;
+  /** Newest first; `live`: neither revoked nor expired at `now` (ISO, default the present). */
+  listPreviews(filter?: { sessionId?: string; environment?: string; live?: boolean; now?: string }): Promise<Preview[]>;
+  /** Change a preview's session, snapshot or revocation; rejects `not_found` for an unknown id. */
+  updatePreview(id: string, patch: Partial<Pick<Preview, "sessionId" | "snapshotId" | "revokedAt">>): Promise<Preview>;
+  // --- end previews ---
 
   /** Insert a pool member; a taken id (also a session's) rejects `conflict`. */
   addPoolMember(m: PoolMember): Promise<void>;

@@ -1,6 +1,6 @@
 /**
  * Authentication and authorisation at the API's edge: every request but health carries a bearer
- * token; the route's requirement (docs/rbac.md) is checked against the caller's permissions on the
+ * token (or the web UI's session cookie, under CSRF rules); the route's requirement (docs/rbac.md) is checked against the caller's permissions on the
  * environment the request touches; the decision is audited before the handler runs, so an action
  * is never performed unrecorded (a failed audit write fails the request).
  */
@@ -12,6 +12,7 @@ import { asPaddockError, PaddockError } from "../core/index.ts";
 import { isAdmin, type Requirement } from "../guard/index.ts";
 import type { Scope } from "./routes.ts";
 import { accessText } from "./openapi.ts";
+import { crossSite, CSRF_HEADER, hasUiCookie, isPreviewHost, originOf, previewDomainOf, principalFromUiCookie } from "./ui.ts";
 
 /** The token of `Authorization: Bearer <token>`, or undefined. */
 export function bearerOf(headers: IncomingHttpHeaders): string | undefined {
@@ -27,14 +28,52 @@ export interface Decision {
   scope: Scope | null;
 }
 
-/** Authenticate; on failure audit the refusal (as `anonymous`) and reject `unauthorized`. */
-export async function authenticate(cp: ControlPlane, headers: IncomingHttpHeaders, operation: string): Promise<Principal> {
+/** What authentication needs to know of a request besides its headers, to accept the UI cookie. */
+export interface RequestKind {
+  method: string;
+  /** The exec WebSocket's upgrade: the cookie only with the server's own Origin. */
+  websocket?: boolean;
+}
+
+/**
+ * Authenticate; on failure audit the refusal (as `anonymous`) and reject `unauthorized`.
+ *
+ * A bearer token wins. Without one, and only when `request` says what kind of request this is,
+ * the web UI's `paddock_session` cookie (src/server/ui.ts) is accepted, under rules that keep
+ * other sites from riding on it (CSRF) — failing closed, with `forbidden`:
+ * - an `Origin` other than the server's own, or `Sec-Fetch-Site: cross-site|same-site`, is refused;
+ * - a request that may change something (not GET/HEAD) must carry `X-Paddock-CSRF: 1`: a custom
+ *   header makes a cross-site fetch preflight, and the server never approves a preflight;
+ * - a WebSocket upgrade must carry the server's own `Origin` (browsers always send one, and
+ *   WebSockets are not bound by CORS or SameSite=Strict… which does hold, but not on every browser);
+ * - never on a preview host (those serve what agents built).
+ */
+export async function authenticate(cp: ControlPlane, headers: IncomingHttpHeaders, operation: string, request?: RequestKind): Promise<Principal> {
+  const bearer = bearerOf(headers);
+  if (bearer === undefined && request && hasUiCookie(headers) && !isPreviewHost(headers, previewDomainOf(cp))) {
+    const refusal = cookieRefusal(headers, request);
+    if (refusal) {
+      await cp.audit.append({ actor: "anonymous", actorKind: "system", action: `api.${operation}`, target: "-", decision: "denied", rule: "ui-cookie", detail: { reason: refusal } });
+      throw new PaddockError("forbidden", refusal);
+    }
+    const principal = await principalFromUiCookie(cp, headers);
+    if (principal) return principal;
+  }
   try {
-    return await cp.identities.authenticate(bearerOf(headers));
+    return await cp.identities.authenticate(bearer);
   } catch (err) {
     await cp.audit.append({ actor: "anonymous", actorKind: "system", action: `api.${operation}`, target: "-", decision: "denied", rule: "authentication" });
     throw err;
   }
+}
+
+/** Why a cookie-authenticated request is refused before the cookie is even looked at, or null. */
+function cookieRefusal(headers: IncomingHttpHeaders, request: RequestKind): string | null {
+  const origin = originOf(headers);
+  if (origin === "foreign" || crossSite(headers)) return "a request from another site cannot use the web UI's login: send `Authorization: Bearer <token>`";
+  if (request.websocket) return origin === "same" ? null : "a WebSocket using the web UI's login must come from the UI's own pages (Origin)";
+  if (request.method === "GET" || request.method === "HEAD") return null;
+  return headers[CSRF_HEADER] === "1" ? null : "a request using the web UI's login must carry the header X-Paddock-CSRF: 1";
 }
 
 /**

@@ -82,7 +82,7 @@ function refuse(socket: Duplex, status: number, body: PublicError): void {
 }
 
 async function admit(cp: ControlPlane, req: IncomingMessage, id: string): Promise<Principal> {
-  const principal = await authenticate(cp, req.headers, "execStream");
+  const principal = await authenticate(cp, req.headers, "execStream", { method: "GET", websocket: true });
   const session = await cp.sessions.get(id).catch(async (err: unknown) => {
     await auditFailure(cp, principal, "execStream", id, err);
     throw err;

@@ -18,6 +18,9 @@ import { auditFailure, authenticate, authorize } from "./auth.ts";
 import type { Principal } from "../core/index.ts";
 import { openApiDocument } from "./openapi.ts";
 import { attachExecStream } from "./exec-stream.ts";
+import { principalFromUiCookie, registerUi } from "./ui.ts";
+import { previewRoutes } from "./routes-previews.ts";
+import { attachPreviewGateway } from "./previews.ts";
 import { answerClientError, drainBody, ErrorReporter, parseInput as parse, type PublicError } from "./errors.ts";
 
 /** The OpenAPI document's own route: any principal may read it. */
@@ -34,7 +37,7 @@ const openApiRoute: Route = {
 /** Every route the server serves: the core table, the secrets/egress table, identity/audit/approvals, snapshots/pools. */
 /** Webhook receivers: their signatures are over the raw bytes, so they get every body unparsed. */
 const webhookRoutes: Route[] = hookRoutes();
-export const allRoutes: Route[] = [...routes, ...secretRoutes, ...guardRoutes, ...snapshotRoutes, ...runRoutes, ...webhookRoutes, openApiRoute];
+export const allRoutes: Route[] = [...routes, ...secretRoutes, ...guardRoutes, ...snapshotRoutes, ...runRoutes, ...previewRoutes, ...webhookRoutes, openApiRoute];
 export { routes } from "./routes.ts";
 export { openApiDocument } from "./openapi.ts";
 export { describeThrown } from "./errors.ts";
@@ -42,6 +45,8 @@ export { describeThrown } from "./errors.ts";
 export interface ServerOptions extends ControlPlaneOptions {
   host?: string;
   port?: number;
+  /** The built web UI to serve (index.html, app.js, app.css); default dist/web (scripts/build-web.mjs). */
+  webRoot?: string;
 }
 
 export interface RunningServer {
@@ -98,7 +103,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     hooks.addContentTypeParser("*", { parseAs: "buffer", bodyLimit: MAX_WEBHOOK_BODY_BYTES }, (_req, body, done) => done(null, body));
     for (const r of webhookRoutes) register(hooks, cp, r);
   });
+  // The web UI (src/server/ui.ts): the built app at / and /ui/*, and its login.
+  await registerUi(app, cp, opts.webRoot !== undefined ? { webRoot: opts.webRoot } : {});
   const closeStreams = attachExecStream(app.server, cp, errors);
+  // Preview hosts (docs/previews.md) never reach the API: attached last, in front of the listeners above.
+  const closePreviews = attachPreviewGateway(app.server, cp, errors, { uiPrincipal: (h) => principalFromUiCookie(cp, h) });
   try {
     await app.listen({ host: opts.host ?? "127.0.0.1", port: opts.port ?? 7070 });
   } catch (err) {
@@ -109,12 +118,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   }
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : (opts.port ?? 7070);
+  cp.previews.listening(port);
   return {
     url: `http://${opts.host ?? "127.0.0.1"}:${port}`,
     cp,
     logCrash: (kind, err) => errors.logCrash(kind, err),
     async close(o = {}) {
       await closeStreams();
+      await closePreviews();
       await app.close();
       await cp.close(o);
     },
@@ -130,7 +141,7 @@ function register(app: FastifyInstance, cp: ControlPlane, r: Route): void {
     // Authentication comes first, before the body is even read: without a token nothing else
     // about the request is looked at (a malformed body gets 401, not 400).
     onRequest: async (req) => {
-      if (r.access.kind !== "public") principals.set(req, await authenticate(cp, req.headers, r.operationId));
+      if (r.access.kind !== "public") principals.set(req, await authenticate(cp, req.headers, r.operationId, { method: req.method }));
     },
     handler: async (req, reply) => {
       const principal: Principal | null = principals.get(req) ?? null;

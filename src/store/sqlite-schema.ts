@@ -296,6 +296,31 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_by_age ON webhook_deliveries (received_ms);
 `;
 
+// Previews (docs/previews.md): one port of one session behind a URL. Only a sha256 of the visitor
+// token is kept. snapshot_id is the snapshot a visit wakes the session from; a preview neither
+// revoked nor expired keeps it from being removed (sqlite-snapshots.ts, users).
+const PREVIEWS = `
+CREATE TABLE previews (
+  id TEXT PRIMARY KEY,
+  session_id TEXT NOT NULL,
+  environment TEXT NOT NULL,
+  port INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),
+  token_hash TEXT NOT NULL,
+  public INTEGER NOT NULL CHECK (public IN (0, 1)),
+  command TEXT,
+  created_by TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  expires_at TEXT NOT NULL,
+  expires_ms INTEGER NOT NULL,
+  revoked_at TEXT,
+  snapshot_id TEXT
+) STRICT;
+CREATE INDEX previews_newest_first ON previews (created_ms DESC, id);
+CREATE INDEX previews_by_session ON previews (session_id);
+CREATE INDEX previews_by_snapshot ON previews (snapshot_id) WHERE snapshot_id IS NOT NULL;
+`;
+
 /** Every migration, oldest first. Append only. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "environments, versions, layers, templates, sessions", sql: INITIAL },
@@ -303,6 +328,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 3, name: "principals, tokens, audit records, approvals", sql: GUARD },
   { version: 4, name: "snapshots, pool members, pool settings", sql: SNAPSHOTS },
   { version: 5, name: "agent runs, run transcripts, webhook deliveries", sql: RUNS },
+  { version: 6, name: "previews", sql: PREVIEWS },
 ];
 
 function checkOrder(migrations: readonly Migration[]): void {

@@ -63,6 +63,9 @@ export function prepareSnapshotStatements(db: Database.Database) {
     sessionUsers: db.prepare<[string], string>(
       "SELECT id FROM sessions WHERE snapshot_id = ? AND state IN ('starting', 'running') ORDER BY created_ms, id").pluck(),
     memberUsers: db.prepare<[string], string>("SELECT id FROM pool_members WHERE snapshot_id = ? ORDER BY created_ms, id").pluck(),
+    // Previews that would wake from it (neither revoked nor expired): sqlite-previews.ts.
+    previewUsers: db.prepare<[string, number], string>(
+      "SELECT id FROM previews WHERE snapshot_id = ? AND revoked_at IS NULL AND expires_ms > ? ORDER BY created_ms, id").pluck(),
 
     insertMember: db.prepare<MemberRow>(`INSERT INTO pool_members
       (id, environment, version, template_id, provider, snapshot_id, state, created_at, created_ms, provider_state)
@@ -214,5 +217,9 @@ export class SqliteSnapshotRecords implements SnapshotRecords {
 }
 
 function users(s: SnapshotStatements, id: string): string[] {
-  return [...s.sessionUsers.all(id).map((x) => `session ${x}`), ...s.memberUsers.all(id).map((x) => `pool member ${x}`)];
+  return [
+    ...s.sessionUsers.all(id).map((x) => `session ${x}`),
+    ...s.memberUsers.all(id).map((x) => `pool member ${x}`),
+    ...s.previewUsers.all(id, Date.now()).map((x) => `preview ${x}`),
+  ];
 }

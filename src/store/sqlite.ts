@@ -28,6 +28,8 @@ import { prepareGuardStatements, SqliteGuardRecords, type GuardStatements } from
 import type { ApiToken, Approval, ApprovalState, AuditInput, AuditQuery, AuditRecord, Principal } from "../core/identity.ts";
 import { prepareRunStatements, SqliteRunRecords } from "./sqlite-runs.ts";
 import { prepareSnapshotStatements, snapshotExists, SqliteSnapshotRecords, type SnapshotStatements } from "./sqlite-snapshots.ts";
+import { preparePreviewStatements, SqlitePreviewRecords, type PreviewStatements } from "./sqlite-previews.ts";
+import type { Preview } from "../core/domain.ts";
 
 /** How long a write waits for another process's write lock before rejecting `unavailable`. */
 const BUSY_TIMEOUT_MS = 5000;
@@ -123,6 +125,13 @@ class SqliteStore extends SqliteVaultRecords implements Store {
       <T>(fn: (s: ReturnType<typeof prepareRunStatements>) => T, duplicate?: string) => this.#run(() => fn(r), duplicate),
       <T>(fn: (s: ReturnType<typeof prepareRunStatements>) => T, duplicate?: string) => this.#write(() => fn(r), duplicate),
     );
+    // --- previews ---
+    const pv = preparePreviewStatements(db);
+    this.#previews = new SqlitePreviewRecords(
+      <T>(fn: (s: PreviewStatements) => T, duplicate?: string) => this.#run(() => fn(pv), duplicate),
+      <T>(fn: (s: PreviewStatements) => T, duplicate?: string) => this.#write(() => fn(pv), duplicate),
+    );
+    // --- end previews ---
     const g = prepareGuardStatements(db);
     this.#guard = new SqliteGuardRecords(
       <T>(fn: (q: GuardStatements) => T, duplicate?: string) => this.#run(() => fn(g), duplicate),
@@ -160,6 +169,15 @@ class SqliteStore extends SqliteVaultRecords implements Store {
   getPoolSetting(environment: string) { return this.#snaps.getPoolSetting(environment); }
   listPoolSettings() { return this.#snaps.listPoolSettings(); }
   deletePoolSetting(environment: string) { return this.#snaps.deletePoolSetting(environment); }
+
+  // --- previews: they live in sqlite-previews.ts; these forward to it ---
+  readonly #previews: SqlitePreviewRecords;
+  createPreview(p: Preview, tokenHash: string) { return this.#previews.createPreview(p, tokenHash); }
+  getPreview(id: string) { return this.#previews.getPreview(id); }
+  previewTokenHash(id: string) { return this.#previews.previewTokenHash(id); }
+  listPreviews(filter?: { sessionId?: string; environment?: string; live?: boolean; now?: string }) { return this.#previews.listPreviews(filter); }
+  updatePreview(id: string, patch: Partial<Pick<Preview, "sessionId" | "snapshotId" | "revokedAt">>) { return this.#previews.updatePreview(id, patch); }
+  // --- end previews ---
 
   readonly #guard: SqliteGuardRecords;
   // Identity, audit and approvals live in sqlite-guard.ts; these forward to it.

@@ -78,6 +78,19 @@ void describe("RBAC: every route × every kind of principal", () => {
     return id;
   };
 
+  // A session eng started that preview calls share (they never stop it), and a preview record of it.
+  let previewSession: Promise<string> | null = null;
+  const sharedPreviewSession = () => (previewSession ??= freshSession());
+  const freshPreview = async () => {
+    const id = `pv-${(++counter).toString(16).padStart(10, "0")}`;
+    const now = Date.now();
+    await server.cp.store.createPreview({
+      id, sessionId: await sharedPreviewSession(), environment: "web", port: 3000, public: false, command: null, createdBy: "eng",
+      createdAt: new Date(now).toISOString(), expiresAt: new Date(now + 3600_000).toISOString(), revokedAt: null, snapshotId: null,
+    }, "0".repeat(64));
+    return id;
+  };
+
   /** The concrete request for an operation: real targets so allowed calls can succeed. */
   async function requestFor(op: Op): Promise<{ path: string; body?: unknown; binary?: Buffer }> {
     const session = op.path.includes("/sessions/{id}") ? await freshSession() : null;
@@ -87,8 +100,9 @@ void describe("RBAC: every route × every kind of principal", () => {
     // Principals a call may disable are made for it, so no other kind of caller loses its token.
     // A run record of "web" (no agent process behind it: these calls test who may reach it).
     const run = op.path.includes("/runs/{id}") ? await freshRun() : null;
+    const preview = op.path.includes("/previews/{id}") ? await freshPreview() : null;
     const made = op.path.includes("/principals/{name}") ? await admin.principals.create({ name: `tmp${++counter}`, role: "support" }) : null;
-    let path = op.path.replace("{id}", session ?? approval ?? snapshot ?? run ?? "").replace("{name}", made?.principal.name ?? nameFor(op)).replace("{token}", made ? (parseToken(made.token)?.id ?? "") : "");
+    let path = op.path.replace("{id}", session ?? approval ?? snapshot ?? run ?? preview ?? "").replace("{name}", made?.principal.name ?? nameFor(op)).replace("{token}", made ? (parseToken(made.token)?.id ?? "") : "");
     if (op.operationId === "readFile" || op.operationId === "listFiles") path += "?path=/workspace";
     if (op.operationId === "writeFile") return { path: path + "?path=/workspace/w.txt", binary: Buffer.from("x") };
     if (op.operationId === "readFile") {
@@ -110,6 +124,7 @@ void describe("RBAC: every route × every kind of principal", () => {
       setPool: { min: 0 },
       startRun: { environment: "web", prompt: "say hello" },
       followUpRun: { prompt: "and again" },
+      createPreview: op.operationId === "createPreview" ? { session: await sharedPreviewSession(), port: 3000 } : undefined,
     };
     return { path, ...(bodies[op.operationId] !== undefined ? { body: bodies[op.operationId] } : {}) };
   }

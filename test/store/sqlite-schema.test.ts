@@ -62,6 +62,7 @@ void describe("sqlite schema migrations", () => {
       "layers",
       "pool_members",
       "pool_settings",
+      "previews",
       "principals",
       "run_events",
       "runs",
@@ -120,7 +121,7 @@ void describe("sqlite schema migrations", () => {
     } finally {
       await store.close();
     }
-    assert.deepEqual(withRaw(path, (db) => recorded(db).map((r) => r.version)), [1, 2, 3, 4, 5]);
+    assert.deepEqual(withRaw(path, (db) => recorded(db).map((r) => r.version)), [1, 2, 3, 4, 5, 6]);
   });
 
   void it("refuses to update or delete audit records (append-only at the database)", () => {
