@@ -236,7 +236,7 @@ void describe("opencode (real CLI) in a real sandbox against a fake OpenAI Respo
     assert.match(ok.stdout, /TLS ok\./);
     // Without it, no request gets through (bounded by timeout(1): a client may retry for long).
     fake!.script([() => ({ text: "should not be reached" })]);
-    const bad = await run({ ...l, argv: ["timeout", "8", "env", "-u", "NODE_EXTRA_CA_CERTS", ...l.argv], env: { ...l.env, SSL_CERT_FILE: "/tmp/other-ca.pem" } });
+    const bad = await run({ ...l, argv: ["timeout", "30", "env", "-u", "NODE_EXTRA_CA_CERTS", ...l.argv], env: { ...l.env, SSL_CERT_FILE: "/tmp/other-ca.pem" } });
     assert.doesNotMatch(bad.stdout, /TLS ok\.|should not be reached/);
     assert.match(bad.stdout + bad.stderr, /certificate|UNABLE_TO_VERIFY|self.signed|unknown ca/i, bad.stdout + bad.stderr);
     assert.equal(fake!.remaining(), 1, "no request got through");
