@@ -46,4 +46,5 @@ export const navLinks: { href: string; text: string; match: (path: string) => bo
   { href: "/ui/runs", text: "Runs", match: (p) => p.startsWith("/ui/runs") || p.startsWith("/ui/sessions") },
   { href: "/ui/approvals", text: "Approvals", match: (p) => p.startsWith("/ui/approvals") },
   { href: "/ui/audit", text: "Audit", match: (p) => p.startsWith("/ui/audit") },
+  { href: "/ui/dashboard", text: "Dashboard", match: (p) => p.startsWith("/ui/dashboard") },
 ];
