@@ -2,7 +2,7 @@ import { createReadStream } from "node:fs";
 import { basename } from "node:path";
 import type { Command } from "commander";
 import type { PaddockClient } from "../client/index.ts";
-import { PaddockError } from "../core/index.ts";
+import { PaddockError, invalid } from "../core/index.ts";
 import { bytes, formatIssue, printJson, printTable, seconds } from "./output.ts";
 
 /** The server refuses environment files over 1 MiB (config's MAX_FILE_BYTES); reading stops there. */
@@ -109,6 +109,16 @@ export function registerEnvCommands(program: Command, client: () => PaddockClien
         ["VERSION", "STATUS", "APPLIED", "FILE", "DIGEST", "ERROR"],
         versions.map((v) => [`v${v.version}`, v.buildStatus, v.createdAt, v.fileName, v.sourceDigest.slice(0, 12), (v.buildError ?? "").split("\n")[0] ?? ""]),
       );
+    });
+
+  env
+    .command("log <name> [version]")
+    .description("the build log of a version (default: the newest): each step, its output and exit code")
+    .action(async (name: string, version: string | undefined) => {
+      const c = client();
+      const v = version !== undefined ? Number(version.replace(/^v/, "")) : ((await c.environments.history(name))[0]?.version ?? NaN);
+      if (!Number.isInteger(v) || v < 1) throw invalid(`no version ${JSON.stringify(version ?? "")} of ${name}: name one from \`paddock env history ${name}\``);
+      process.stdout.write(await c.environments.buildLog(name, v));
     });
 }
 

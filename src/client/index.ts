@@ -176,6 +176,9 @@ export class PaddockClient {
     list: () => this.json<Environment[]>("GET", "/v1/environments"),
     get: (name: string) => this.json<{ environment: Environment; current: EnvironmentVersion | null; template: Template | null }>("GET", `/v1/environments/${enc(name)}`),
     history: (name: string) => this.json<EnvironmentVersion[]>("GET", `/v1/environments/${enc(name)}/versions`),
+    /** A version's build log: each step, its output and exit code. */
+    buildLog: async (name: string, version: number): Promise<string> =>
+      (await this.request("GET", `/v1/environments/${enc(name)}/versions/${version}/log`, { accept: "text/plain" })).text(),
   };
 
   readonly sessions = {

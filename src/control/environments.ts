@@ -51,6 +51,12 @@ export class Environments {
     if (!parsed.spec) throw invalidFile(req.fileName, parsed.issues);
     const spec = parsed.spec;
     const previous = this.building.get(spec.name) ?? Promise.resolve();
+    const log = new BuildLog();
+    const userOnEvent = onEvent;
+    onEvent = (e) => {
+      log.add(e);
+      userOnEvent(e);
+    };
     const run = previous.catch(() => undefined).then(async () => {
       const version = await this.deps.store.addEnvironmentVersion({
         name: spec.name,
@@ -68,6 +74,7 @@ export class Environments {
             this.deps,
           );
         const template = await (this.deps.layerLock ? this.deps.layerLock.withShared(build) : build());
+        await this.deps.store.putBuildLog(spec.name, version.version, log.text());
         await this.deps.store.finishBuild(spec.name, version.version, { templateId: template.id });
         this.deps.onBuilt?.(spec.name);
         const done = await this.deps.store.getEnvironmentVersion(spec.name, version.version);
@@ -83,6 +90,7 @@ export class Environments {
           exitCode: typeof details?.exitCode === "number" ? details.exitCode : null,
           lastLines: Array.isArray(details?.lastLines) ? (details.lastLines as string[]) : [],
         });
+        await this.deps.store.putBuildLog(spec.name, version.version, log.text()).catch(() => undefined);
         throw err;
       }
     });
@@ -92,6 +100,13 @@ export class Environments {
     } finally {
       if (this.building.get(spec.name) === run) this.building.delete(spec.name);
     }
+  }
+
+  /** A version's build log (steps, output, exit codes), or not_found. */
+  async buildLog(name: string, version: number): Promise<string> {
+    const log = await this.deps.store.getBuildLog(name, version);
+    if (log === null) throw new PaddockError("not_found", `no build log for ${name} version ${version}`);
+    return log;
   }
 
   /** Ends the parser's worker thread. */
@@ -169,4 +184,60 @@ function unboundSecrets(spec: EnvironmentSpec, file: string): ConfigIssue[] {
     });
   });
   return issues;
+}
+
+/** Most of a build log kept: its start and its end (where a failure is). */
+const BUILD_LOG_HEAD = 32 * 1024;
+const BUILD_LOG_TAIL = 224 * 1024;
+
+/** A build's events as text, bounded: the head and the tail are kept, the middle counted. */
+class BuildLog {
+  #head = "";
+  #tail = "";
+  #dropped = 0;
+
+  add(e: BuildEvent | { type: "version"; name: string; version: number }): void {
+    const line = describeBuildEvent(e);
+    if (line === null) return;
+    if (this.#head.length < BUILD_LOG_HEAD) {
+      this.#head += line;
+      return;
+    }
+    this.#tail += line;
+    if (this.#tail.length > BUILD_LOG_TAIL * 2) {
+      const cut = this.#tail.length - BUILD_LOG_TAIL;
+      this.#dropped += cut;
+      this.#tail = this.#tail.slice(cut);
+    }
+  }
+
+  text(): string {
+    let tail = this.#tail;
+    let dropped = this.#dropped;
+    if (tail.length > BUILD_LOG_TAIL) {
+      dropped += tail.length - BUILD_LOG_TAIL;
+      tail = tail.slice(tail.length - BUILD_LOG_TAIL);
+    }
+    return this.#head + (dropped ? `\n… ${dropped} characters of output left out …\n` : "") + tail;
+  }
+}
+
+function describeBuildEvent(e: BuildEvent | { type: "version"; name: string; version: number }): string | null {
+  const ev = e as { type: string } & Record<string, unknown>;
+  switch (ev.type) {
+    case "version":
+      return `== ${String(ev.name)} version ${String(ev.version)}, ${new Date().toISOString()}\n`;
+    case "step":
+      return `== step ${Number(ev.index) + 1}/${String(ev.total)}: ${String(ev.command)}${ev.status === "cached" ? " (cached)" : ""}\n`;
+    case "output":
+      return String(ev.data);
+    case "step-done":
+      return `-- exit ${String(ev.exitCode)} in ${String(ev.durationMs)} ms\n`;
+    case "done":
+      return `== done: template ${String(ev.templateId)} in ${String(ev.durationMs)} ms\n`;
+    case "failed":
+      return `== failed: ${String(ev.message)}\n`;
+    default:
+      return null;
+  }
 }

@@ -30,6 +30,10 @@ export interface Store {
   claimWebhookDelivery(key: string, receivedAt: string, forgetBefore: string): Promise<boolean>;
   /** Forget claimed delivery keys (a run that could not start for a passing reason: the sender's retry must start it). */
   releaseWebhookDeliveries(keys: string[]): Promise<void>;
+  /** Keep a version's build log (replacing any). */
+  putBuildLog(environment: string, version: number, log: string): Promise<void>;
+  /** A version's build log, or null when none was kept. */
+  getBuildLog(environment: string, version: number): Promise<string | null>;
   /** Register the next version of an environment (version = latest + 1, starting at 1). */
   addEnvironmentVersion(v: Omit<EnvironmentVersion, "version" | "createdAt" | "buildStatus" | "templateId" | "buildError">): Promise<EnvironmentVersion>;
   /** Record the end of a build; on success the environment's current version moves to it. */

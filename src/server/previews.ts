@@ -63,6 +63,8 @@ export function attachPreviewGateway(server: HttpServer, cp: ControlPlane, error
 class PreviewGateway {
   /** One keep-alive agent per preview and session: connections are reused, never across sandboxes. */
   readonly #agents = new Map<string, Agent>();
+  /** The fast path's connections to the apps, by the same key. */
+  readonly #pools = new Map<string, UpstreamPool>();
   /** Connections in flight (proxied responses, piped WebSockets): cut on close. */
   readonly #open = new Set<Duplex>();
 
@@ -199,6 +201,7 @@ class PreviewGateway {
   }
 
   #forward(req: IncomingMessage, res: ServerResponse, p: Preview, t: PreviewTarget, path: string): void {
+    if (bodiless(req)) return this.#relay(req, res, p, t, path);
     const up = httpRequest({
       host: t.host,
       port: t.port,
@@ -227,6 +230,150 @@ class PreviewGateway {
       if (!res.writableFinished) up.destroy();
     });
     req.pipe(up);
+  }
+
+  /**
+   * The fast path for a request without a body (GET, HEAD, …) from an HTTP/1.1 visitor: our own
+   * HTTP/1.1 exchange on a pooled connection to the app. Its answer's head is parsed here and sent
+   * through `res`; the body's bytes (Content-Length counted, chunked passed on as it came, its
+   * chunks tracked only to find its end) go from the upstream socket's read buffer straight to the
+   * visitor's socket, with no decoding, re-encoding or copy in between. The upstream reads again
+   * only once the visitor's socket took the bytes (backpressure; the read buffer is reused).
+   */
+  #relay(req: IncomingMessage, res: ServerResponse, p: Preview, t: PreviewTarget, path: string): void {
+    const pool = this.#pool(p.id, t);
+    const client = res.socket;
+    if (!client) return;
+    this.#track(client);
+    req.resume();
+    const head = requestHead(req, path);
+    let current: Upstream | null = null;
+    const attempt = (retry: boolean): void => {
+      const up = pool.take();
+      current = up;
+      // Reading the answer's head (copied: the read buffer is reused).
+      let pending: Buffer | null = null;
+      let body: ((chunk: Buffer) => boolean) | null = null;
+      let done = false;
+      let paused = false;
+      let releaseWhenFlushed = false;
+      let reusable = false;
+      const finish = (keep: boolean): void => {
+        done = true;
+        reusable = keep;
+        up.idle();
+        if (!res.writableEnded) res.end();
+        // The read buffer goes back to the pool only once the visitor's socket holds no part of it.
+        if (!keep || client.writableLength === 0) release();
+        else releaseWhenFlushed = true;
+      };
+      const release = (): void => {
+        releaseWhenFlushed = false;
+        if (reusable && !client.destroyed) pool.release(up);
+        else up.destroy();
+      };
+      const flushed = (): void => {
+        if (client.writableLength !== 0) return;
+        if (releaseWhenFlushed) return release();
+        if (paused && !done) {
+          paused = false;
+          up.socket.resume();
+        }
+      };
+      /** Bytes of the body to the visitor; false: stop reading until they are flushed. */
+      const pass = (chunk: Buffer): boolean => {
+        if (!chunk.length) return true;
+        client.write(chunk, flushed);
+        if (client.writableLength === 0) return true;
+        paused = true;
+        return false;
+      };
+      const fail = (err: NodeJS.ErrnoException | null): void => {
+        if (done) return;
+        done = true;
+        up.destroy();
+        if (retry && up.reused && pending === null && body === null && !res.headersSent) return attempt(false);
+        if (!res.headersSent) page(res, 502, "The app is not answering", `Nothing accepted the connection on port ${t.port} of the session (${err?.code ?? "closed"}). Is the app running and listening on 0.0.0.0?`);
+        else res.destroy();
+      };
+      const onHead = (chunk: Buffer): boolean => {
+        const all: Buffer = pending ? Buffer.concat([pending, chunk]) : chunk;
+        const end = all.indexOf("\r\n\r\n");
+        if (end < 0) {
+          if (all.length > 65536) return fail(null), false;
+          pending = pending ? all : Buffer.from(chunk);
+          return true;
+        }
+        pending = null;
+        const h = parseHead(all.subarray(0, end).toString("latin1"));
+        const rest = all.subarray(end + 4);
+        if (!h || h.status === 101) return fail(null), false;
+        if (h.status < 200) return rest.length ? onHead(rest) : true; // 1xx: not passed on
+        const headers = responseHeaders(h.raw);
+        const keep = h.version === "1.1" && !/(^|,)\s*close\s*(,|$)/i.test(h.connection);
+        if (req.method === "HEAD" || h.status === 204 || h.status === 304) {
+          res.writeHead(h.status, h.message, headers);
+          finish(keep && rest.length === 0);
+          return false;
+        }
+        if (h.te !== null || h.length === null) {
+          if (h.te !== null && /(^|,)\s*chunked\s*$/i.test(h.te)) {
+            // Chunked: passed on unchanged, its end found by following the chunk sizes.
+            headers.push("Transfer-Encoding", "chunked");
+            res.writeHead(h.status, h.message, headers);
+            res.flushHeaders();
+            res.chunkedEncoding = false; // the app's chunks, terminator included, are the body
+            const chunks = new ChunkedEnd();
+            body = (c: Buffer): boolean => {
+              const at = chunks.scan(c);
+              if (at === -2) return fail(null), false;
+              if (at === -1) return pass(c);
+              pass(c.subarray(0, at));
+              finish(keep && at === c.length);
+              return false;
+            };
+          } else {
+            // Delimited by the app closing: re-chunked by node for the visitor (rare; copied).
+            res.writeHead(h.status, h.message, headers);
+            res.flushHeaders();
+            res.on("drain", () => {
+              if (!done) up.socket.resume();
+            });
+            body = (c: Buffer): boolean => res.write(Buffer.from(c));
+            up.ended = () => finish(false);
+          }
+        } else {
+          let left = h.length;
+          res.writeHead(h.status, h.message, headers);
+          if (rest.length >= left) {
+            // The whole (small) body came with the head: one write with the head, copied.
+            res.end(Buffer.from(rest.subarray(0, left)));
+            finish(keep && rest.length === left);
+            return false;
+          }
+          res.flushHeaders();
+          body = (c: Buffer): boolean => {
+            if (c.length < left) {
+              left -= c.length;
+              return pass(c);
+            }
+            pass(c.subarray(0, left));
+            finish(keep && c.length === left);
+            return false;
+          };
+        }
+        return rest.length ? body(rest) : true;
+      };
+      up.sink = (chunk: Buffer): boolean => (body ? body(chunk) : onHead(chunk));
+      up.failed = fail;
+      up.ended = () => fail(null);
+      up.send(head);
+    };
+    // The visitor went away before the answer finished: the upstream connection goes too.
+    res.on("close", () => {
+      if (!res.writableFinished) current?.destroy();
+    });
+    attempt(true);
   }
 
   async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
@@ -341,11 +488,28 @@ class PreviewGateway {
     return a;
   }
 
+  #pool(id: string, t: PreviewTarget): UpstreamPool {
+    const key = `${id}|${t.sessionId}`;
+    let pool = this.#pools.get(key);
+    if (!pool) {
+      this.#dropAgents(id);
+      pool = new UpstreamPool(t);
+      this.#pools.set(key, pool);
+    }
+    return pool;
+  }
+
   #dropAgents(id: string): void {
     for (const [key, a] of this.#agents) {
       if (key.startsWith(`${id}|`)) {
         a.destroy();
         this.#agents.delete(key);
+      }
+    }
+    for (const [key, pool] of this.#pools) {
+      if (key.startsWith(`${id}|`)) {
+        pool.destroy();
+        this.#pools.delete(key);
       }
     }
   }
@@ -359,9 +523,245 @@ class PreviewGateway {
   async close(): Promise<void> {
     for (const a of this.#agents.values()) a.destroy();
     this.#agents.clear();
+    for (const pool of this.#pools.values()) pool.destroy();
+    this.#pools.clear();
     for (const s of this.#open) s.destroy();
     this.#open.clear();
   }
+}
+
+/** Read size of a connection to an app: one buffer per connection, reused for every read. */
+const READ_BUFFER = 256 * 1024;
+/** Idle connections kept per preview's session, and how long. */
+const MAX_IDLE = 32;
+const IDLE_MS = 60_000;
+
+/** One keep-alive connection to an app, reading into its own buffer (net's `onread`). */
+class Upstream {
+  readonly socket: Socket;
+  /** Whether it served an answer before (it may have been closed by the app meanwhile). */
+  reused = false;
+  /** Where read bytes go; false pauses reading (resumed by `socket.resume()`). */
+  sink: ((chunk: Buffer) => boolean) | null = null;
+  failed: ((err: NodeJS.ErrnoException | null) => void) | null = null;
+  ended: (() => void) | null = null;
+
+  constructor(t: PreviewTarget, onGone: (u: Upstream) => void) {
+    this.socket = connect({
+      host: t.host,
+      port: t.port,
+      localAddress: t.localAddress,
+      onread: { buffer: Buffer.allocUnsafe(READ_BUFFER), callback: (n: number, buf: Uint8Array) => this.#read(buf, n) },
+    });
+    this.socket.setNoDelay(true);
+    this.socket.on("error", (err: NodeJS.ErrnoException) => {
+      const f = this.failed;
+      this.idle();
+      this.socket.destroy();
+      f?.(err);
+    });
+    this.socket.on("end", () => {
+      const e = this.ended;
+      this.idle();
+      this.socket.destroy();
+      e?.();
+    });
+    this.socket.on("close", () => {
+      const f = this.failed;
+      this.idle();
+      onGone(this);
+      f?.(null);
+    });
+    this.socket.on("timeout", () => this.socket.destroy());
+  }
+
+  #read(buf: Uint8Array, n: number): boolean {
+    const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
+    if (this.sink) return this.sink(chunk);
+    this.socket.destroy(); // bytes from an idle connection: nothing asked for them
+    return false;
+  }
+
+  send(head: string): void {
+    this.socket.setTimeout(0);
+    this.socket.write(head, "latin1");
+    this.socket.resume();
+  }
+
+  idle(): void {
+    this.sink = null;
+    this.failed = null;
+    this.ended = null;
+  }
+
+  usable(): boolean {
+    return !this.socket.destroyed && this.socket.readable && this.socket.writable;
+  }
+
+  destroy(): void {
+    this.idle();
+    this.socket.destroy();
+  }
+}
+
+class UpstreamPool {
+  readonly #idle: Upstream[] = [];
+  readonly #all = new Set<Upstream>();
+  #closed = false;
+
+  constructor(private readonly t: PreviewTarget) {}
+
+  take(): Upstream {
+    for (let u = this.#idle.pop(); u; u = this.#idle.pop()) {
+      if (u.usable()) {
+        u.reused = true;
+        return u;
+      }
+      u.destroy();
+    }
+    const u = new Upstream(this.t, (gone) => {
+      this.#all.delete(gone);
+      const i = this.#idle.indexOf(gone);
+      if (i >= 0) this.#idle.splice(i, 1);
+    });
+    this.#all.add(u);
+    if (this.#closed) u.destroy();
+    return u;
+  }
+
+  release(u: Upstream): void {
+    if (this.#closed || this.#idle.length >= MAX_IDLE || !u.usable()) return u.destroy();
+    u.idle();
+    u.socket.setTimeout(IDLE_MS);
+    u.socket.resume(); // an idle connection still reads: the app closing it is noticed
+    this.#idle.push(u);
+  }
+
+  destroy(): void {
+    this.#closed = true;
+    for (const u of this.#all) u.destroy();
+    this.#all.clear();
+    this.#idle.length = 0;
+  }
+}
+
+/** Follows a chunked body's framing to find where it ends. */
+class ChunkedEnd {
+  #state: "size" | "ext" | "sizeLf" | "data" | "dataCr" | "dataLf" | "trailer" | "trailerLine" | "trailerLf" | "lastLf" = "size";
+  #size = 0;
+  #digits = 0;
+  #left = 0;
+
+  /** The index just after the body's last byte in `b`, -1 if the body goes on, -2 if it is malformed. */
+  scan(b: Buffer): number {
+    let i = 0;
+    while (i < b.length) {
+      if (this.#state === "data") {
+        const n = Math.min(this.#left, b.length - i);
+        this.#left -= n;
+        i += n;
+        if (this.#left === 0) this.#state = "dataCr";
+        continue;
+      }
+      const c = b[i++] ?? 0;
+      switch (this.#state) {
+        case "size": {
+          const v = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
+          if (v >= 0) {
+            if (++this.#digits > 12) return -2;
+            this.#size = this.#size * 16 + v;
+          } else if (this.#digits === 0) return -2;
+          else if (c === 13) this.#state = "sizeLf";
+          else if (c === 59 || c === 32 || c === 9) this.#state = "ext";
+          else return -2;
+          break;
+        }
+        case "ext":
+          if (c === 13) this.#state = "sizeLf";
+          break;
+        case "sizeLf":
+          if (c !== 10) return -2;
+          if (this.#size === 0) this.#state = "trailer";
+          else {
+            this.#left = this.#size;
+            this.#state = "data";
+          }
+          this.#size = 0;
+          this.#digits = 0;
+          break;
+        case "dataCr":
+          if (c !== 13) return -2;
+          this.#state = "dataLf";
+          break;
+        case "dataLf":
+          if (c !== 10) return -2;
+          this.#state = "size";
+          break;
+        case "trailer":
+          this.#state = c === 13 ? "lastLf" : "trailerLine";
+          break;
+        case "trailerLine":
+          if (c === 13) this.#state = "trailerLf";
+          break;
+        case "trailerLf":
+          if (c !== 10) return -2;
+          this.#state = "trailer";
+          break;
+        case "lastLf":
+          return c === 10 ? i : -2;
+      }
+    }
+    return -1;
+  }
+}
+
+interface ResponseHead {
+  version: string;
+  status: number;
+  message: string;
+  raw: string[];
+  connection: string;
+  te: string | null;
+  length: number | null;
+}
+
+/** An app's response head (status line and header lines, latin1), or null if it is not one. */
+function parseHead(text: string): ResponseHead | null {
+  const lines = text.split("\r\n");
+  const m = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0] ?? "");
+  if (!m) return null;
+  const head: ResponseHead = { version: `1.${m[1]}`, status: Number(m[2]), message: m[3] ?? "", raw: [], connection: "", te: null, length: null };
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i] ?? "";
+    const colon = line.indexOf(":");
+    if (colon <= 0 || /[\s]/.test(line[0] ?? "") || /[\s]/.test(line[colon - 1] ?? "")) return null;
+    const name = line.slice(0, colon);
+    const value = line.slice(colon + 1).trim();
+    const lower = name.toLowerCase();
+    if (lower === "connection") head.connection += `${head.connection ? "," : ""}${value}`;
+    else if (lower === "transfer-encoding") head.te = head.te === null ? value : `${head.te}, ${value}`;
+    else if (lower === "content-length") {
+      if (!/^\d{1,15}$/.test(value) || (head.length !== null && head.length !== Number(value))) return null;
+      head.length = Number(value);
+    }
+    head.raw.push(name, value);
+  }
+  return head;
+}
+
+/** A visitor's request that the fast path carries: HTTP/1.1, no body. */
+function bodiless(req: IncomingMessage): boolean {
+  if (req.httpVersion !== "1.1" || req.method === "CONNECT" || req.headers["transfer-encoding"] !== undefined || req.headers.expect !== undefined) return false;
+  const length = req.headers["content-length"];
+  return length === undefined || length === "0";
+}
+
+/** The request line and headers the app gets (as `requestHeaders` makes them). */
+function requestHead(req: IncomingMessage, path: string): string {
+  const headers = requestHeaders(req, false);
+  let text = `${req.method ?? "GET"} ${path} HTTP/1.1\r\n`;
+  for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  return text + "\r\n";
 }
 
 function pathOf(url: string | undefined): string {

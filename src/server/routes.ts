@@ -196,6 +196,21 @@ export const routes: Route[] = [
     handler: async ({ cp, params }) => cp.environments.history(params.name ?? ""),
   },
   {
+    method: "GET",
+    path: "/v1/environments/:name/versions/:version/log",
+    operationId: "getBuildLog",
+    access: READ,
+    scope: environmentScope,
+    summary: "A version's build log as text: each step, its output and exit code (the middle of a very long log is left out, its head and tail kept).",
+    params: z.object({ name: z.string().min(1), version: z.coerce.number().int().min(1) }),
+    response: { status: 200, schema: "binary", description: "text/plain" },
+    handler: async ({ cp, params, reply }) => {
+      const text = await cp.environments.buildLog(params.name ?? "", Number(params.version));
+      reply.header("content-type", "text/plain; charset=utf-8");
+      return text;
+    },
+  },
+  {
     method: "POST",
     path: "/v1/sessions",
     operationId: "startSession",

@@ -1,5 +1,5 @@
 /**
- * Agent runs, their transcripts and webhook deliveries in the SQLite store. Transcript entries are
+ * Agent runs, their transcripts, webhook deliveries and build logs in the SQLite store. Transcript entries are
  * append-only rows keyed by (run, seq), so a reader that follows a run asks for "after seq N".
  * Webhook deliveries are keys with the time first seen: the insert that finds the key taken is
  * what tells a replay or a retry from a new event, atomically.
@@ -9,7 +9,7 @@ import type { Run, RunEvent, RunState } from "../core/domain.ts";
 import type { Store } from "../core/store.ts";
 import { fromJson, timestampMs, toJson } from "./sqlite-rows.ts";
 
-type RunRecords = Pick<Store, "createRun" | "updateRun" | "getRun" | "listRuns" | "appendRunEvents" | "listRunEvents" | "claimWebhookDelivery" | "releaseWebhookDeliveries">;
+type RunRecords = Pick<Store, "createRun" | "updateRun" | "getRun" | "listRuns" | "appendRunEvents" | "listRunEvents" | "claimWebhookDelivery" | "releaseWebhookDeliveries" | "putBuildLog" | "getBuildLog">;
 
 interface RunRow {
   id: string; environment: string; version: number; session_id: string | null; agent: string; started_by: string; trigger_json: string | null;
@@ -49,6 +49,9 @@ export function prepareRunStatements(db: Database.Database) {
     claimDelivery: db.prepare<{ key: string; received_ms: number }>("INSERT INTO webhook_deliveries (key, received_ms) VALUES (@key, @received_ms) ON CONFLICT (key) DO NOTHING"),
     forgetDeliveries: db.prepare<[number]>("DELETE FROM webhook_deliveries WHERE received_ms < ?"),
     releaseDelivery: db.prepare<[string]>("DELETE FROM webhook_deliveries WHERE key = ?"),
+    putBuildLog: db.prepare<{ environment: string; version: number; log: string }>(
+      "INSERT INTO build_logs (environment, version, log) VALUES (@environment, @version, @log) ON CONFLICT (environment, version) DO UPDATE SET log = excluded.log"),
+    buildLog: db.prepare<[string, number], string>("SELECT log FROM build_logs WHERE environment = ? AND version = ?").pluck(),
   };
 }
 
@@ -95,6 +98,14 @@ export class SqliteRunRecords implements RunRecords {
         runId: r.run_id, seq: r.seq, turn: r.turn, time: r.time, event: fromJson(r.event_json, `event ${r.seq} of run ${r.run_id}`) as RunEvent["event"],
       })),
     );
+  }
+
+  async putBuildLog(environment: string, version: number, log: string): Promise<void> {
+    this.write((s) => s.putBuildLog.run({ environment, version, log }));
+  }
+
+  async getBuildLog(environment: string, version: number): Promise<string | null> {
+    return this.run((s) => s.buildLog.get(environment, version) ?? null);
   }
 
   async releaseWebhookDeliveries(keys: string[]): Promise<void> {

@@ -321,6 +321,17 @@ CREATE INDEX previews_by_session ON previews (session_id);
 CREATE INDEX previews_by_snapshot ON previews (snapshot_id) WHERE snapshot_id IS NOT NULL;
 `;
 
+// Each build's log (steps, their output, exit codes), kept bounded: what `paddock env log` and
+// the UI's build history show. Builds never get secrets, so the text is stored as it is.
+const BUILD_LOGS = `
+CREATE TABLE build_logs (
+  environment TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  log TEXT NOT NULL,
+  PRIMARY KEY (environment, version)
+) STRICT;
+`;
+
 /** Every migration, oldest first. Append only. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "environments, versions, layers, templates, sessions", sql: INITIAL },
@@ -329,6 +340,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 4, name: "snapshots, pool members, pool settings", sql: SNAPSHOTS },
   { version: 5, name: "agent runs, run transcripts, webhook deliveries", sql: RUNS },
   { version: 6, name: "previews", sql: PREVIEWS },
+  { version: 7, name: "build logs", sql: BUILD_LOGS },
 ];
 
 function checkOrder(migrations: readonly Migration[]): void {

@@ -149,6 +149,8 @@ class SqliteStore extends SqliteVaultRecords implements Store {
   listRunEvents(runId: string, afterSeq?: number, limit?: number) { return this.#runs.listRunEvents(runId, afterSeq, limit); }
   claimWebhookDelivery(key: string, receivedAt: string, forgetBefore: string) { return this.#runs.claimWebhookDelivery(key, receivedAt, forgetBefore); }
   releaseWebhookDeliveries(keys: string[]) { return this.#runs.releaseWebhookDeliveries(keys); }
+  putBuildLog(environment: string, version: number, log: string) { return this.#runs.putBuildLog(environment, version, log); }
+  getBuildLog(environment: string, version: number) { return this.#runs.getBuildLog(environment, version); }
 
   readonly #snapStatements: SnapshotStatements;
   readonly #snaps: SqliteSnapshotRecords;

@@ -102,7 +102,7 @@ void describe("RBAC: every route × every kind of principal", () => {
     const run = op.path.includes("/runs/{id}") ? await freshRun() : null;
     const preview = op.path.includes("/previews/{id}") ? await freshPreview() : null;
     const made = op.path.includes("/principals/{name}") ? await admin.principals.create({ name: `tmp${++counter}`, role: "support" }) : null;
-    let path = op.path.replace("{id}", session ?? approval ?? snapshot ?? run ?? preview ?? "").replace("{name}", made?.principal.name ?? nameFor(op)).replace("{token}", made ? (parseToken(made.token)?.id ?? "") : "");
+    let path = op.path.replace("{id}", session ?? approval ?? snapshot ?? run ?? preview ?? "").replace("{name}", made?.principal.name ?? nameFor(op)).replace("{token}", made ? (parseToken(made.token)?.id ?? "") : "").replace("{version}", "1");
     if (op.operationId === "readFile" || op.operationId === "listFiles") path += "?path=/workspace";
     if (op.operationId === "writeFile") return { path: path + "?path=/workspace/w.txt", binary: Buffer.from("x") };
     if (op.operationId === "readFile") {

@@ -56,6 +56,7 @@ void describe("sqlite schema migrations", () => {
       "api_tokens",
       "approvals",
       "audit_records",
+      "build_logs",
       "egress_records",
       "environment_versions",
       "environments",
@@ -121,7 +122,7 @@ void describe("sqlite schema migrations", () => {
     } finally {
       await store.close();
     }
-    assert.deepEqual(withRaw(path, (db) => recorded(db).map((r) => r.version)), [1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(withRaw(path, (db) => recorded(db).map((r) => r.version)), [1, 2, 3, 4, 5, 6, 7]);
   });
 
   void it("refuses to update or delete audit records (append-only at the database)", () => {

@@ -3,7 +3,8 @@
  * secrets it uses (never values: the API has none to give), its guardrails, access, pool,
  * snapshots, live sessions and runs.
  */
-import { get, query, seg } from "../api.ts";
+import { get, query, request, seg } from "../api.ts";
+import { useState } from "preact/hooks";
 import { ErrorAlert, Loading, useAsync } from "../components/async.tsx";
 import { CodeBlock, ShortId, StateBadge, Time } from "../components/format.tsx";
 import { Page } from "../components/page.tsx";
@@ -69,6 +70,24 @@ export function EnvironmentPage({ params }: PageProps) {
   );
 }
 
+/** A version's build log, fetched when opened (steps, output, exit codes). */
+function BuildLog({ name, version }: { name: string; version: number }) {
+  const [text, setText] = useState<string | null>(null);
+  const [failed, setFailed] = useState<unknown>(null);
+  const load = (open: boolean) => {
+    if (!open || text !== null) return;
+    request("GET", `/v1/environments/${seg(name)}/versions/${version}/log`, { headers: { accept: "text/plain" } })
+      .then((r) => r.text())
+      .then(setText, setFailed);
+  };
+  return (
+    <details onToggle={(e) => load((e.currentTarget as HTMLDetailsElement).open)}>
+      <summary>Build log</summary>
+      {failed ? <ErrorAlert error={failed} /> : text === null ? <Loading label="Loading the build log…" /> : <CodeBlock label={`Build log of version ${version}`}>{text}</CodeBlock>}
+    </details>
+  );
+}
+
 function Versions({ versions, error }: { versions: EnvironmentVersion[] | undefined; error: unknown }) {
   if (error) return <ErrorAlert error={error} />;
   if (!versions) return <Loading label="Loading versions…" />;
@@ -96,7 +115,10 @@ function Versions({ versions, error }: { versions: EnvironmentVersion[] | undefi
               <td>
                 <Time iso={v.createdAt} />
               </td>
-              <td>{v.buildError ? <details><summary>Why it failed</summary><CodeBlock label={`Build error of version ${v.version}`}>{v.buildError}</CodeBlock></details> : v.buildStatus === "ready" ? "built" : "—"}</td>
+              <td>
+                {v.buildError ? <details><summary>Why it failed</summary><CodeBlock label={`Build error of version ${v.version}`}>{v.buildError}</CodeBlock></details> : null}
+                {v.buildStatus !== "building" ? <BuildLog name={v.name} version={v.version} /> : "building…"}
+              </td>
             </tr>
           ))}
         </tbody>
