@@ -102,7 +102,7 @@ function PendingRow({ approval: a, onAnswered }: { approval: Approval; onAnswere
       <td>
         <Link href={`/ui/environments/${encodeURIComponent(a.environment)}`}>{a.environment}</Link>
         <div>
-          <Link href={`/ui/sessions/${encodeURIComponent(a.sessionId)}`} aria-label={`Session ${a.sessionId}`}>
+          <Link href={`/ui/sessions/${encodeURIComponent(a.sessionId)}`} aria-label={`its session, ${a.sessionId}`}>
             its session
           </Link>
         </div>

@@ -94,7 +94,7 @@ export function AuditPage() {
                     </td>
                     <td class="wrap">{r.target}</td>
                     <td>{r.environment ? <Link href={`/ui/environments/${encodeURIComponent(r.environment)}`}>{r.environment}</Link> : "—"}</td>
-                    <td>{r.sessionId ? <Link href={`/ui/sessions/${encodeURIComponent(r.sessionId)}`} aria-label={`Session ${r.sessionId}`}><ShortId id={r.sessionId} /></Link> : "—"}</td>
+                    <td>{r.sessionId ? <Link href={`/ui/sessions/${encodeURIComponent(r.sessionId)}`}><ShortId id={r.sessionId} /></Link> : "—"}</td>
                     <td>
                       <StateBadge state={r.decision} />
                     </td>

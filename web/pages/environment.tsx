@@ -332,7 +332,7 @@ function Sessions({ name }: { name: string }) {
           {sessions.data.map((s) => (
             <tr key={s.id}>
               <td>
-                <Link href={`/ui/sessions/${encodeURIComponent(s.id)}`} aria-label={`Session ${s.id}`}>
+                <Link href={`/ui/sessions/${encodeURIComponent(s.id)}`}>
                   <ShortId id={s.id} />
                 </Link>
               </td>
