@@ -201,7 +201,8 @@ class PreviewGateway {
   }
 
   #forward(req: IncomingMessage, res: ServerResponse, p: Preview, t: PreviewTarget, path: string): void {
-    if (bodiless(req)) return this.#relay(req, res, p, t, path);
+    // A pipelined request whose turn has not come has no socket yet: it takes the buffered path.
+    if (bodiless(req) && res.socket) return this.#relay(req, res, p, t, path);
     const up = httpRequest({
       host: t.host,
       port: t.port,
@@ -243,7 +244,7 @@ class PreviewGateway {
   #relay(req: IncomingMessage, res: ServerResponse, p: Preview, t: PreviewTarget, path: string): void {
     const pool = this.#pool(p.id, t);
     const client = res.socket;
-    if (!client) return;
+    if (!client) return void res.destroy();
     this.#track(client);
     req.resume();
     const head = requestHead(req, path);
@@ -260,6 +261,7 @@ class PreviewGateway {
       let reusable = false;
       const finish = (keep: boolean): void => {
         done = true;
+        current = null;
         reusable = keep;
         up.idle();
         if (!res.writableEnded) res.end();
@@ -291,6 +293,7 @@ class PreviewGateway {
       const fail = (err: NodeJS.ErrnoException | null): void => {
         if (done) return;
         done = true;
+        current = null;
         up.destroy();
         if (retry && up.reused && pending === null && body === null && !res.headersSent) return attempt(false);
         if (!res.headersSent) page(res, 502, "The app is not answering", `Nothing accepted the connection on port ${t.port} of the session (${err?.code ?? "closed"}). Is the app running and listening on 0.0.0.0?`);
@@ -364,7 +367,14 @@ class PreviewGateway {
         }
         return rest.length ? body(rest) : true;
       };
-      up.sink = (chunk: Buffer): boolean => (body ? body(chunk) : onHead(chunk));
+      up.sink = (chunk: Buffer): boolean => {
+        try {
+          return body ? body(chunk) : onHead(chunk);
+        } catch (err) {
+          fail(err as NodeJS.ErrnoException); // e.g. a header node will not send on
+          return false;
+        }
+      };
       up.failed = fail;
       up.ended = () => fail(null);
       up.send(head);
@@ -477,11 +487,10 @@ class PreviewGateway {
   }
 
   #agent(id: string, t: PreviewTarget): Agent {
+    this.#dropOthers(id, t);
     const key = `${id}|${t.sessionId}`;
     let a = this.#agents.get(key);
     if (!a) {
-      // The woken session replaces the old one: its agent goes.
-      this.#dropAgents(id);
       a = new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 32, timeout: 60_000 });
       this.#agents.set(key, a);
     }
@@ -489,14 +498,21 @@ class PreviewGateway {
   }
 
   #pool(id: string, t: PreviewTarget): UpstreamPool {
+    this.#dropOthers(id, t);
     const key = `${id}|${t.sessionId}`;
     let pool = this.#pools.get(key);
     if (!pool) {
-      this.#dropAgents(id);
       pool = new UpstreamPool(t);
       this.#pools.set(key, pool);
     }
     return pool;
+  }
+
+  /** The woken session replaces the old one: the old one's connections go. */
+  #dropOthers(id: string, t: PreviewTarget): void {
+    const key = `${id}|${t.sessionId}`;
+    if (this.#agents.has(key) || this.#pools.has(key)) return;
+    this.#dropAgents(id);
   }
 
   #dropAgents(id: string): void {
@@ -530,8 +546,10 @@ class PreviewGateway {
   }
 }
 
+/** A header name (RFC 9110 5.6.2 token). */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Read size of a connection to an app: one buffer per connection, reused for every read. */
-const READ_BUFFER = 256 * 1024;
+const READ_BUFFER = 1024 * 1024;
 /** Idle connections kept per preview's session, and how long. */
 const MAX_IDLE = 32;
 const IDLE_MS = 60_000;
@@ -734,8 +752,9 @@ function parseHead(text: string): ResponseHead | null {
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i] ?? "";
     const colon = line.indexOf(":");
-    if (colon <= 0 || /[\s]/.test(line[0] ?? "") || /[\s]/.test(line[colon - 1] ?? "")) return null;
+    if (colon <= 0) return null;
     const name = line.slice(0, colon);
+    if (!TOKEN.test(name)) return null; // also no whitespace before the colon (RFC 9112 5.1)
     const value = line.slice(colon + 1).trim();
     const lower = name.toLowerCase();
     if (lower === "connection") head.connection += `${head.connection ? "," : ""}${value}`;
@@ -823,8 +842,13 @@ function responseHeaders(raw: string[]): string[] {
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower)) continue;
     if (lower === "set-cookie" && OWN_COOKIE.test(value.trim())) continue;
+    // The app's own caching is replaced below.
+    if (lower === "cache-control" || lower === "expires" || lower === "pragma") continue;
     out.push(name, value);
   }
+  // A browser may keep the app's pages, but must ask the gateway again before every use (a 304
+  // costs little): otherwise a revoked or expired preview would go on showing what it cached.
+  out.push("Cache-Control", "private, no-cache");
   return out;
 }
 
