@@ -7,11 +7,11 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { dirname } from "node:path";
 import { PaddockClient } from "../../src/client/index.ts";
 import { claudeCode } from "../../src/agents/claude-code.ts";
 import type { AgentContext, AgentEvent, AgentLaunch } from "../../src/agents/index.ts";
 import { testServer } from "../helpers/server.ts";
+import { runLaunch, testContext } from "./harness.ts";
 import { FAKE_ANTHROPIC_ADDRESS, FAKE_ANTHROPIC_NAMES, fakeToolResults, startFakeAnthropic, type FakeAnthropic, type FakeRequest } from "../fakes/anthropic.ts";
 
 const REAL_KEY = "sk-ant-api03-RealAnthropicKeyValue0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ-AAAAAAAA";
@@ -32,19 +32,7 @@ rbac:
   agent: [read, write]
 `;
 
-const ctx: AgentContext = {
-  bin: "(set in before)",
-  home: "/home/paddock",
-  cwd: "/workspace",
-  caFile: "/etc/paddock/ca.pem",
-  model: null,
-  instructions: "Paddock test instructions: always answer politely.",
-  skills: [{ name: "fake-skill", description: "A skill the fake test installs", content: "Say hello." }],
-  mcp: {},
-  commands: { allow: [], deny: ["rm"], ask: [] },
-  checkUrl: "http://paddock.internal/v1/hooks/claude-code",
-  endpoint: null,
-};
+const ctx: AgentContext = testContext(claudeCode, { checkUrl: "http://paddock.internal/v1/hooks/claude-code" });
 
 const lastUserText = (req: FakeRequest) => JSON.stringify(req.json?.messages?.at(-1) ?? null);
 
@@ -57,15 +45,7 @@ void describe("Claude Code (real CLI) in a real sandbox against a fake Anthropic
   let first: { stdout: string; stderr: string; exitCode: number | null };
   let events: AgentEvent[];
 
-  /** What control/runs.ts does with an adapter: prepare()'s files and the launch's, both variable sets, the argv. */
-  const run = async (l: AgentLaunch, c: AgentContext = ctx) => {
-    const prepared = claudeCode.prepare(c);
-    const files = [...prepared.files, ...l.files];
-    // files.write does not create directories (~/.claude/skills/<name>/ are new).
-    await bot.sessions.run(session, { argv: ["mkdir", "-p", ...new Set(files.map((f) => dirname(f.path)))] });
-    for (const f of files) await bot.files.write(session, f.path, Buffer.from(f.content), { mode: f.mode ?? 0o644 });
-    return bot.sessions.run(session, { argv: l.argv, env: { ...prepared.env, ...l.env }, cwd: c.cwd, timeoutMs: 40_000 });
-  };
+  const run = (l: AgentLaunch, c: AgentContext = ctx) => runLaunch(bot, session, claudeCode, l, c, 40000);
 
   before(async () => {
     // `agent: claude-code` installs the pinned CLI into the template (from the mirror in vendor/agents).
