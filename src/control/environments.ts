@@ -187,21 +187,24 @@ function unboundSecrets(spec: EnvironmentSpec, file: string): ConfigIssue[] {
 }
 
 /** Most of a build log kept: its start and its end (where a failure is). */
-const BUILD_LOG_HEAD = 32 * 1024;
-const BUILD_LOG_TAIL = 224 * 1024;
+export const BUILD_LOG_HEAD = 32 * 1024;
+export const BUILD_LOG_TAIL = 224 * 1024;
 
 /** A build's events as text, bounded: the head and the tail are kept, the middle counted. */
-class BuildLog {
+export class BuildLog {
   #head = "";
   #tail = "";
   #dropped = 0;
 
   add(e: BuildEvent | { type: "version"; name: string; version: number }): void {
-    const line = describeBuildEvent(e);
+    let line = describeBuildEvent(e);
     if (line === null) return;
     if (this.#head.length < BUILD_LOG_HEAD) {
-      this.#head += line;
-      return;
+      // One chunk of output can be large: the head takes only what it has room for.
+      const room = BUILD_LOG_HEAD - this.#head.length;
+      this.#head += line.slice(0, room);
+      line = line.slice(room);
+      if (line === "") return;
     }
     this.#tail += line;
     if (this.#tail.length > BUILD_LOG_TAIL * 2) {
