@@ -7,11 +7,10 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { PaddockClient } from "../../src/client/index.ts";
+import type { PaddockClient } from "../../src/client/index.ts";
 import { claudeCode } from "../../src/agents/claude-code.ts";
 import type { AgentContext, AgentEvent, AgentLaunch } from "../../src/agents/index.ts";
-import { testServer } from "../helpers/server.ts";
-import { runLaunch, testContext } from "./harness.ts";
+import { agentSandbox, runLaunch, testContext } from "./harness.ts";
 import { FAKE_ANTHROPIC_ADDRESS, FAKE_ANTHROPIC_NAMES, fakeToolResults, startFakeAnthropic, type FakeAnthropic, type FakeRequest } from "../fakes/anthropic.ts";
 
 const REAL_KEY = "sk-ant-api03-RealAnthropicKeyValue0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ-AAAAAAAA";
@@ -39,7 +38,6 @@ const lastUserText = (req: FakeRequest) => JSON.stringify(req.json?.messages?.at
 void describe("Claude Code (real CLI) in a real sandbox against a fake Anthropic API", () => {
   let fake: FakeAnthropic;
   let cleanup: (() => Promise<void>) | undefined;
-  let admin: PaddockClient;
   let bot: PaddockClient;
   let session: string;
   let first: { stdout: string; stderr: string; exitCode: number | null };
@@ -51,24 +49,8 @@ void describe("Claude Code (real CLI) in a real sandbox against a fake Anthropic
     // `agent: claude-code` installs the pinned CLI into the template (from the mirror in vendor/agents).
     ctx.bin = "/opt/paddock/agents/claude-code/node_modules/.bin/claude";
     fake = await startFakeAnthropic({ address: FAKE_ANTHROPIC_ADDRESS, port: 443 });
-    const t = await testServer({
-      gateway: {
-        upstream: {
-          extraCaPem: [fake.caPem],
-          hosts: Object.fromEntries(FAKE_ANTHROPIC_NAMES.map((n) => [n, [FAKE_ANTHROPIC_ADDRESS]])),
-          trustedAddresses: [FAKE_ANTHROPIC_ADDRESS],
-        },
-      },
-    });
-    cleanup = t.cleanup;
-    admin = t.client;
-    await admin.secrets.set("ANTHROPIC_API_KEY", REAL_KEY);
-    await admin.environments.apply("runtime.yml", ENV);
-    bot = new PaddockClient({ url: admin.url, token: (await admin.principals.create({ name: "claude-bot", role: "agent", kind: "agent" })).token });
-    session = (await bot.sessions.start("claude", { onBehalfOf: "admin" })).id;
-    await admin.files.write(session, "/workspace/x", Buffer.from("precious\n"));
-    // A script the hook sees only as `sh sneaky.sh`: only the kernel's exec guard stops its rm.
-    await admin.files.write(session, "/workspace/sneaky.sh", Buffer.from("rm -f /workspace/x\n"));
+    const s = await agentSandbox({ upstream: { caPem: fake.caPem, address: FAKE_ANTHROPIC_ADDRESS, names: FAKE_ANTHROPIC_NAMES }, key: { name: "ANTHROPIC_API_KEY", value: REAL_KEY }, env: ENV, environment: "claude", bot: "claude-bot" });
+    ({ bot, session, cleanup } = s);
 
     fake.script([
       () => ({ text: "Removing x.", tools: [{ name: "Bash", input: { command: "rm -rf /workspace/x", description: "remove x" } }] }),

@@ -7,20 +7,10 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { codex, codexParser, unwrapShell } from "../../src/agents/codex.ts";
 import type { AgentContext, AgentEvent } from "../../src/agents/index.ts";
+import { testContext } from "./harness.ts";
 
-const CTX: AgentContext = {
-  bin: "/opt/paddock/agents/X/node_modules/.bin/X",
-  home: "/home/paddock",
-  cwd: "/workspace",
-  caFile: "/etc/paddock/ca.pem",
-  model: null,
-  instructions: null,
-  skills: [],
-  mcp: { docs: { command: "docs-mcp", args: ["--stdio"], env: { A: "1" } } },
-  commands: { allow: [], deny: ["rm", "/usr/bin/sudo"], ask: [] },
-  checkUrl: "http://paddock.internal/v1/check",
-  endpoint: null,
-};
+/** Configuration checks: an MCP server, and deny rules by name and by path. */
+const CTX: AgentContext = testContext(codex, { instructions: null, skills: [], mcp: { docs: { command: "docs-mcp", args: ["--stdio"], env: { A: "1" } } }, commands: { allow: [], deny: ["rm", "/usr/bin/sudo"], ask: [] } });
 
 const RECORDED = [
   "{\"type\":\"thread.started\",\"thread_id\":\"01a22860-3a97-7f73-ba3b-906dc2ec2b1e\"}",

@@ -8,20 +8,10 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { copilot, copilotParser } from "../../src/agents/copilot.ts";
 import type { AgentContext, AgentEvent } from "../../src/agents/index.ts";
+import { testContext } from "./harness.ts";
 
-const CTX: AgentContext = {
-  bin: "/opt/paddock/agents/X/node_modules/.bin/X",
-  home: "/home/paddock",
-  cwd: "/workspace",
-  caFile: "/etc/paddock/ca.pem",
-  model: null,
-  instructions: null,
-  skills: [],
-  mcp: { docs: { command: "docs-mcp", args: ["--stdio"], env: { A: "1" } } },
-  commands: { allow: [], deny: ["rm", "/usr/bin/sudo"], ask: [] },
-  checkUrl: "http://paddock.internal/v1/check",
-  endpoint: null,
-};
+/** Configuration checks: an MCP server, and deny rules by name and by path. */
+const CTX: AgentContext = testContext(copilot, { instructions: null, skills: [], mcp: { docs: { command: "docs-mcp", args: ["--stdio"], env: { A: "1" } } }, commands: { allow: [], deny: ["rm", "/usr/bin/sudo"], ask: [] } });
 
 const RECORDED = [
   "{\"type\":\"session.skills_loaded\",\"data\":{\"skills\":[{\"name\":\"fake-skill\",\"commandName\":\"fake-skill\",\"description\":\"A skill the fake test installs\",\"source\":\"personal-copilot\",\"userInvocable\":true,\"enabled\":true,\"path\":\"/home/paddock/.copilot/skills/fake-skill/SKILL.md\"},{\"name\":\"customize-cloud-agent\",\"commandName\":\"customize-cloud-agent\",\"description\":\"Skill for customizing the Copilot cloud agent (formerly known as Copilot coding agent) environment, including copilot-setup-steps.yml configuration, preinstalling tools and dependencies, runners, and settings. Use when the user mentions copilot-setup-steps, copilot setup steps, or wants to configure the cloud agent environment.\",\"source\":\"builtin\",\"userInvocable\":false,\"enabled\":true,\"path\":\"/home/paddock/.cache/copilot/pkg/linux-x64/1.0.102/builtin/customize-cloud-agent/SKILL.md\"},{\"name\":\"github-pr-media\",\"commandName\":\"github-pr-media\",\"description\":\"Upload an image or video to GitHub's user attachments API and embed it in a pull request description or comment. Use when asked to add screenshots, diagrams, recordings, or other media to a PR or GitHub comment.\",\"source\":\"builtin\",\"userInvocable\":false,\"enabled\":true,\"path\":\"/home/paddock/.cache/copilot/pkg/linux-x64/1.0.102/builtin/github-pr-media/SKILL.md\"}]},\"ephemeral\":true,\"id\":\"5c8a8c78-3df3-455c-9183-764016b74114\",\"timestamp\":\"2026-11-29T17:47:48.491Z\",\"parentId\":\"69f5c6b9-665a-4ed6-93ae-fc4c91c9ba80\"}",

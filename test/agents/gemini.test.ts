@@ -7,11 +7,10 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { PaddockClient } from "../../src/client/index.ts";
+import type { PaddockClient } from "../../src/client/index.ts";
 import { gemini } from "../../src/agents/gemini.ts";
 import type { AgentContext, AgentEvent, AgentLaunch } from "../../src/agents/index.ts";
-import { testServer } from "../helpers/server.ts";
-import { runLaunch, testContext } from "./harness.ts";
+import { agentSandbox, runLaunch, testContext } from "./harness.ts";
 import { FAKE_GEMINI_ADDRESS, lastFunctionResponses, startFakeGemini, type FakeGemini, type FakeGeminiRequest } from "../fakes/gemini.ts";
 
 const REAL_KEY = "AIzaSyRealGeminiKeyValue0123456789abcdefgh";
@@ -56,24 +55,8 @@ void describe("Gemini CLI (real CLI) in a real sandbox against a fake Gemini API
     // `agent: gemini` installs the pinned CLI into the template (from the mirror in vendor/agents).
     ctx.bin = "/opt/paddock/agents/gemini/node_modules/.bin/gemini";
     fake = await startFakeGemini({ address: FAKE_GEMINI_ADDRESS, names: [GEMINI_HOST, "evil.example"] });
-    const t = await testServer({
-      gateway: {
-        upstream: {
-          extraCaPem: [fake.caPem],
-          hosts: { [GEMINI_HOST]: [FAKE_GEMINI_ADDRESS], "evil.example": [FAKE_GEMINI_ADDRESS] },
-          trustedAddresses: [FAKE_GEMINI_ADDRESS],
-        },
-      },
-    });
-    cleanup = t.cleanup;
-    const admin = t.client;
-    await admin.secrets.set("GEMINI_API_KEY", REAL_KEY);
-    await admin.environments.apply("runtime.yml", ENV);
-    bot = new PaddockClient({ url: admin.url, token: (await admin.principals.create({ name: "gemini-bot", role: "agent", kind: "agent" })).token });
-    session = (await bot.sessions.start("gemini", { onBehalfOf: "admin" })).id;
-    await admin.files.write(session, "/workspace/x", Buffer.from("precious\n"));
-    // A script the hook sees only as `sh sneaky.sh`: only the kernel's exec guard stops its rm.
-    await admin.files.write(session, "/workspace/sneaky.sh", Buffer.from("rm -f /workspace/x\n"));
+    const s = await agentSandbox({ upstream: { caPem: fake.caPem, address: FAKE_GEMINI_ADDRESS, names: [GEMINI_HOST, "evil.example"] }, key: { name: "GEMINI_API_KEY", value: REAL_KEY }, env: ENV, environment: "gemini", bot: "gemini-bot" });
+    ({ bot, session, cleanup } = s);
 
     fake.script([
       () => ({ text: "Removing x.", functionCalls: [{ name: "run_shell_command", args: { command: "rm -rf /workspace/x" } }] }),

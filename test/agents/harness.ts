@@ -4,7 +4,8 @@
  * first, then its argv run with both variable sets), here through the API as the agent's principal.
  */
 import { dirname } from "node:path";
-import type { PaddockClient } from "../../src/client/index.ts";
+import { PaddockClient } from "../../src/client/index.ts";
+import { testServer } from "../helpers/server.ts";
 import type { AgentAdapter, AgentContext, AgentEvent, AgentLaunch } from "../../src/agents/index.ts";
 import { AGENT_PACKAGES, AGENT_ROOT } from "../../src/agents/index.ts";
 
@@ -48,4 +49,35 @@ export async function runLaunch(
 export function parseAll(adapter: AgentAdapter, stdout: string): AgentEvent[] {
   const p = adapter.parser();
   return [...stdout.split("\n").flatMap((line) => p.line(line)), ...p.end()];
+}
+
+/**
+ * A real server whose gateway sends `upstream.names` to a local fake, the vendor's key in its vault,
+ * `env` applied, and a session of it started by an agent principal for admin, holding
+ * /workspace/x (what the denied `rm` must not remove) and /workspace/sneaky.sh (an `rm` a hook sees
+ * only as `sh sneaky.sh`: only the kernel's exec guard stops it).
+ */
+export async function agentSandbox(o: {
+  upstream: { caPem: string; address: string; names: string[] };
+  key: { name: string; value: string };
+  env: string;
+  environment: string;
+  bot: string;
+}): Promise<{ admin: PaddockClient; bot: PaddockClient; session: string; cleanup: () => Promise<void> }> {
+  const t = await testServer({
+    gateway: { upstream: { extraCaPem: [o.upstream.caPem], hosts: Object.fromEntries(o.upstream.names.map((n) => [n, [o.upstream.address]])), trustedAddresses: [o.upstream.address] } },
+  });
+  try {
+    const admin = t.client;
+    await admin.secrets.set(o.key.name, o.key.value);
+    await admin.environments.apply("runtime.yml", o.env);
+    const bot = new PaddockClient({ url: admin.url, token: (await admin.principals.create({ name: o.bot, role: "agent", kind: "agent" })).token });
+    const session = (await bot.sessions.start(o.environment, { onBehalfOf: "admin" })).id;
+    await admin.files.write(session, "/workspace/x", Buffer.from("precious\n"));
+    await admin.files.write(session, "/workspace/sneaky.sh", Buffer.from("rm -f /workspace/x\n"));
+    return { admin, bot, session, cleanup: t.cleanup };
+  } catch (err) {
+    await t.cleanup();
+    throw err;
+  }
 }

@@ -8,20 +8,10 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { opencode, opencodeParser } from "../../src/agents/opencode.ts";
 import type { AgentContext, AgentEvent } from "../../src/agents/index.ts";
+import { testContext } from "./harness.ts";
 
-const CTX: AgentContext = {
-  bin: "/opt/paddock/agents/X/node_modules/.bin/X",
-  home: "/home/paddock",
-  cwd: "/workspace",
-  caFile: "/etc/paddock/ca.pem",
-  model: null,
-  instructions: null,
-  skills: [],
-  mcp: { docs: { command: "docs-mcp", args: ["--stdio"], env: { A: "1" } } },
-  commands: { allow: [], deny: ["rm", "/usr/bin/sudo"], ask: [] },
-  checkUrl: "http://paddock.internal/v1/check",
-  endpoint: null,
-};
+/** Configuration checks: an MCP server, and deny rules by name and by path. */
+const CTX: AgentContext = testContext(opencode, { instructions: null, skills: [], mcp: { docs: { command: "docs-mcp", args: ["--stdio"], env: { A: "1" } } }, commands: { allow: [], deny: ["rm", "/usr/bin/sudo"], ask: [] } });
 
 const RECORDED = [
   "{\"type\":\"step_start\",\"timestamp\":1795974146195,\"sessionID\":\"ses_dd7995ddbffe4x34FyXO4vh7fS\",\"part\":{\"id\":\"prt_22866a82d00140MnczVz5OL5hs\",\"messageID\":\"msg_22866a6100015kkC8FYtkl1qau\",\"sessionID\":\"ses_dd7995ddbffe4x34FyXO4vh7fS\",\"type\":\"step-start\"}}",

@@ -7,12 +7,10 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { PaddockClient } from "../../src/client/index.ts";
+import type { PaddockClient } from "../../src/client/index.ts";
 import { opencode } from "../../src/agents/opencode.ts";
 import type { AgentContext, AgentEvent, AgentLaunch } from "../../src/agents/index.ts";
-import { repoRoot, testServer } from "../helpers/server.ts";
-import { parseAll, runLaunch, testContext } from "./harness.ts";
+import { agentSandbox, parseAll, runLaunch, testContext } from "./harness.ts";
 import { FAKE_OPENAI_NAMES, lastToolOutput, startFakeOpenAI, type FakeOpenAI, type FakeOpenAIRequest } from "../fakes/openai.ts";
 
 const REAL_KEY = "sk-proj-RealOpenAIKeyValue0123456789abcdefABCDEF";
@@ -56,20 +54,9 @@ void describe("opencode (real CLI) in a real sandbox against a fake OpenAI Respo
   before(async () => {
     // `agent: opencode` installs the pinned package into the template (/opt/paddock/agents/opencode),
     // from the mirror in vendor/agents rather than the npm registry.
-    process.env.PADDOCK_AGENT_PACKAGES = join(repoRoot, "vendor/agents");
     fake = await startFakeOpenAI();
-    const t = await testServer({
-      gateway: { upstream: { extraCaPem: [fake.caPem], hosts: Object.fromEntries(FAKE_OPENAI_NAMES.map((n) => [n, [fake!.address]])), trustedAddresses: [fake.address] } },
-    });
-    cleanup = t.cleanup;
-    const admin = t.client;
-    await admin.secrets.set("OPENAI_API_KEY", REAL_KEY);
-    await admin.environments.apply("runtime.yml", ENV);
-    bot = new PaddockClient({ url: admin.url, token: (await admin.principals.create({ name: "opencode-bot", role: "agent", kind: "agent" })).token });
-    session = (await bot.sessions.start("opencode", { onBehalfOf: "admin" })).id;
-    await admin.files.write(session, "/workspace/x", Buffer.from("precious\n"));
-    // A script the plugin sees only as `sh sneaky.sh`: only the kernel's exec guard stops its rm.
-    await admin.files.write(session, "/workspace/sneaky.sh", Buffer.from("rm -f /workspace/x\n"));
+    const s = await agentSandbox({ upstream: { caPem: fake.caPem, address: fake.address, names: FAKE_OPENAI_NAMES }, key: { name: "OPENAI_API_KEY", value: REAL_KEY }, env: ENV, environment: "opencode", bot: "opencode-bot" });
+    ({ bot, session, cleanup } = s);
 
     fake.script([
       () => ({ text: "Removing x.", shell: "rm -rf /workspace/x" }),
