@@ -84,55 +84,8 @@ export interface Session {
   snapshot: string | null;
 }
 
-export type RunState = "starting" | "running" | "idle" | "done" | "failed" | "cancelled";
-
-export interface RunCheck {
-  name: string;
-  command: string;
-  exitCode: number;
-  passed: boolean;
-  durationMs: number;
-  outputTail: string;
-}
-
-export interface Run {
-  id: string;
-  environment: string;
-  version: number;
-  sessionId: string | null;
-  agent: string;
-  startedBy: string;
-  trigger: { name: string; source: string; deliveryId: string } | null;
-  prompt: string;
-  outcome: "keep" | "snapshot" | "stop";
-  state: RunState;
-  turns: number;
-  agentSessionId: string | null;
-  createdAt: string;
-  updatedAt: string;
-  endedAt: string | null;
-  result: {
-    summary: string;
-    isError: boolean;
-    diff: string | null;
-    changedFiles: string[];
-    checks: RunCheck[];
-    checksPassed: boolean;
-    inputTokens: number;
-    outputTokens: number;
-    costUsd: number | null;
-    snapshotId: string | null;
-  } | null;
-  error: string | null;
-}
-
-export interface RunEvent {
-  runId: string;
-  seq: number;
-  turn: number;
-  time: string;
-  event: { type: string; [k: string]: unknown };
-}
+// The server's own shapes, as the API serves them (type-only: nothing of the server is bundled).
+export type { CheckResult as RunCheck, PoolInfo, Run, RunEvent, RunState } from "../src/core/domain.ts";
 
 export interface Approval {
   id: string;
@@ -177,19 +130,6 @@ export interface Snapshot {
   createdAt: string;
   createdBy: string;
   autoRemove: boolean;
-}
-
-export interface PoolInfo {
-  environment: string;
-  version: number | null;
-  min: number;
-  max: number;
-  source: "set" | "file";
-  ready: number;
-  starting: number;
-  stale: number;
-  claimedLastMinute: number;
-  memoryBytes: number | null;
 }
 
 /** The agents an environment version installs, the default first ([] for none). */
