@@ -23,6 +23,7 @@
  *   a project's own CLAUDE.md and .claude/ are neither overwritten nor committed by the agent.
  */
 import type { AgentAdapter, AgentContext, AgentEvent, AgentFile, AgentLaunch, StreamParser } from "./types.ts";
+import { AGENT_PACKAGES } from "./packages.ts";
 
 /** How long the PreToolUse hook may wait for Paddock's answer (an `ask` command waits for a person). */
 const HOOK_TIMEOUT_S = 24 * 60 * 60;
@@ -30,7 +31,7 @@ const HOOK_TIMEOUT_S = 24 * 60 * 60;
 export const claudeCode: AgentAdapter = {
   name: "claude-code",
   title: "Claude Code",
-  package: { npm: "@anthropic-ai/claude-code", version: "2.1.197", bin: "claude" },
+  package: AGENT_PACKAGES["claude-code"] ?? null,
   vendor: { hosts: ["api.anthropic.com"], keyEnv: "ANTHROPIC_API_KEY" },
   prepare,
   start: (prompt, ctx) => launch(prompt, null, ctx),

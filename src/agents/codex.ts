@@ -26,6 +26,7 @@
  * - Non-essential traffic: update checks, analytics, feedback and OpenTelemetry export are off.
  */
 import type { AgentAdapter, AgentContext, AgentEvent, AgentFile, AgentLaunch, StreamParser } from "./types.ts";
+import { AGENT_PACKAGES } from "./packages.ts";
 
 /** The model when the environment names none: one whose metadata this version ships. */
 const DEFAULT_MODEL = "gpt-5.5";
@@ -182,7 +183,7 @@ function launch(prompt: string, threadId: string | null, ctx: AgentContext): Age
 export const codex: AgentAdapter = {
   name: "codex",
   title: "Codex",
-  package: { npm: "@openai/codex", version: "0.171.0", bin: "codex" },
+  package: AGENT_PACKAGES.codex ?? null,
   vendor: { hosts: ["api.openai.com"], keyEnv: "OPENAI_API_KEY" },
   prepare,
   start: (prompt, ctx) => launch(prompt, null, ctx),

@@ -25,6 +25,7 @@
  */
 import type { AgentAdapter, AgentContext, AgentEvent, AgentFile, AgentLaunch, StreamParser } from "./types.ts";
 import { checkHookScript, shellQuote } from "./codex.ts";
+import { AGENT_PACKAGES } from "./packages.ts";
 
 const DEFAULT_MODEL = "gpt-5";
 const SYSTEM_DIRS = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
@@ -84,7 +85,7 @@ function launch(prompt: string, sessionId: string | null, ctx: AgentContext): Ag
 export const copilot: AgentAdapter = {
   name: "copilot",
   title: "GitHub Copilot CLI",
-  package: { npm: "@github/copilot", version: "1.0.102", bin: "copilot" },
+  package: AGENT_PACKAGES.copilot ?? null,
   vendor: { hosts: ["api.openai.com"], keyEnv: "OPENAI_API_KEY" },
   prepare,
   start: (prompt, ctx) => launch(prompt, null, ctx),

@@ -34,6 +34,7 @@
  */
 import { PaddockError } from "../core/index.ts";
 import type { AgentAdapter, AgentContext, AgentEvent, AgentFile, AgentLaunch, StreamParser } from "./types.ts";
+import { AGENT_PACKAGES } from "./packages.ts";
 
 /** How long the CLI lets the BeforeTool hook run (an `ask` command waits for a person). */
 const HOOK_TIMEOUT_MS = 24 * 60 * 60 * 1000;
@@ -46,7 +47,7 @@ const SKILL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 export const gemini: AgentAdapter = {
   name: "gemini",
   title: "Gemini CLI",
-  package: { npm: "@google/gemini-cli", version: "0.61.0", bin: "gemini" },
+  package: AGENT_PACKAGES.gemini ?? null,
   vendor: { hosts: ["generativelanguage.googleapis.com"], keyEnv: "GEMINI_API_KEY" },
   prepare,
   start: (prompt, ctx) => launch(prompt, null, ctx),

@@ -21,9 +21,11 @@
  *   opencode.json cannot loosen the mirrored rules (`OPENCODE_DISABLE_PROJECT_CONFIG`).
  */
 import type { AgentAdapter, AgentContext, AgentEvent, AgentFile, AgentLaunch, StreamParser } from "./types.ts";
+import { AGENT_PACKAGES } from "./packages.ts";
 
 const DEFAULT_MODEL = "gpt-5";
-const PACKAGE_VERSION = "1.18.33";
+/** The plugin package opencode would install is pinned to opencode's own version. */
+const PACKAGE_VERSION = AGENT_PACKAGES.opencode?.version ?? "";
 const SYSTEM_DIRS = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 /** The plugin denies when Paddock's check has not answered by then (an `ask` command waits for a person). */
 const CHECK_LIMIT_MS = 590_000;
@@ -127,7 +129,7 @@ function launch(prompt: string, sessionId: string | null, ctx: AgentContext): Ag
 export const opencode: AgentAdapter = {
   name: "opencode",
   title: "opencode",
-  package: { npm: "opencode-ai", version: PACKAGE_VERSION, bin: "opencode" },
+  package: AGENT_PACKAGES.opencode ?? null,
   vendor: { hosts: ["api.openai.com"], keyEnv: "OPENAI_API_KEY" },
   prepare,
   start: (prompt, ctx) => launch(prompt, null, ctx),
