@@ -139,7 +139,10 @@ export class Runs {
     const abort = new AbortController();
     const done = ("cli" in agent ? this.#runCli(run, agent.cli, config, prompt, actor, agentPrincipal, abort.signal) : this.#runHosted(run, agent.hosted, prompt, abort.signal))
       .catch((err: unknown) => this.#fail(run.id, err))
-      .finally(() => this.#active.delete(run.id));
+      .finally(() => {
+        this.#active.delete(run.id);
+        void this.#forgetIfFinal(run.id);
+      });
     this.#active.set(run.id, { abort, done });
     return run;
   }
@@ -165,7 +168,10 @@ export class Runs {
     const config = agentConfigOf(spec.spec, run.environment);
     const done = this.#turn(next, agent.cli, config, actor, agentPrincipal, abort.signal, (ctx) => agent.cli.resume(prompt, run.agentSessionId ?? "", ctx), prompt)
       .catch((err: unknown) => this.#fail(run.id, err))
-      .finally(() => this.#active.delete(run.id));
+      .finally(() => {
+        this.#active.delete(run.id);
+        void this.#forgetIfFinal(run.id);
+      });
     this.#active.set(run.id, { abort, done });
     return next;
   }
@@ -313,7 +319,6 @@ export class Runs {
     let stderrBytes = 0;
     const handle = (events: AgentEvent[]) => {
       for (const e of events) {
-        if (e.type === "started" && e.agentSessionId) void this.#update(run.id, (r) => ({ ...r, agentSessionId: e.agentSessionId }));
         if (e.type === "usage") {
           usage.inputTokens = Math.max(usage.inputTokens, e.inputTokens);
           usage.outputTokens = Math.max(usage.outputTokens, e.outputTokens);
@@ -502,6 +507,9 @@ export class Runs {
   #queue(run: Run, events: AgentEvent[], human: Principal, agent: Principal): Promise<void> {
     const prev = this.#writes.get(run.id) ?? Promise.resolve();
     const next = prev.then(async () => {
+      // In the same queue as the transcript: a read-modify-write of the run beside it could undo a
+      // state change made meanwhile.
+      for (const e of events) if (e.type === "started" && e.agentSessionId) await this.#update(run.id, (r) => ({ ...r, agentSessionId: e.agentSessionId }));
       await this.#append(run, events);
       // Every tool call the agent made, whatever the tool (shell, file edits, MCP), and how it ended.
       for (const e of events)
@@ -548,6 +556,16 @@ export class Runs {
 
   #emit(id: string, e: RunEvent | null): void {
     this.#emitter.emit(id, e);
+  }
+
+  /** A final run takes no more events: its sequence counter and write queue go (they would grow with every run a server ever ran). */
+  async #forgetIfFinal(id: string): Promise<void> {
+    const run = await this.deps.store.getRun(id).catch(() => null);
+    if (!run || !isFinal(run.state) || this.#active.has(id)) return;
+    await this.#writes.get(id);
+    this.#seq.delete(id);
+    this.#writes.delete(id);
+    this.#turnOf.delete(id);
   }
 
   async #redact(text: string): Promise<string> {
