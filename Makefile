@@ -36,7 +36,7 @@ lint:
 	npx eslint .
 
 unit:
-	node --import tsx --test --test-concurrency=1 --test-reporter=spec $$(find test -name '*.test.ts' | sort)
+	node --import tsx --test --test-concurrency=1 --test-reporter=spec $$(find test -name node_modules -prune -o -name '*.test.ts' -print | sort)
 
 bench: setup
 	node --import tsx bench/run.ts

@@ -4,7 +4,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "build/", "native/", "vendor/", ".scratch*/", "test-artifacts/", "dist/", "**/*.js", "!eslint.config.js"] },
+  { ignores: ["node_modules/", "test/e2b-sdk/node_modules/", "build/", "native/", "vendor/", ".scratch*/", "test-artifacts/", "dist/", "**/*.js", "!eslint.config.js"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -23,10 +23,11 @@ fi
 # clients tests run inside sandboxes (busybox, sudo, perl: the exec guard's bypass tests in
 # attacks/commands.md), and the services tests' servers (PostgreSQL 15 and Redis, run inside
 # sandboxes on base: host from the host's /usr; the system services the packages set up are not used),
-# and chromium for the browser tests (test/browser: playwright-core drives Debian's build).
+# chromium for the browser tests (test/browser: playwright-core drives Debian's build), and the
+# database gateway's real clients and baseline (psycopg2 inside sandboxes, pgbouncer in bench/db).
 packages=(gcc make libc6-dev libseccomp-dev pkg-config btrfs-progs attr mmdebstrap bubblewrap
   iproute2 nftables util-linux mount e2fsprogs passwd procps python3 git curl ca-certificates openssl tinyproxy
-  busybox sudo perl postgresql postgresql-contrib redis-server chromium)
+  busybox sudo perl postgresql postgresql-contrib redis-server chromium python3-psycopg2 pgbouncer)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -52,6 +53,12 @@ fi
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "paddock setup: installing npm packages" >&2
   npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# The real e2b SDK releases (pinned in test/e2b-sdk/package.json) that the E2B-compatibility tests drive.
+if [ ! -f test/e2b-sdk/node_modules/.package-lock.json ] || [ test/e2b-sdk/package-lock.json -nt test/e2b-sdk/node_modules/.package-lock.json ]; then
+  echo "paddock setup: installing the e2b SDK test project" >&2
+  npm ci --prefix test/e2b-sdk --no-audit --no-fund --loglevel=error
 fi
 
 # The real agent CLIs (pinned in src/agents/packages.ts) that the tests run in sandboxes, and that
