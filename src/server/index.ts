@@ -18,6 +18,7 @@ import { auditFailure, authenticate, authorize } from "./auth.ts";
 import type { Principal } from "../core/index.ts";
 import { openApiDocument } from "./openapi.ts";
 import { attachExecStream } from "./exec-stream.ts";
+import { startE2bServer, type RunningE2bServer } from "./e2b/index.ts";
 import { principalFromUiCookie, registerUi } from "./ui.ts";
 import { previewRoutes } from "./routes-previews.ts";
 import { attachPreviewGateway } from "./previews.ts";
@@ -47,10 +48,14 @@ export interface ServerOptions extends ControlPlaneOptions {
   port?: number;
   /** The built web UI to serve (index.html, app.js, app.css); default dist/web (scripts/build-web.mjs). */
   webRoot?: string;
+  /** Port of the E2B-compatible front end (docs/e2b.md) on `host`; 0 picks a free one; absent: not started. */
+  e2bPort?: number;
 }
 
 export interface RunningServer {
   url: string;
+  /** The E2B-compatible front end's base URL (E2B_API_URL and E2B_SANDBOX_URL), when started. */
+  e2bUrl?: string;
   cp: ControlPlane;
   /** Log a crash of the process (its cause and stack, secrets redacted); resolves once written. */
   logCrash(kind: string, err: unknown): Promise<void>;
@@ -119,11 +124,26 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : (opts.port ?? 7070);
   cp.previews.listening(port);
+  let e2b: RunningE2bServer | null = null;
+  if (opts.e2bPort !== undefined) {
+    try {
+      e2b = await startE2bServer(cp, errors, { host: opts.host ?? "127.0.0.1", port: opts.e2bPort, ...(opts.log ? { log: opts.log } : {}) });
+    } catch (err) {
+      await closeStreams();
+      await closePreviews();
+      await app.close();
+      await cp.close();
+      if ((err as NodeJS.ErrnoException).code === "EADDRINUSE") throw new PaddockError("unavailable", `port ${opts.e2bPort} (the E2B-compatible API) is already in use: pick another with --e2b-port`);
+      throw err;
+    }
+  }
   return {
     url: `http://${opts.host ?? "127.0.0.1"}:${port}`,
+    ...(e2b ? { e2bUrl: e2b.url } : {}),
     cp,
     logCrash: (kind, err) => errors.logCrash(kind, err),
     async close(o = {}) {
+      await e2b?.close();
       await closeStreams();
       await closePreviews();
       await app.close();
