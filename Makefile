@@ -1,5 +1,5 @@
 # The two commands of the README. Both install what they need first (scripts/setup.sh, idempotent).
-.PHONY: up test setup build build-js build-web typecheck lint unit bench bench-cli bench-starts bench-agents clean
+.PHONY: up test setup build build-js build-web typecheck lint unit bench bench-cli bench-starts bench-agents bench-e2b bench-db clean
 
 PORT ?= 7070
 
@@ -53,6 +53,14 @@ bench-starts: setup
 ## Issue 11's measurement: time from `paddock run` to the agent's first model request, beside the same CLI exec'd directly.
 bench-agents: setup
 	node --import tsx bench/agent-overhead.ts --runs 20
+
+## Issue 15's measurement: Sandbox.create() → first commands.run('true') through the e2b SDK, beside Paddock's own SDK.
+bench-e2b: setup
+	node --import tsx bench/e2b.ts --runs 20
+
+## Issue 16's measurement: pgbench select-only and TPC-B-like, directly, through the Postgres credential gateway and through pgbouncer.
+bench-db: setup
+	node --import tsx bench/db.ts
 
 ## `paddock --help` start-up: compiled vs from source vs `node -e 0`.
 bench-cli: setup

@@ -96,7 +96,10 @@ int become_user(const struct user *u) {
 }
 
 void reply_errno(int sock, const char *what, const char *path, int err) {
-    frame_printf(sock, 'X', "error %s %.1024s: %s", what, path, strerror(err));
+    /* The errno name last, in brackets: the client maps it to an error code (ENOENT → not_found)
+     * instead of matching the locale's wording. */
+    const char *name = strerrorname_np(err);
+    frame_printf(sock, 'X', "error %s %.1024s: %s [%s]", what, path, strerror(err), name ? name : "EIO");
 }
 
 void conn_finish(int *sock) {
@@ -118,6 +121,21 @@ static void sanitize(const char *in, char *out, size_t outlen) {
     size_t j = 0;
     for (size_t i = 0; in[i] && j + 1 < outlen; i++) out[j++] = (in[i] >= 0x20 && in[i] < 0x7f) ? in[i] : '?';
     out[j] = '\0';
+}
+
+/* The file operations, each run as the command user. */
+static const struct {
+    const char *name;
+    void (*run)(int sock, struct fields *req);
+} file_ops[] = {
+    {"put", op_put},     {"get", op_get}, {"ls", op_ls}, {"stat", op_stat}, {"lsx", op_lsx},
+    {"mkdir", op_mkdir}, {"mv", op_mv},   {"rm", op_rm}, {"watch", op_watch},
+};
+
+static void (*file_op(const char *name))(int, struct fields *) {
+    for (size_t i = 0; i < sizeof file_ops / sizeof *file_ops; i++)
+        if (strcmp(file_ops[i].name, name) == 0) return file_ops[i].run;
+    return NULL;
 }
 
 static void handle(int *sockp, const struct user *u) {
@@ -146,17 +164,13 @@ static void handle(int *sockp, const struct user *u) {
         frame_printf(sock, 'X', "error bad request: missing op");
     } else if (strcmp(op, "exec") == 0) {
         op_exec(sockp, &req, u); /* switches user in the command's own process */
-    } else if (strcmp(op, "put") == 0 || strcmp(op, "get") == 0 || strcmp(op, "ls") == 0) {
+    } else if (file_op(op) != NULL) {
         /* File ops run entirely as the command user: the kernel's own permission checks, inside
          * the pivoted root, decide what is reachable. Fail closed if we cannot drop privileges. */
         if (become_user(u) < 0) {
             frame_printf(sock, 'X', "error cannot switch to uid %u: %s", (unsigned)u->uid, strerror(errno));
-        } else if (op[0] == 'p') {
-            op_put(sock, &req);
-        } else if (op[0] == 'g') {
-            op_get(sock, &req);
         } else {
-            op_ls(sock, &req);
+            file_op(op)(sock, &req);
         }
     } else {
         char clean[64];

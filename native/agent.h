@@ -47,6 +47,19 @@ void op_exec(int *sock, struct fields *req, const struct user *u);
 void op_put(int sock, struct fields *req);
 void op_get(int sock, struct fields *req);
 void op_ls(int sock, struct fields *req);
+/* stat, tree listing, mkdir -p, rename and recursive remove, never through a final symlink (agent_fsops.c). */
+void op_stat(int sock, struct fields *req);
+void op_lsx(int sock, struct fields *req);
+void op_mkdir(int sock, struct fields *req);
+void op_mv(int sock, struct fields *req);
+void op_rm(int sock, struct fields *req);
+/* inotify watch of a directory (recursive on request), streamed until the client goes (agent_watch.c). */
+void op_watch(int sock, struct fields *req);
+
+/* The request's path field, or NULL after replying "bad request". */
+const char *need_path(int sock, struct fields *req, const char *op);
+/* An O_PATH fd on PATH's directory, and its final component in *base_out (malloc'd); -1 + errno. */
+int open_parent(const char *path, char **base_out);
 
 /* End a connection after the final X frame: unread client bytes would turn our close into a
  * connection reset on the client side, so shut down writing and discard what is queued. */

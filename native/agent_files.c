@@ -17,14 +17,14 @@
 #include "agent.h"
 #include "common.h"
 
-static const char *need_path(int sock, struct fields *req, const char *op) {
+const char *need_path(int sock, struct fields *req, const char *op) {
     const char *path = next_field(req);
     if (path == NULL || *path == '\0') frame_printf(sock, 'X', "error bad request: %s: missing path", op);
     return path && *path ? path : NULL;
 }
 
 /* Split PATH into an O_PATH fd on its directory and the final component. */
-static int open_parent(const char *path, char **base_out) {
+int open_parent(const char *path, char **base_out) {
     char *a = strdup(path), *b = strdup(path);
     if (a == NULL || b == NULL) return free(a), free(b), errno = ENOMEM, -1;
     const char *dir = dirname(a);

@@ -40,7 +40,8 @@ export function egressRow(r: EgressRecord): string[] {
     r.time,
     r.method,
     defaultPort ? r.host : `${r.host}:${r.port}`,
-    r.path,
+    // A database statement's text (the path of the database gateway's records) may span lines: one row each.
+    r.path.replace(/\s+/g, " "),
     String(r.status),
     r.decision,
     r.reason ? `${r.rule}: ${r.reason}` : r.rule,

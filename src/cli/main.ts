@@ -45,7 +45,8 @@ program
   .option("--preview-domain <domain>", "base domain of preview URLs, <port>-<id>.<domain> (default preview.localhost: browsers resolve *.localhost to this machine)")
   .option("--public-url <url>", "the UI's address as browsers reach it (default http://127.0.0.1:<port>)")
   .option("--agent-packages <dir>", "install agent CLIs into templates from this local mirror (scripts/agent-packages.ts) instead of the npm registry (default $PADDOCK_AGENT_PACKAGES)")
-  .action(async (o: { port: string; host: string; home?: string; agentPackages?: string; previewDomain?: string; publicUrl?: string }) => {
+  .option("--e2b-port <port>", "port of the E2B-compatible API (docs/e2b.md): default the API's port + 1 (7071), a free one with --port 0; off: none")
+  .action(async (o: { port: string; host: string; home?: string; agentPackages?: string; previewDomain?: string; publicUrl?: string; e2bPort?: string }) => {
     // The server is imported lazily: every other command only needs the SDK.
     const { startServer, describeThrown } = await import("../server/index.ts");
     const home = resolve(o.home ?? process.env.PADDOCK_HOME ?? join(homedir(), ".paddock"));
@@ -60,9 +61,11 @@ program
     };
     process.on("uncaughtException", crash("uncaught exception"));
     process.on("unhandledRejection", crash("unhandled rejection"));
-    const server = await startServer({ home, host: o.host, port: Number(o.port), log, ...(o.agentPackages ? { agentPackages: resolve(o.agentPackages) } : {}), ...(o.previewDomain ? { previewDomain: o.previewDomain } : {}), ...(o.publicUrl ? { publicUrl: o.publicUrl } : {}) });
+    const e2bPort = e2bPortOf(o.e2bPort, Number(o.port));
+    const server = await startServer({ home, host: o.host, port: Number(o.port), log, ...(e2bPort !== null ? { e2bPort } : {}), ...(o.agentPackages ? { agentPackages: resolve(o.agentPackages) } : {}), ...(o.previewDomain ? { previewDomain: o.previewDomain } : {}), ...(o.publicUrl ? { publicUrl: o.publicUrl } : {}) });
     logCrash = (kind, err) => server.logCrash(kind, err);
     log(`paddock listening on ${server.url} (data in ${home}, layers: ${server.cp.layers.kind})`);
+    if (server.e2bUrl) log(`E2B-compatible API on ${server.e2bUrl}: set E2B_API_URL=${server.e2bUrl} E2B_SANDBOX_URL=${server.e2bUrl} and E2B_API_KEY=<a Paddock token> (docs/e2b.md)`);
     if (server.cp.adminTokenFile) log(`created the admin principal; its token is in ${server.cp.adminTokenFile} (mode 0600), which paddock on this machine uses by default`);
     const shutdown = (sig: string) => {
       log(`${sig}: shutting down (running sessions keep running and are found again at the next start)`);
@@ -74,6 +77,14 @@ program
     process.once("SIGINT", () => shutdown("SIGINT"));
     process.once("SIGTERM", () => shutdown("SIGTERM"));
   });
+
+/** The E2B front end's port: `off` → none; absent → the API's port + 1 (a free one when the API's is 0). */
+function e2bPortOf(flag: string | undefined, apiPort: number): number | null {
+  if (flag === "off") return null;
+  const port = flag === undefined ? (apiPort === 0 ? 0 : apiPort + 1) : Number(flag);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new PaddockError("invalid_argument", `--e2b-port ${JSON.stringify(flag)}: a port number (0 for a free one) or off`);
+  return port;
+}
 
 program
   .command("admin-token")

@@ -23,6 +23,7 @@ export const MAX_TIMEOUT_MS = 7 * DAY_MS;
 export const MAX_INSTALL_STEPS = 50;
 export const PERMISSIONS = ["read", "write", "deploy"] as const;
 export const SECRET_LOCATIONS = ["header", "query", "body"] as const;
+export const SECRET_KINDS = ["http", "postgres"] as const;
 export const BASES = ["host", "debian-12"] as const;
 
 function badName(v: string): string | undefined {
@@ -139,7 +140,16 @@ const secretIn = z
 /** Secrets are the same secret whether written short or extended. */
 const secretKey = (s: unknown): string | undefined => asString(typeof s === "object" && s !== null ? (s as { name?: unknown }).name : s);
 
-type Secret = { name: string; hosts: string[] | null; in: ("header" | "query" | "body")[]; cleartext?: boolean };
+type Secret = { name: string; hosts: string[] | null; in: ("header" | "query" | "body")[]; cleartext?: boolean; kind?: "http" | "postgres" };
+
+/** `kind: postgres` goes to the database gateway, which has no hosts or request parts to swap into. */
+function postgresSecretAlone(s: { kind?: string | undefined; hosts?: unknown; in?: unknown; cleartext?: unknown }, ctx: IssueSink): void {
+  if (s.kind !== "postgres") return;
+  const why = "a kind: postgres secret is a database URL the database gateway uses itself, never swapped into HTTP requests";
+  if (s.hosts !== null && s.hosts !== undefined) ctx.addIssue({ code: "custom", path: ["hosts"], input: s.hosts, message: `contradicts kind: postgres: ${why}; remove hosts:` });
+  if (s.in !== null && s.in !== undefined) ctx.addIssue({ code: "custom", path: ["in"], input: s.in, message: `contradicts kind: postgres: ${why}; remove in:` });
+  if (s.cleartext !== undefined) ctx.addIssue({ code: "custom", path: ["cleartext"], input: s.cleartext, message: `contradicts kind: postgres: ${why}; remove cleartext:` });
+}
 
 const secret = z
   .union(
@@ -151,7 +161,8 @@ const secret = z
           hosts: withDefault(secretHosts.nullable(), () => null).describe(
             'Extension. Hosts the secret may be sent to ("api.stripe.com", "*.stripe.com", host:port); "*" is refused. Absent: the installation\'s default binding for this secret. An empty list is an error.',
           ),
-          in: withDefault(secretIn, () => ["header" as const]).describe(
+          // Defaulted in the transform below, so a written `in:` can be told from an absent one.
+          in: secretIn.nullish().describe(
             'Extension. Where in a request the placeholder may be swapped: "header", "query", "body". Default ["header"]. An empty list is an error.',
           ),
           cleartext: z
@@ -160,13 +171,22 @@ const secret = z
             .describe(
               "Extension. Also swap the secret into plain http:// requests to its hosts: it then crosses the network unencrypted. Absent or false: swapped only into requests that leave over TLS; a plain-HTTP request carrying the placeholder is refused.",
             ),
+          kind: oneOf(SECRET_KINDS, "secret kind")
+            .optional()
+            .describe(
+              'Extension. How the secret is used: "http" (swapped into HTTP requests to its hosts) or "postgres" (a PostgreSQL URL used by the database gateway; the sandbox gets a placeholder URL naming the gateway, docs/database.md). Absent: "postgres" for DATABASE_URL and *_DATABASE_URL, "http" otherwise. With "postgres", hosts, in and cleartext are errors.',
+            ),
         },
         expecting('a mapping with "name", "hosts", "in"'),
-      ),
+      ).superRefine(postgresSecretAlone),
     ],
     expecting('a secret name, or a mapping { name: …, hosts: […], in: […] }'),
   )
-  .transform((s): Secret => (typeof s === "string" ? { name: s, hosts: null, in: ["header"] } : s));
+  .transform((s): Secret => {
+    if (typeof s === "string") return { name: s, hosts: null, in: ["header"] };
+    const { in: where, kind, ...rest } = s;
+    return { ...rest, in: where ?? ["header"], ...(kind !== undefined ? { kind } : {}) };
+  });
 
 const programList = (what: string) =>
   withDefault(

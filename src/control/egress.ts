@@ -2,7 +2,7 @@ import type { EgressAttachment, Store } from "../core/index.ts";
 import { PaddockError } from "../core/index.ts";
 import type { EnvironmentSpec } from "../config/index.ts";
 import type { Gateway, GatewayRegistration, GatewaySessionSpec, NetworkPolicy, SecretBinding } from "../gateway/index.ts";
-import { defaultBinding } from "../gateway/index.ts";
+import { SANDBOX_CA_PATH, defaultBinding, isDatabaseUrl } from "../gateway/index.ts";
 import type { Vault } from "../gateway/vault.ts";
 
 /**
@@ -11,7 +11,7 @@ import type { Vault } from "../gateway/vault.ts";
  * with the vault key: it holds the session CA's private key) so a restarted control plane can
  * serve running sessions again with the same placeholders and CA.
  */
-export const CA_PATH = "/etc/paddock/ca.pem";
+export const CA_PATH = SANDBOX_CA_PATH;
 const BUNDLE_PATH = "/etc/ssl/certs/ca-certificates.crt";
 
 export class Egress {
@@ -24,7 +24,12 @@ export class Egress {
   /** Pool members' CAs until they are claimed, so a claim needs no vault read. */
   private readonly memberCas = new Map<string, { caCertPem: string; caKeyPem: string }>();
 
-  constructor(private readonly deps: { gateway: Gateway; vault: Vault; store: Store }) {}
+  /**
+   * `databaseWrite`: whether whoever acts in a session (its agent with the intersection, else its
+   * human) has `write` on the environment, asked each time the session is registered; absent or
+   * false makes its database connections read-only (docs/database.md, "Read-only by role").
+   */
+  constructor(private readonly deps: { gateway: Gateway; vault: Vault; store: Store; databaseWrite?: (sessionId: string) => Promise<boolean> }) {}
 
   /**
    * The `egress` hook of a session's sandbox spec. `protectedBranches`: where this session may
@@ -151,6 +156,7 @@ export class Egress {
       secrets: await this.bindings(spec, environment),
       scope: { environment },
       protectedBranches,
+      databaseWrite: (await this.deps.databaseWrite?.(id)) ?? false,
     };
   }
 
@@ -168,7 +174,14 @@ export class Egress {
   private async bindings(spec: EnvironmentSpec, environment: string): Promise<SecretBinding[]> {
     const out: SecretBinding[] = [];
     for (const s of spec.secrets) {
-      const known = defaultBinding(s.name) ?? defaultBinding(s.name, (await this.deps.vault.resolve(s.name, { environment })) ?? undefined);
+      // `kind:` in the file wins over the name: a `kind: postgres` secret goes to the database
+      // gateway whatever its name, and `kind: http` makes a *_DATABASE_URL an HTTP secret.
+      if (s.kind === "postgres" || (s.kind === undefined && isDatabaseUrl(s.name))) {
+        out.push({ name: s.name, hosts: [], in: s.in, kind: "database" });
+        continue;
+      }
+      const byName = defaultBinding(s.name) ?? defaultBinding(s.name, (await this.deps.vault.resolve(s.name, { environment })) ?? undefined);
+      const known = byName?.kind === "database" ? null : byName;
       const cleartext = s.cleartext === true ? { cleartext: true } : {};
       if (s.hosts) out.push({ name: s.name, hosts: s.hosts, in: s.in, kind: known?.kind ?? "http", ...cleartext });
       else if (known) out.push({ ...known, in: s.in, ...cleartext });

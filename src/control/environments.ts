@@ -4,7 +4,7 @@ import { PaddockError, invalid, notFound } from "../core/index.ts";
 import type { ConfigIssue, EnvironmentSpec, OffThreadParser } from "../config/index.ts";
 import { createOffThreadParser, formatIssue } from "../config/index.ts";
 import type { BuildEvent, BuildDeps } from "./builder.ts";
-import { isSecretBound } from "../gateway/index.ts";
+import { isDatabaseUrl, isSecretBound } from "../gateway/index.ts";
 import { buildTemplate } from "./builder.ts";
 import type { LayerLock } from "./gc.ts";
 
@@ -173,7 +173,10 @@ export class Environments {
 function unboundSecrets(spec: EnvironmentSpec, file: string): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   spec.secrets.forEach((s, i) => {
-    if (s.hosts || isSecretBound(s.name)) return;
+    // kind: postgres is used by the database gateway, no host needed; kind: http takes a
+    // *_DATABASE_URL out of it, and it then needs hosts like any other HTTP secret.
+    if (s.hosts || s.kind === "postgres") return;
+    if (isSecretBound(s.name) && !(s.kind === "http" && isDatabaseUrl(s.name))) return;
     const at = spec.locations[`secrets[${i}]`] ?? { line: 0, column: 0 };
     issues.push({
       file,

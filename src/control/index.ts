@@ -79,7 +79,7 @@ export interface ControlPlaneOptions {
 }
 
 /** Fixed so a restarted control plane serves the sandboxes' DNAT rules again on the same ports. */
-export const DEFAULT_GATEWAY_PORTS = { proxyPort: 3128, httpPort: 15080, httpsPort: 15443, dnsPort: 15053 };
+export const DEFAULT_GATEWAY_PORTS = { proxyPort: 3128, httpPort: 15080, httpsPort: 15443, dnsPort: 15053, postgresPort: 15432 };
 
 export interface ControlPlane {
   readonly home: string;
@@ -168,7 +168,14 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
     log,
   });
   vault.onChange(() => gateway.secretsChanged());
-  const egress = new Egress({ gateway, vault, store });
+  // Decided at each registration from the newest rbac: (docs/database.md, "Read-only by role").
+  const databaseWrite = async (sessionId: string): Promise<boolean> => {
+    const s = await store.getSession(sessionId);
+    if (!s) return false;
+    const actor = await store.getPrincipalByName(s.agent ?? s.startedBy);
+    return actor !== null && (await access.permissions(actor, s.environment, s)).has("write");
+  };
+  const egress = new Egress({ gateway, vault, store, databaseWrite });
   const local = await createLocalProvider({ home: opts.home, layers, log, network });
   const providers = new Map<string, Provider>([["local", local]]);
   const gc = new Collector({ store, layers, providers, egress, audit, log });

@@ -42,7 +42,7 @@ export class RecordWriter {
     return this.writing;
   }
 
-  /** Every gateway decision is also an audit record: the host, the rule, the secrets used (names only). */
+  /** Every gateway decision (and database statement) is also an audit record: the host, the rule, the secrets used (names only). */
   private async auditBatch(batch: EgressRecord[]): Promise<void> {
     if (!this.audit) return;
     const entries: AuditEntry[] = [];
@@ -50,9 +50,14 @@ export class RecordWriter {
       if (!this.actors.has(r.sessionId)) this.actors.set(r.sessionId, await this.store.getSession(r.sessionId).catch(() => null));
       const s = this.actors.get(r.sessionId) ?? null;
       const actorKind = s?.agent ? ("agent" as const) : s ? ("human" as const) : ("system" as const);
+      // A database statement is audited as one: its text (never bound values: the gateway records
+      // none) and the secret whose connection ran it; the audit scrubs secret values all the same.
+      const database = r.protocol === "postgres";
       entries.push({
         time: r.time, actor: s ? (s.agent ?? s.startedBy) : "build", actorKind, onBehalfOf: s?.agent ? s.startedBy : null,
-        action: "egress", target: `${r.method} ${r.host}:${r.port}${r.path}`, environment: s?.environment ?? null, sessionId: r.sessionId,
+        action: database ? "database.statement" : "egress",
+        target: database ? `${r.method} postgres://${r.host}:${r.port} ${r.path}` : `${r.method} ${r.host}:${r.port}${r.path}`,
+        environment: s?.environment ?? null, sessionId: r.sessionId,
         decision: r.decision, rule: r.rule, detail: { status: r.status, secrets: r.swapped, ...(r.reason ? { reason: r.reason } : {}) },
       });
     }

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import type { ExecGuard, ExecOptions, ExecResult, FileEntry, Principal, Provider, ServiceSpec, ServiceStatus, Session, Snapshot, Store, Template } from "../core/index.ts";
+import { Readable } from "node:stream";
+import type { ExecGuard, ExecOptions, ExecResult, FileEntry, FileEvent, FileInfo, FileWatch, Principal, Provider, ServiceSpec, ServiceStatus, Session, Snapshot, Store, Template } from "../core/index.ts";
 import { PaddockError, invalid, notFound } from "../core/index.ts";
 import type { Environments } from "./environments.ts";
 import type { Egress, SnapshotRegistration } from "./egress.ts";
@@ -30,6 +31,14 @@ export interface StartOptions {
   agent?: string | null;
   /** A snapshot id or name: start from it (same environment and version) instead of the current template. */
   from?: string;
+  /**
+   * The session user's name and home instead of `paddock` and /home/paddock (same uid): the E2B
+   * front end asks for `user` and /home/user. Such a start never claims a pool member (its
+   * /etc/passwd was written for the default user).
+   */
+  user?: { name: string; home: string };
+  /** Variables every command in the session starts with (E2B's envVars); never PADDOCK_*. */
+  env?: Record<string, string>;
 }
 
 /**
@@ -71,7 +80,7 @@ export class Sessions {
     if (environment === null) throw invalid("name the environment to start a session of, or a snapshot to start from");
     const current = await this.deps.environments.current(environment);
     try {
-      const claimed = await this.claim(environment, current, opts);
+      const claimed = opts.user || opts.env ? null : await this.claim(environment, current, opts);
       if (claimed) return claimed;
       return await this.create(environment, current, opts);
     } finally {
@@ -143,7 +152,8 @@ export class Sessions {
         layers: template.layers,
         compute: spec.compute,
         hostname: environment,
-        env: { PADDOCK_SESSION: session.id, PADDOCK_ENVIRONMENT: environment },
+        env: { ...opts.env, PADDOCK_SESSION: session.id, PADDOCK_ENVIRONMENT: environment },
+        ...(opts.user ? { sessionUser: opts.user } : {}),
         ...(guard ? { guard } : {}),
         ...(from ? { from: from.snap.layerId } : {}),
         ...(services.length ? { services } : {}),
@@ -288,6 +298,59 @@ export class Sessions {
     return (await this.running(id)).provider.listDir(id, path);
   }
 
+  /*
+   * The file operations E2B's filesystem service needs (Provider's optional ones): done by the
+   * provider as the session user, never by running a program, so a guardrail that denies `rm` or
+   * `mv` neither blocks them nor is bypassed by them. A provider without one answers `unavailable`.
+   */
+
+  /** The file as a stream (bounded memory); falls back to `readFile` where the provider cannot stream. */
+  async readFileStream(id: string, path: string): Promise<Readable> {
+    const { provider } = await this.running(id);
+    if (provider.readFileStream) return provider.readFileStream(id, path);
+    return Readable.from([await provider.readFile(id, path)]);
+  }
+
+  /** Write a file from a stream (bounded memory); buffers it where the provider cannot stream. */
+  async writeFileStream(id: string, path: string, data: Readable, mode?: number): Promise<void> {
+    const { provider } = await this.running(id);
+    const opts = mode === undefined ? {} : { mode };
+    if (provider.writeFileStream) return provider.writeFileStream(id, path, data, opts);
+    const chunks: Buffer[] = [];
+    for await (const chunk of data) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array));
+    await provider.writeFile(id, path, Buffer.concat(chunks), opts);
+  }
+
+  async statFile(id: string, path: string): Promise<FileInfo> {
+    const { provider } = await this.running(id);
+    return fileOp(provider, provider.statFile, "stat files").call(provider, id, path);
+  }
+
+  async listTree(id: string, path: string, depth: number): Promise<FileInfo[]> {
+    const { provider } = await this.running(id);
+    return fileOp(provider, provider.listTree, "list directory trees").call(provider, id, path, depth);
+  }
+
+  async makeDir(id: string, path: string): Promise<boolean> {
+    const { provider } = await this.running(id);
+    return fileOp(provider, provider.makeDir, "create directories").call(provider, id, path);
+  }
+
+  async moveFile(id: string, from: string, to: string): Promise<void> {
+    const { provider } = await this.running(id);
+    return fileOp(provider, provider.moveFile, "move files").call(provider, id, from, to);
+  }
+
+  async removeFile(id: string, path: string): Promise<boolean> {
+    const { provider } = await this.running(id);
+    return fileOp(provider, provider.removeFile, "remove files").call(provider, id, path);
+  }
+
+  async watchDir(id: string, path: string, opts: { recursive: boolean; onEvent: (event: FileEvent) => void }): Promise<FileWatch> {
+    const { provider } = await this.running(id);
+    return fileOp(provider, provider.watchDir, "watch directories").call(provider, id, path, opts);
+  }
+
   /**
    * Signal every process of a running session except its init (default SIGKILL, then wait until
    * they are gone), without starting anything inside it: the way out of a full pid limit or a
@@ -296,6 +359,18 @@ export class Sessions {
   async kill(id: string, signal: NodeJS.Signals = "SIGKILL"): Promise<{ signalled: number }> {
     const { provider } = await this.running(id);
     return { signalled: await provider.killProcesses(id, signal) };
+  }
+
+  /**
+   * Move a running session's end: it is stopped at `at` ("timeout reached") instead of at its
+   * `compute.timeout`. The caller decides the bounds (the E2B front end keeps it within the
+   * environment's `compute.timeout` from now). Rejects `conflict` when the session is not running.
+   */
+  async setDeadline(id: string, at: Date): Promise<Session> {
+    const { session } = await this.running(id);
+    const updated = await this.deps.store.updateSession(session.id, { expiresAt: at.toISOString() });
+    this.armTimeout(updated);
+    return updated;
   }
 
   /** End a session; stopping one that already ended is not an error (resolves it unchanged). */
@@ -446,4 +521,10 @@ export function execGuardOf(spec: EnvironmentSpec, fileName: string): ExecGuard 
       return { program, message: `paddock: '${program}' denied by guardrails.commands.deny${at ? ` (${fileName}:${at.line})` : ""}` };
     }),
   };
+}
+
+/** A provider's optional file operation, or `unavailable` saying which provider lacks it. */
+function fileOp<F>(provider: Provider, op: F | undefined, what: string): F {
+  if (op === undefined) throw new PaddockError("unavailable", `provider ${JSON.stringify(provider.name)} cannot ${what}`);
+  return op;
 }

@@ -115,6 +115,12 @@ export interface SandboxSpec {
    * under `/run` leaves nothing in the committed layer.
    */
   mounts?: { source: string; target: string }[];
+  /**
+   * Sessions only: the session user's name and home (same uid and gid) instead of the provider's
+   * default (`paddock`, /home/paddock). The sandbox's /etc/passwd and /etc/group name it, its home
+   * exists and is the user's, and HOME/USER/LOGNAME say so. The E2B front end asks for `user`.
+   */
+  sessionUser?: { name: string; home: string };
 }
 
 /** One service of a sandbox (`services:` in the environment file). */
@@ -216,6 +222,46 @@ export interface FileEntry {
   mtime: string;
 }
 
+/**
+ * One entry with what E2B's filesystem service reports (`statFile`, `listTree`). A symlink is
+ * described as the link (its own size and time) plus what it resolves to; nothing is read
+ * through it.
+ */
+export interface FileInfo {
+  /** Absolute path inside the sandbox (as asked, not with links resolved). */
+  path: string;
+  name: string;
+  type: FileEntry["type"];
+  size: number;
+  /** Permission bits with setuid, setgid and sticky, e.g. 0o644. */
+  mode: number;
+  /** Modification time: whole seconds since the epoch and the nanoseconds past them. */
+  mtime: { seconds: number; nanos: number };
+  /** User and group names from the sandbox's /etc/passwd and /etc/group (the number when unnamed). */
+  owner: string;
+  group: string;
+  /** For a symlink: the absolute path it resolves to inside the sandbox, and that entry's type
+   * and mode (`type` null when it does not resolve). */
+  symlink?: { target: string; type: FileEntry["type"] | null; mode: number };
+}
+
+/** What happened to an entry of a watched directory (inotify's events, named as E2B names them). */
+export type FileEventType = "create" | "write" | "remove" | "rename" | "chmod";
+
+export interface FileEvent {
+  type: FileEventType;
+  /** Path relative to the watched directory, e.g. `sub/a.txt`. */
+  name: string;
+}
+
+/** A running directory watch (`Provider.watchDir`). */
+export interface FileWatch {
+  /** Resolves when the watch ends: closed, the directory removed, or (rejects) an error such as
+   * an overflowing event queue. */
+  done: Promise<void>;
+  close(): void;
+}
+
 export interface StopOptions {
   /** Keep the sandbox's writable layer as a committed layer with this id (template builds). */
   commitAs?: string;
@@ -272,6 +318,35 @@ export interface Provider {
    * when `timeoutMs` passes first.
    */
   waitForServices(id: string, timeoutMs: number): Promise<ServiceStatus[]>;
+  /*
+   * File operations beyond read/write/list (E2B's filesystem service). Optional: a provider that
+   * lacks them cannot serve that front end's file calls, and says so. Each is done by the provider
+   * itself, never by running `mkdir`/`mv`/`rm` in the sandbox (a guardrail may deny those
+   * programs, and a file operation is not a command), as the session user, and never acts
+   * through a symlink at the final component. Paths are absolute; errors are PaddockErrors
+   * (`not_found`, `forbidden`, `conflict` for an entry in the way, `invalid_argument`) whose
+   * `details.errno` names the cause (e.g. `EEXIST`).
+   */
+  /** `readFile` as a stream read only as fast as it is consumed; rejects (before any byte) as `readFile` does. */
+  readFileStream?(id: string, path: string): Promise<Readable>;
+  /** `writeFile` from a stream, never held whole; the file appears (atomically) only once the stream ended. */
+  writeFileStream?(id: string, path: string, data: Readable, opts?: { mode?: number }): Promise<void>;
+  /** The entry at `path` itself (a symlink is described, not followed). */
+  statFile?(id: string, path: string): Promise<FileInfo>;
+  /** Entries under the directory `path` down to `depth` levels (1: its own entries), parents
+   * before children, each directory's entries by name; symlinked directories are not entered. */
+  listTree?(id: string, path: string, depth: number): Promise<FileInfo[]>;
+  /** Create the directory and any missing parents. False when it already is a directory. */
+  makeDir?(id: string, path: string): Promise<boolean>;
+  /** Rename `from` to `to` (replacing an entry there; a symlink is moved or replaced as the link
+   * itself), creating `to`'s missing parent directories. */
+  moveFile?(id: string, from: string, to: string): Promise<void>;
+  /** Remove the entry, a directory with everything in it (never descending through a symlink).
+   * False when there was nothing to remove. */
+  removeFile?(id: string, path: string): Promise<boolean>;
+  /** Watch the directory `path` (and, with `recursive`, every directory below it, including ones
+   * created later); resolves once changes made from then on are seen. */
+  watchDir?(id: string, path: string, opts: { recursive: boolean; onEvent: (event: FileEvent) => void }): Promise<FileWatch>;
   /**
    * Bytes of memory the sandbox's processes use now (its memory cgroup's usage, page cache and
    * tmpfs included), or null when the provider cannot tell. Optional: pools show it as their cost.

@@ -78,7 +78,8 @@ export interface Store {
   /**
    * What uses a snapshot and so keeps it from being removed: live (`starting`/`running`) sessions
    * started from it as `session <id>`, pool members as `pool member <id>`, previews neither
-   * revoked nor expired that would wake from it as `preview <id>`.
+   * revoked nor expired that would wake from it as `preview <id>`, paused E2B sandboxes as
+   * `paused E2B sandbox <id>`.
    */
   snapshotUsers(id: string): Promise<string[]>;
   /**
@@ -98,6 +99,29 @@ export interface Store {
   /** Change a preview's session, snapshot or revocation; rejects `not_found` for an unknown id. */
   updatePreview(id: string, patch: Partial<Pick<Preview, "sessionId" | "snapshotId" | "revokedAt">>): Promise<Preview>;
   // --- end previews ---
+
+  // --- E2B sandboxes (sqlite-e2b.ts; docs/e2b.md) ---
+  /** Insert a sandbox row; a taken id rejects `conflict`. */
+  createE2bSandbox(x: E2bSandbox): Promise<void>;
+  getE2bSandbox(id: string): Promise<E2bSandbox | null>;
+  /** The sandbox whose current session is `sessionId`, or null. */
+  getE2bSandboxBySession(sessionId: string): Promise<E2bSandbox | null>;
+  /** Every sandbox, oldest first (then by id): the order list pages follow. */
+  listE2bSandboxes(): Promise<E2bSandbox[]>;
+  /** Change fields of a sandbox; rejects `not_found` for an unknown id. */
+  updateE2bSandbox(id: string, patch: Partial<Omit<E2bSandbox, "id">>): Promise<E2bSandbox>;
+  /** Delete a sandbox and its access tokens; resolves false when unknown. */
+  deleteE2bSandbox(id: string): Promise<boolean>;
+  /**
+   * Record an envd access token by its sha256 (hex), bound to a sandbox and the principal (id) it
+   * was handed to, with the nonce the server derived it from (never the token itself).
+   */
+  addE2bAccessToken(t: E2bAccessToken & { tokenHash: string }): Promise<void>;
+  /** The sandbox and principal an envd access token (by sha256, hex) is bound to, or null. */
+  e2bAccessToken(tokenHash: string): Promise<E2bAccessToken | null>;
+  /** The access tokens of one sandbox, or of all, oldest first: at most `limit`. */
+  listE2bAccessTokens(filter: { sandboxId?: string; limit: number }): Promise<E2bAccessToken[]>;
+  // --- end E2B sandboxes ---
 
   /** Insert a pool member; a taken id (also a session's) rejects `conflict`. */
   addPoolMember(m: PoolMember): Promise<void>;
@@ -246,9 +270,56 @@ export interface EgressRecordInput {
   rule: string;
   /** Why a request was refused, in words (no secret values). */
   reason?: string;
+  /**
+   * Set on records of the database gateway (one per statement: method QUERY/EXECUTE/COPY/PARSE/CONNECT,
+   * path the statement text), so the audit can tell them from HTTP requests. Not stored as a column.
+   */
+  protocol?: "postgres";
 }
 
 /** An egress record with its id: increasing in insertion order, usable as a cursor (`afterId`). */
 export interface StoredEgressRecord extends EgressRecordInput {
   id: number;
+}
+
+/** An envd access token's binding (the token itself is never stored). */
+export interface E2bAccessToken {
+  sandboxId: string;
+  /** The principal's id. */
+  principal: string;
+  nonce: string;
+  createdAt: string;
+}
+
+/**
+ * An E2B sandbox (docs/e2b.md): the id E2B's SDK uses, stable across pause and resume, and the
+ * Paddock session that backs it now. Running: `sessionId` is a live session. Paused: that session
+ * was stopped after `snapshotId` captured its files; connect starts a new session from it.
+ */
+export interface E2bSandbox {
+  /** Lower-case letters and digits, 20 characters, like E2B's own ids. */
+  id: string;
+  /** The current (or, when paused, the last) session. */
+  sessionId: string;
+  /** The environment (E2B template) it runs. */
+  environment: string;
+  /** The templateID the caller sent (an environment name). */
+  templateId: string;
+  /** E2B metadata: string keys and values, returned as given and used by list filters. */
+  metadata: Record<string, string>;
+  /** E2B envVars: the environment every command starts with (not secrets: see docs/e2b.md). */
+  envVars: Record<string, string>;
+  state: "running" | "paused";
+  /** Paused: the snapshot holding its files. */
+  snapshotId: string | null;
+  /** The human it runs for, and the agent that created it (when one did). */
+  startedBy: string;
+  agent: string | null;
+  createdAt: string;
+  /** When the current session started (E2B's startedAt). */
+  startedAt: string;
+  /** When it is killed unless the timeout is changed (E2B's endAt); paused: when it was paused. */
+  endAt: string;
+  /** The lifetime (ms) it was last given: what a resume without a timeout gets again. */
+  timeoutMs: number;
 }

@@ -27,6 +27,12 @@ export interface SessionCa {
   keyPem: string;
   /** A TLS context for `name`, minted on first use and cached until close to expiry (at most `leafCacheSize` names, least recently used dropped). */
   contextFor(name: string): Promise<SecureContext>;
+  /**
+   * A leaf for an IP address (the database gateway's TLS: the sandbox's database URL names the
+   * gateway by address), as PEM: its certificate followed by this CA's, and its key. Minted once
+   * per address and cached until close to expiry.
+   */
+  ipLeaf(address: string): Promise<{ certPem: string; keyPem: string }>;
 }
 
 /** Leaves kept per CA unless told otherwise (GatewayLimits.leafCacheSize). */
@@ -109,13 +115,18 @@ export async function createSessionCa(
   const cache = new Map<string, { ctx: Promise<SecureContext>; expires: number }>();
 
   async function mint(name: string): Promise<SecureContext> {
+    const leaf = await mintPem({ subject: `CN=${name}`, san: { type: "dns", value: name } });
+    return createSecureContext({ key: leaf.keyPem, cert: leaf.certPem, minVersion: "TLSv1.2" });
+  }
+
+  async function mintPem(who: { subject: string; san: { type: "dns" | "ip"; value: string } }): Promise<{ certPem: string; keyPem: string }> {
     const keys = (await crypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as CryptoKeyPair;
     const now = Date.now();
     const notAfter = Math.min(now + LEAF_VALIDITY_MS, caCert.notAfter.getTime());
     const leaf = await x509.X509CertificateGenerator.create(
       {
         serialNumber: serial(),
-        subject: `CN=${name}`,
+        subject: who.subject,
         issuer: caCert.subject,
         notBefore: new Date(now - BACKDATE_MS),
         notAfter: new Date(notAfter),
@@ -126,15 +137,17 @@ export async function createSessionCa(
           new x509.BasicConstraintsExtension(false, undefined, true),
           new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
           new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
-          new x509.SubjectAlternativeNameExtension([{ type: "dns", value: name }], false),
+          new x509.SubjectAlternativeNameExtension([who.san], false),
           await x509.AuthorityKeyIdentifierExtension.create(caCert, false, crypto),
         ],
       },
       crypto,
     );
     const leafKey = toPem(await crypto.subtle.exportKey("pkcs8", keys.privateKey), "PRIVATE KEY");
-    return createSecureContext({ key: leafKey, cert: leaf.toString("pem") + "\n" + certPem, minVersion: "TLSv1.2" });
+    return { keyPem: leafKey, certPem: leaf.toString("pem") + "\n" + certPem };
   }
+
+  const ipLeaves = new Map<string, { leaf: Promise<{ certPem: string; keyPem: string }>; expires: number }>();
 
   return {
     certPem,
@@ -158,6 +171,20 @@ export async function createSessionCa(
         cache.delete(oldest);
       }
       return entry.ctx;
+    },
+    ipLeaf(address: string): Promise<{ certPem: string; keyPem: string }> {
+      const hit = ipLeaves.get(address);
+      if (hit && hit.expires > Date.now() + DAY_MS / 2) return hit.leaf;
+      // The subject is not a host name on purpose: a client checking the CA's DNS name constraints
+      // against a name-like CN would refuse the leaf; the address is in the SAN, where it is checked.
+      const entry = { leaf: mintPem({ subject: "CN=Paddock database gateway", san: { type: "ip", value: address } }), expires: Date.now() + LEAF_VALIDITY_MS };
+      ipLeaves.set(address, entry);
+      entry.leaf.catch(() => {
+        if (ipLeaves.get(address) === entry) ipLeaves.delete(address);
+      });
+      // One gateway address per installation: a bound of a few is plenty.
+      if (ipLeaves.size > 4) ipLeaves.delete(ipLeaves.keys().next().value as string);
+      return entry.leaf;
     },
   };
 }

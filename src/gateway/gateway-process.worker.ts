@@ -7,7 +7,7 @@
  */
 import { createGateway } from "./index.ts";
 import type { GatewayInit, ParentCall, ChildCall, Reply, ToChild, ToParent } from "./process-protocol.ts";
-import type { Gateway, SecretScope, SecretSource } from "./types.ts";
+import type { EgressRecord, Gateway, SecretScope, SecretSource } from "./types.ts";
 import type { LocalApi } from "./local.ts";
 import type { UpstreamOptions } from "./upstream.ts";
 
@@ -43,6 +43,23 @@ const secrets: SecretSource = {
     send({ t: "touch", name, scope });
   },
 };
+
+/**
+ * Records go to the control plane in one message per turn of the event loop: a busy database
+ * session makes one per statement, thousands a second, and a message each would cost more than
+ * relaying the statement. Not later than that: callers read the egress log right after a request.
+ */
+let recordBatch: EgressRecord[] = [];
+function flushRecords(): void {
+  const records = recordBatch;
+  recordBatch = [];
+  if (records.length === 1) send({ t: "record", record: records[0]! });
+  else if (records.length > 1) send({ t: "records", records });
+}
+function sendRecord(record: EgressRecord): void {
+  recordBatch.push(record);
+  if (recordBatch.length === 1) setImmediate(flushRecords);
+}
 
 const localApi: LocalApi = async (sessionId, req) => {
   const { signal, ...rest } = req;
@@ -102,7 +119,7 @@ process.on("message", (m: ToChild) => {
         address: m.init.address,
         ports: m.init.ports,
         secrets,
-        onRecord: (record) => send({ t: "record", record }),
+        onRecord: sendRecord,
         upstream: upstreamOf(m.init),
         log: (line) => send({ t: "log", line }),
         localApi,
@@ -126,6 +143,7 @@ process.on("message", (m: ToChild) => {
       return;
     case "close":
       void (gateway?.close() ?? Promise.resolve()).finally(() => {
+        flushRecords();
         send({ t: "closed" });
         process.disconnect();
       });

@@ -1,7 +1,8 @@
 /**
- * The egress gateway: public entry. `createGateway` starts the four listeners (explicit proxy,
- * transparent HTTP, transparent TLS, DNS) on one address and returns a Gateway that serves the
- * sessions registered with it. See docs/gateway.md and types.ts for the contract.
+ * The egress gateway: public entry. `createGateway` starts the five listeners (explicit proxy,
+ * transparent HTTP, transparent TLS, DNS, and Postgres: database-listener.ts) on one address and
+ * returns a Gateway that serves the sessions registered with it. See docs/gateway.md,
+ * docs/database.md and types.ts for the contract.
  *
  * @example
  * const gw = await createGateway({ address: "10.200.0.1", secrets: vault, onRecord: audit });
@@ -13,6 +14,7 @@ import { asPaddockError } from "../core/errors.ts";
 import { startDns, type DnsServer } from "./dns.ts";
 import type { Deps } from "./forward.ts";
 import { createListeners } from "./listeners.ts";
+import { createDatabaseListener } from "./database-listener.ts";
 import { logLine } from "./records.ts";
 import { SessionTable } from "./sessions.ts";
 import { UpstreamAgents, type UpstreamOptions } from "./upstream.ts";
@@ -21,7 +23,7 @@ import { resolveLimits } from "./limits.ts";
 import type { EgressRecord, Gateway, GatewayEndpoints, GatewayLimits, SecretSource } from "./types.ts";
 
 export { decideHost } from "./policy.ts";
-export { defaultBinding, isSecretBound, splitUrlSecret } from "./placeholders.ts";
+export { defaultBinding, isDatabaseUrl, isSecretBound, splitUrlSecret, DATABASE_PORT, SANDBOX_CA_PATH } from "./placeholders.ts";
 export type { UpstreamOptions } from "./upstream.ts";
 export { DEFAULT_LIMITS } from "./limits.ts";
 export { LOCAL_API_HOST, type LocalApi, type LocalRequest, type LocalResponse } from "./local.ts";
@@ -69,7 +71,8 @@ function closeServer(server: net.Server): Promise<void> {
 export async function createGateway(opts: CreateGatewayOptions): Promise<Gateway> {
   const log = opts.log ?? (() => undefined);
   const limits = resolveLimits(opts.limits);
-  const sessions = new SessionTable(opts.secrets, limits);
+  // Database URLs name the gateway by the address sandboxes reach it on (docs/database.md).
+  const sessions = new SessionTable(opts.secrets, limits, opts.address);
   const agents = new UpstreamAgents();
   const deps: Deps = {
     sessions,
@@ -87,6 +90,20 @@ export async function createGateway(opts: CreateGatewayOptions): Promise<Gateway
     },
   };
   const l = createListeners(deps);
+  const databases = createDatabaseListener({
+    sessions, secrets: opts.secrets, address: opts.address, log,
+    // Every statement is a record (the egress log, the audit); only logins and refusals are also a
+    // log line: a busy connection runs thousands of statements a second.
+    record: (r) => {
+      try {
+        opts.onRecord(r);
+      } catch (err) {
+        log(`gateway: onRecord threw (${asPaddockError(err).code})`);
+      }
+      if (r.decision === "denied" || r.method === "CONNECT") log(logLine(r));
+    },
+    ...(opts.upstream?.extraCaPem ? { upstreamCaPem: opts.upstream.extraCaPem } : {}),
+  });
   const started: net.Server[] = [];
   let dns: DnsServer | null = null;
   try {
@@ -96,9 +113,11 @@ export async function createGateway(opts: CreateGatewayOptions): Promise<Gateway
     started.push(l.http);
     const httpsPort = await listen(l.https, opts.address, opts.ports?.httpsPort ?? 0);
     started.push(l.https);
+    const postgresPort = await listen(databases.server, opts.address, opts.ports?.postgresPort ?? 0);
+    started.push(databases.server);
     dns = await startDns(sessions, opts.address, opts.ports?.dnsPort ?? 0);
-    const endpoints: GatewayEndpoints = { address: opts.address, proxyPort, httpPort, httpsPort, dnsPort: dns.port };
-    log(`gateway: listening on ${opts.address} proxy=${proxyPort} http=${httpPort} https=${httpsPort} dns=${dns.port}`);
+    const endpoints: GatewayEndpoints = { address: opts.address, proxyPort, httpPort, httpsPort, dnsPort: dns.port, postgresPort };
+    log(`gateway: listening on ${opts.address} proxy=${proxyPort} http=${httpPort} https=${httpsPort} dns=${dns.port} postgres=${postgresPort}`);
     const dnsServer = dns;
     let closed = false;
     return {
@@ -111,6 +130,7 @@ export async function createGateway(opts: CreateGatewayOptions): Promise<Gateway
       async unregister(id) {
         const ok = sessions.unregister(id);
         agents.drop(id);
+        databases.closeSession(id);
         if (ok) log(`gateway: unregistered session ${id}`);
         return ok;
       },
@@ -119,12 +139,12 @@ export async function createGateway(opts: CreateGatewayOptions): Promise<Gateway
         closed = true;
         for (const s of sessions.all()) sessions.unregister(s.spec.id);
         agents.close();
-        await Promise.all([...started.map(closeServer), dnsServer.close()]);
+        await Promise.all([...started.map(closeServer), dnsServer.close(), databases.close()]);
         log("gateway: closed");
       },
     };
   } catch (err) {
-    await Promise.all(started.map(closeServer));
+    await Promise.all([...started.map(closeServer), databases.close()]);
     if (dns) await dns.close();
     throw asPaddockError(err);
   }

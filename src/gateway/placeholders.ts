@@ -59,6 +59,59 @@ export function makePlaceholder(value: string | null): Placeholder {
   return { text: `${url.prefix}${info}@${url.rest}`, tokens };
 }
 
+/** Where a sandbox finds its session CA's certificate (written there by the control plane). */
+export const SANDBOX_CA_PATH = "/etc/paddock/ca.pem";
+
+/** The port a sandbox dials for a database URL: its netns DNATs it to the gateway's Postgres listener. */
+export const DATABASE_PORT = 5432;
+
+/**
+ * URL parameters of the real database URL that the sandbox's URL keeps: client-side settings only.
+ * Everything else stays on the gateway's side, known or not: hosts, credentials (`password`,
+ * `sslpassword`, whatever else an operator put in the query), TLS files, and `options`, which
+ * could ask the server for another role.
+ */
+const CLIENT_PARAMS = new Set(["application_name", "fallback_application_name", "client_encoding", "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout"]);
+/** sslmode values that make a client insist on TLS: the sandbox's URL keeps them, verified against the session CA. */
+const TLS_REQUIRED = new Set(["require", "verify-ca", "verify-full"]);
+
+/**
+ * A placeholder for a database URL (a DATABASE_URL-like or `kind: postgres` secret): a real,
+ * usable URL whose host is the gateway (`gatewayHost`, the address every sandbox already reaches,
+ * so no name needs resolving and the TLS leaf can carry it as an IP SAN), port 5432, user and
+ * password fresh tokens, the real database name, and the real URL's client-side parameters. A real
+ * URL that insists on TLS keeps its sslmode, with `sslrootcert` naming the session CA's file.
+ * With no value yet (or one that is not a URL) the database name is unknown and left out.
+ */
+export function makeDatabasePlaceholder(value: string | null, gatewayHost: string): Placeholder {
+  const user = newToken();
+  const password = newToken();
+  let path = "";
+  const params = new URLSearchParams();
+  const parsed = value === null ? null : parseDatabaseUrl(value);
+  if (parsed) {
+    path = parsed.pathname;
+    for (const [k, v] of parsed.searchParams) if (CLIENT_PARAMS.has(k)) params.append(k, v);
+    const sslmode = parsed.searchParams.get("sslmode");
+    if (sslmode && TLS_REQUIRED.has(sslmode)) {
+      params.set("sslmode", sslmode);
+      params.set("sslrootcert", SANDBOX_CA_PATH);
+    }
+  }
+  const query = params.size > 0 ? `?${params.toString()}` : "";
+  const host = gatewayHost.includes(":") ? `[${gatewayHost}]` : gatewayHost;
+  return { text: `postgres://${user}:${password}@${host}:${DATABASE_PORT}${path}${query}`, tokens: [{ token: user, role: "user" }, { token: password, role: "password" }] };
+}
+
+function parseDatabaseUrl(value: string): URL | null {
+  try {
+    const u = new URL(value);
+    return u.protocol === "postgres:" || u.protocol === "postgresql:" ? u : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Rebuild a placeholder from its text (a restored registration). */
 export function parsePlaceholder(text: string): Placeholder {
   const url = splitUrlSecret(text);
@@ -92,7 +145,8 @@ function urlHost(value: string | undefined): string | null {
   }
 }
 
-function isDatabaseUrl(name: string): boolean {
+/** DATABASE_URL and *_DATABASE_URL are database secrets by name (a file may also say `kind: postgres`). */
+export function isDatabaseUrl(name: string): boolean {
   return name === "DATABASE_URL" || name.endsWith("_DATABASE_URL");
 }
 

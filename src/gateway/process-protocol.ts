@@ -50,6 +50,8 @@ export type ToParent =
   /** The caller of a `local` call went away. */
   | { t: "abort"; id: number }
   | { t: "record"; record: EgressRecord }
+  /** Records made in one turn of the gateway's event loop, in order (a database session makes one per statement). */
+  | { t: "records"; records: EgressRecord[] }
   | { t: "touch"; name: string; scope: SecretScope }
   | { t: "log"; line: string }
   | { t: "closed" };

@@ -110,6 +110,9 @@ class ProcessGateway implements GatewayProcess {
         return;
       case "record":
         return this.opts.onRecord(m.record);
+      case "records":
+        for (const r of m.records) this.opts.onRecord(r);
+        return;
       case "touch":
         return this.opts.secrets.touch(m.name, m.scope);
       case "log":

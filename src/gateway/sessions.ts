@@ -10,7 +10,7 @@ import { PaddockError, conflict, invalid } from "../core/errors.ts";
 import { canonicalIp } from "./addresses.ts";
 import { createSessionCa, type SessionCa } from "./ca.ts";
 import { DEFAULT_LIMITS, SessionUsage } from "./limits.ts";
-import { makePlaceholder, parsePlaceholder, type Placeholder } from "./placeholders.ts";
+import { makeDatabasePlaceholder, makePlaceholder, parsePlaceholder, type Placeholder } from "./placeholders.ts";
 import { permittedDnsNames } from "./policy.ts";
 import type { GatewayLimits, GatewayRegistration, GatewaySessionSpec, SecretBinding, SecretSource } from "./types.ts";
 
@@ -73,9 +73,15 @@ export class SessionTable {
    */
   private readonly loadedCas = new Map<string, Promise<SessionCa>>();
 
+  /**
+   * `databaseHost`: the gateway's address as sandboxes reach it, the host of every database
+   * placeholder URL (docs/database.md). Absent: database secrets get a URL-shaped placeholder
+   * like any other URL secret (the HTTP gateway alone, as in tests without a Postgres listener).
+   */
   constructor(
     private readonly secrets: SecretSource,
     private readonly limits: GatewayLimits = DEFAULT_LIMITS,
+    private readonly databaseHost?: string,
   ) {}
 
   private loadCa(id: string, permitted: string[] | null, keep: { certPem: string; keyPem: string }): Promise<SessionCa> {
@@ -102,9 +108,10 @@ export class SessionTable {
         placeholders.set(binding.name, parsePlaceholder(restored));
         continue;
       }
-      // The value is read only to learn its shape (URL with userinfo or not); it is not kept.
+      // The value is read only to learn its shape (URL with userinfo or not; a database URL's
+      // database name); it is not kept.
       const value = await this.secrets.resolve(binding.name, spec.scope);
-      placeholders.set(binding.name, makePlaceholder(value));
+      placeholders.set(binding.name, binding.kind === "database" && this.databaseHost !== undefined ? makeDatabasePlaceholder(value, this.databaseHost) : makePlaceholder(value));
     }
     if (restore && !restore.caKeyPem) throw invalid("restoring a registration needs caKeyPem as well as caCertPem");
     let permitted: string[] | null;

@@ -98,6 +98,12 @@ export interface GatewaySessionSpec {
    * when the session's principal lacks the deploy permission. Absent or []: pushes are not judged.
    */
   protectedBranches?: string[];
+  /**
+   * Whoever acts in the session (the agent with its intersection, else the human) has `write` on
+   * the environment: its database connections may write. Absent or false: every database
+   * connection of the session is read-only (fail closed; docs/database.md, "Read-only by role").
+   */
+  databaseWrite?: boolean;
 }
 
 export interface GatewayRegistration {
@@ -118,6 +124,8 @@ export interface GatewayEndpoints {
   httpsPort: number;
   /** DNS over UDP and TCP (sandbox port 53 is DNATed here). */
   dnsPort: number;
+  /** The Postgres credential gateway (sandbox TCP 5432 is DNATed here; docs/database.md). */
+  postgresPort: number;
 }
 
 export interface Gateway {

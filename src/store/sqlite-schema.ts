@@ -332,6 +332,40 @@ CREATE TABLE build_logs (
 ) STRICT;
 `;
 
+// E2B sandboxes (docs/e2b.md): the id E2B's SDK knows → the session behind it now, and the
+// per-sandbox envd access tokens, kept as sha256 like API tokens, beside the nonce the server
+// derives each from with a key of the vault's (to check signed file URLs, which need the token).
+const E2B = `
+CREATE TABLE e2b_sandboxes (
+  id TEXT PRIMARY KEY,
+  session_id TEXT NOT NULL,
+  environment TEXT NOT NULL,
+  template_id TEXT NOT NULL,
+  metadata TEXT NOT NULL,
+  env_vars TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('running', 'paused')),
+  snapshot_id TEXT,
+  started_by TEXT NOT NULL,
+  agent TEXT,
+  created_at TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  started_at TEXT NOT NULL,
+  end_at TEXT NOT NULL,
+  timeout_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX e2b_sandboxes_by_session ON e2b_sandboxes (session_id);
+CREATE INDEX e2b_sandboxes_oldest_first ON e2b_sandboxes (created_ms, id);
+
+CREATE TABLE e2b_access_tokens (
+  token_hash TEXT PRIMARY KEY,
+  sandbox_id TEXT NOT NULL REFERENCES e2b_sandboxes(id) ON DELETE CASCADE,
+  principal TEXT NOT NULL,
+  nonce TEXT NOT NULL,
+  created_at TEXT NOT NULL
+) STRICT;
+CREATE INDEX e2b_access_tokens_by_sandbox ON e2b_access_tokens (sandbox_id);
+`;
+
 /** Every migration, oldest first. Append only. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "environments, versions, layers, templates, sessions", sql: INITIAL },
@@ -341,6 +375,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 5, name: "agent runs, run transcripts, webhook deliveries", sql: RUNS },
   { version: 6, name: "previews", sql: PREVIEWS },
   { version: 7, name: "build logs", sql: BUILD_LOGS },
+  { version: 8, name: "E2B sandboxes and envd access tokens", sql: E2B },
 ];
 
 function checkOrder(migrations: readonly Migration[]): void {

@@ -67,6 +67,9 @@ export function prepareSnapshotStatements(db: Database.Database) {
     previewUsers: db.prepare<[string, number], string>(
       "SELECT id FROM previews WHERE snapshot_id = ? AND revoked_at IS NULL AND expires_ms > ? ORDER BY created_ms, id").pluck(),
 
+    // A paused E2B sandbox resumes from it (docs/e2b.md).
+    e2bUsers: db.prepare<[string], string>("SELECT id FROM e2b_sandboxes WHERE snapshot_id = ? AND state = 'paused' ORDER BY created_ms, id").pluck(),
+
     insertMember: db.prepare<MemberRow>(`INSERT INTO pool_members
       (id, environment, version, template_id, provider, snapshot_id, state, created_at, created_ms, provider_state)
       VALUES (@id, @environment, @version, @template_id, @provider, @snapshot_id, @state, @created_at, @created_ms, @provider_state)`),
@@ -221,5 +224,6 @@ function users(s: SnapshotStatements, id: string): string[] {
     ...s.sessionUsers.all(id).map((x) => `session ${x}`),
     ...s.memberUsers.all(id).map((x) => `pool member ${x}`),
     ...s.previewUsers.all(id, Date.now()).map((x) => `preview ${x}`),
+    ...s.e2bUsers.all(id).map((x) => `paused E2B sandbox ${x}`),
   ];
 }

@@ -29,6 +29,8 @@ import type { ApiToken, Approval, ApprovalState, AuditInput, AuditQuery, AuditRe
 import { prepareRunStatements, SqliteRunRecords } from "./sqlite-runs.ts";
 import { prepareSnapshotStatements, snapshotExists, SqliteSnapshotRecords, type SnapshotStatements } from "./sqlite-snapshots.ts";
 import { preparePreviewStatements, SqlitePreviewRecords, type PreviewStatements } from "./sqlite-previews.ts";
+import { prepareE2bStatements, SqliteE2bRecords, type E2bStatements } from "./sqlite-e2b.ts";
+import type { E2bAccessToken, E2bSandbox } from "../core/store.ts";
 import type { Preview } from "../core/domain.ts";
 
 /** How long a write waits for another process's write lock before rejecting `unavailable`. */
@@ -132,6 +134,11 @@ class SqliteStore extends SqliteVaultRecords implements Store {
       <T>(fn: (s: PreviewStatements) => T, duplicate?: string) => this.#write(() => fn(pv), duplicate),
     );
     // --- end previews ---
+    const e2b = prepareE2bStatements(db);
+    this.#e2b = new SqliteE2bRecords(
+      <T>(fn: (s: E2bStatements) => T, duplicate?: string) => this.#run(() => fn(e2b), duplicate),
+      <T>(fn: (s: E2bStatements) => T, duplicate?: string) => this.#write(() => fn(e2b), duplicate),
+    );
     const g = prepareGuardStatements(db);
     this.#guard = new SqliteGuardRecords(
       <T>(fn: (q: GuardStatements) => T, duplicate?: string) => this.#run(() => fn(g), duplicate),
@@ -171,6 +178,18 @@ class SqliteStore extends SqliteVaultRecords implements Store {
   getPoolSetting(environment: string) { return this.#snaps.getPoolSetting(environment); }
   listPoolSettings() { return this.#snaps.listPoolSettings(); }
   deletePoolSetting(environment: string) { return this.#snaps.deletePoolSetting(environment); }
+
+  // --- E2B sandboxes: they live in sqlite-e2b.ts; these forward to it ---
+  readonly #e2b: SqliteE2bRecords;
+  createE2bSandbox(x: E2bSandbox) { return this.#e2b.createE2bSandbox(x); }
+  getE2bSandbox(id: string) { return this.#e2b.getE2bSandbox(id); }
+  getE2bSandboxBySession(sessionId: string) { return this.#e2b.getE2bSandboxBySession(sessionId); }
+  listE2bSandboxes() { return this.#e2b.listE2bSandboxes(); }
+  updateE2bSandbox(id: string, patch: Partial<Omit<E2bSandbox, "id">>) { return this.#e2b.updateE2bSandbox(id, patch); }
+  deleteE2bSandbox(id: string) { return this.#e2b.deleteE2bSandbox(id); }
+  addE2bAccessToken(t: E2bAccessToken & { tokenHash: string }) { return this.#e2b.addE2bAccessToken(t); }
+  e2bAccessToken(tokenHash: string) { return this.#e2b.e2bAccessToken(tokenHash); }
+  listE2bAccessTokens(filter: { sandboxId?: string; limit: number }) { return this.#e2b.listE2bAccessTokens(filter); }
 
   // --- previews: they live in sqlite-previews.ts; these forward to it ---
   readonly #previews: SqlitePreviewRecords;

@@ -29,7 +29,7 @@ void describe("unknown keys", () => {
   void it("does not suggest a short key that is merely nearby", () => {
     // "to" is 2 edits from "in": too far for a 2-letter word, so the valid keys are listed instead.
     assert.deepEqual(problems(lines("name: x", "secrets:", "  - { name: A, to: [a.com] }")), [
-      'runtime.yml:3:16 secrets[0].to: unknown key; valid keys here: "name", "hosts", "in", "cleartext"',
+      'runtime.yml:3:16 secrets[0].to: unknown key; valid keys here: "name", "hosts", "in", "cleartext", "kind"',
     ]);
   });
 

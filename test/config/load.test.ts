@@ -22,7 +22,7 @@ interface ExpectedSpec {
   providers: string[];
   compute: { cpu: number; memoryBytes: number; timeoutMs: number; diskBytes: number; pids: number };
   install: { run: string }[];
-  secrets: { name: string; hosts: string[] | null; in: ("header" | "query" | "body")[]; cleartext?: boolean }[];
+  secrets: { name: string; hosts: string[] | null; in: ("header" | "query" | "body")[]; cleartext?: boolean; kind?: "http" | "postgres" }[];
   guardrails: {
     commands: { allow: string[]; deny: string[]; ask: string[]; deploy: string[]; protectedBranches: string[]; askTimeoutMs: number; agentsMayDeploy: boolean };
     network: { allow: string[]; deny: string[] };

@@ -94,7 +94,8 @@ void describe("egress gateway with real clients in real sandboxes, against local
     for (const v of VALUES) assert.ok(!r.stdout.includes(v), "a secret value is visible in the sandbox");
     assert.match(r.stdout, /^STRIPE_API_KEY=paddock-ph-[0-9a-f]{32}$/m);
     assert.match(r.stdout, /^SENTRY_DSN=https:\/\/paddock-ph-[0-9a-f]{32}@o1\.ingest\.sentry\.io\/42$/m);
-    assert.match(r.stdout, /^DATABASE_URL=postgres:\/\/paddock-ph-[0-9a-f]+:paddock-ph-[0-9a-f]+@db\.internal:5432\/app$/m);
+    // The database URL names the gateway's address (docs/database.md), never the real host.
+    assert.match(r.stdout, /^DATABASE_URL=postgres:\/\/paddock-ph-[0-9a-f]+:paddock-ph-[0-9a-f]+@10\.\d+\.0\.1:5432\/app$/m);
     // Everywhere the sandbox can write or Paddock puts files. Inside: the files Paddock mounts and
     // the writable places, tmpfs ones included (the rest is the read-only host OS, whose size is
     // the host's business: grepping a host's /opt can take minutes).

@@ -82,7 +82,8 @@ void describe("gateway end to end, against local fake upstreams (test CA on 127.
 
   void it("a DSN-shaped placeholder keeps its host and path; its key is swapped in X-Sentry-Auth", async () => {
     assert.match(ph.SENTRY_DSN!, /^https:\/\/paddock-ph-[0-9a-f]{32}@o1\.ingest\.sentry\.io\/42$/);
-    assert.match(ph.DATABASE_URL!, /^postgres:\/\/paddock-ph-[0-9a-f]{32}:paddock-ph-[0-9a-f]{32}@db\.internal:5432\/app$/);
+    // A database URL names the gateway itself (docs/database.md): the database gateway uses the real one.
+    assert.match(ph.DATABASE_URL!, /^postgres:\/\/paddock-ph-[0-9a-f]{32}:paddock-ph-[0-9a-f]{32}@127\.0\.0\.1:5432\/app$/);
     const key = new URL(ph.SENTRY_DSN!).username;
     const r = await viaConnect(h.gw.endpoints.proxyPort, ca, "o1.ingest.sentry.io:443", { method: "POST", path: "/api/42/envelope/", headers: { "x-sentry-auth": `Sentry sentry_version=7, sentry_key=${key}` }, body: "{}" });
     assert.equal(r.status, 200);

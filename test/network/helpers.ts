@@ -13,7 +13,8 @@ import type { Socket } from "node:dgram";
 import type { GatewayEndpoints } from "../../src/gateway/types.ts";
 import { networkNames } from "../../src/providers/local/network.ts";
 
-export type Ports = Omit<GatewayEndpoints, "address">;
+/** The gateway's ports; `postgresPort` optional, as openNetworkManager takes them. */
+export type Ports = Omit<GatewayEndpoints, "address" | "postgresPort"> & { postgresPort?: number };
 
 /** A random scope no real installation uses (12 hex). */
 export function testScope(): string {
@@ -70,6 +71,7 @@ export async function startStandInGateway(address: string, ports: Ports): Promis
       { name: "http", host: address, port: ports.httpPort },
       { name: "https", host: address, port: ports.httpsPort },
       { name: "dns-tcp", host: address, port: ports.dnsPort },
+      ...(ports.postgresPort !== undefined ? [{ name: "postgres", host: address, port: ports.postgresPort }] : []),
     ],
     hits,
   );

@@ -41,8 +41,8 @@ void describe("sandbox network: only the gateway is reachable", rootOnly, () => 
     (await fx.run(["python3", "-c", PROBE, kind, host, String(port), String(timeout)])).out.trim();
 
   before(async () => {
-    const [proxyPort, httpPort, httpsPort, dnsPort, hp, cp] = (await freePorts(6)) as [number, number, number, number, number, number];
-    ports = { proxyPort, httpPort, httpsPort, dnsPort };
+    const [proxyPort, httpPort, httpsPort, dnsPort, postgresPort, hp, cp] = (await freePorts(7)) as [number, number, number, number, number, number, number];
+    ports = { proxyPort, httpPort, httpsPort, dnsPort, postgresPort };
     hostPort = hp;
     controlPort = cp;
     mgr = await openNetworkManager({ scope, ports });
@@ -116,6 +116,15 @@ void describe("sandbox network: only the gateway is reachable", rootOnly, () => 
     assert.equal(await probe(a, "tcp", mgr.gatewayIp, 443), `OK https ${netA.sandboxIp}`);
   });
 
+  void it("TCP 5432 to the gateway's address lands on its Postgres listener; 5432 elsewhere does not", async () => {
+    assert.equal(await probe(a, "tcp", mgr.gatewayIp, 5432), `OK postgres ${netA.sandboxIp}`);
+    assert.equal(await probe(b, "tcp", mgr.gatewayIp, 5432), `OK postgres ${netB.sandboxIp}`, "B is told apart from A");
+    const before = gw.hits.filter((h) => h.listener === "postgres").length;
+    assert.equal(await probe(a, "tcp", "93.184.216.34", 5432), "ERR EHOSTUNREACH");
+    assert.equal(await probe(a, "tcp", "10.0.0.1", 5432), "ERR EHOSTUNREACH");
+    assert.equal(gw.hits.filter((h) => h.listener === "postgres").length, before, "only the gateway's own address is DNATed");
+  });
+
   void it("DNS to any resolver lands on the gateway's DNS listener (attack 15)", async () => {
     assert.equal(await probe(a, "udp", "8.8.8.8", 53), `OK dns-udp ${netA.sandboxIp}`);
     assert.equal(await probe(a, "tcp", "8.8.8.8", 53), `OK dns-tcp ${netA.sandboxIp}`);
@@ -141,7 +150,7 @@ void describe("sandbox network: only the gateway is reachable", rootOnly, () => 
     ];
     for (const [kind, host, port] of cases) assert.equal(await probe(a, kind, host, port), kind === "tcp" ? "ERR EHOSTUNREACH" : "ERR EPERM", `${kind} ${host}:${port}`);
     assert.deepEqual(
-      gw.hits.filter((h) => !["proxy", "http", "https", "dns-tcp", "dns-udp"].includes(h.listener)),
+      gw.hits.filter((h) => !["proxy", "http", "https", "dns-tcp", "dns-udp", "postgres"].includes(h.listener)),
       [],
     );
   });

@@ -57,6 +57,8 @@ void describe("sqlite schema migrations", () => {
       "approvals",
       "audit_records",
       "build_logs",
+      "e2b_access_tokens",
+      "e2b_sandboxes",
       "egress_records",
       "environment_versions",
       "environments",
@@ -122,7 +124,7 @@ void describe("sqlite schema migrations", () => {
     } finally {
       await store.close();
     }
-    assert.deepEqual(withRaw(path, (db) => recorded(db).map((r) => r.version)), [1, 2, 3, 4, 5, 6, 7]);
+    assert.deepEqual(withRaw(path, (db) => recorded(db).map((r) => r.version)), [1, 2, 3, 4, 5, 6, 7, 8]);
   });
 
   void it("refuses to update or delete audit records (append-only at the database)", () => {

@@ -12,9 +12,9 @@
  */
 import net from "node:net";
 import { constants as osConstants } from "node:os";
-import type { Readable } from "node:stream";
-import type { ExecOptions, ExecResult, FileEntry } from "../../core/provider.ts";
-import { PaddockError, internal, invalid, unavailable } from "../../core/errors.ts";
+import { PassThrough, type Readable } from "node:stream";
+import type { ExecOptions, ExecResult, FileEntry, FileEvent, FileEventType, FileInfo, FileWatch } from "../../core/provider.ts";
+import { PaddockError, internal, invalid, unavailable, type ErrorCode } from "../../core/errors.ts";
 
 const MAX_FRAME = 1 << 20;
 /** Size of the `I` frames we send: well under the agent's 1 MiB limit. */
@@ -86,17 +86,57 @@ interface Call {
   settle(): void;
 }
 
+/** Error code for the errno name the agent puts last in a file operation's error (`[ENOENT]`). */
+const ERRNO_CODES: Record<string, ErrorCode> = {
+  ENOENT: "not_found",
+  EACCES: "forbidden",
+  EPERM: "forbidden",
+  EROFS: "forbidden",
+  EEXIST: "conflict",
+  ENOTEMPTY: "conflict",
+  EBUSY: "conflict",
+  ENOSPC: "unavailable",
+  EDQUOT: "unavailable",
+  EMFILE: "unavailable",
+  ENOMEM: "unavailable",
+};
+
 function fileError(message: string, path: string): PaddockError {
-  if (message.endsWith("No such file or directory")) {
-    return new PaddockError("not_found", `no such file or directory: ${path}`);
-  }
-  if (message.endsWith("Permission denied") || message.endsWith("Operation not permitted")) {
-    return new PaddockError("forbidden", `permission denied: ${path}`);
-  }
-  return invalid(message);
+  const errno = /\[(E[A-Z0-9]+)\]$/.exec(message)?.[1];
+  const details = errno === undefined ? undefined : { errno };
+  const text = message.replace(/ \[E[A-Z0-9]+\]$/, "");
+  if (errno === "ENOENT") return new PaddockError("not_found", `no such file or directory: ${path}`, details);
+  if (errno === "EACCES" || errno === "EPERM") return new PaddockError("forbidden", `permission denied: ${path}`, details);
+  return new PaddockError((errno === undefined ? undefined : ERRNO_CODES[errno]) ?? "invalid_argument", text, details);
 }
 
 const entryTypes: Record<string, FileEntry["type"]> = { f: "file", d: "dir", l: "symlink", o: "other" };
+const watchEvents: Record<string, FileEventType> = { c: "create", w: "write", r: "remove", n: "rename", m: "chmod" };
+
+/**
+ * One `stat`/`lsx` entry: NUL-separated rel, type, mode (octal), size, mtime seconds, nanoseconds,
+ * owner, group, link target, target type, target mode. `base` is the path asked for; `self`: the
+ * entry is `base` itself (stat), else it is below it (lsx).
+ */
+function parseFileInfo(payload: Buffer, base: string, self: boolean): FileInfo {
+  const [rel = "", type = "o", mode = "0", size = "0", sec = "0", nsec = "0", owner = "", group = "", target = "", targetType = "", targetMode = ""] =
+    payload.toString("utf8").split("\0");
+  const path = self ? base : `${base.replace(/\/+$/, "")}/${rel}`;
+  const info: FileInfo = {
+    path,
+    name: self ? rel : rel.slice(rel.lastIndexOf("/") + 1),
+    type: entryTypes[type] ?? "other",
+    size: Number(size),
+    mode: parseInt(mode, 8),
+    mtime: { seconds: Number(sec), nanos: Number(nsec) },
+    owner,
+    group,
+  };
+  if (info.type === "symlink") {
+    info.symlink = { target, type: targetType === "" ? null : (entryTypes[targetType] ?? "other"), mode: targetMode === "" ? 0 : parseInt(targetMode, 8) };
+  }
+  return info;
+}
 
 export class AgentClient {
   constructor(private readonly socketPath: string) {}
@@ -182,6 +222,54 @@ export class AgentClient {
     return Buffer.concat(chunks);
   }
 
+  /** Like `put`, with the bytes from a stream (read with backpressure; never held whole). */
+  async putStream(path: string, data: Readable, mode = 0o644): Promise<void> {
+    const call = await this.call(["put", path, (mode & 0o7777).toString(8)], () => undefined);
+    const fed = feedStdin(call.sock, data, call.result);
+    fed.catch(() => {
+      // The source failed: drop the connection without `C`, and the agent leaves nothing behind.
+      call.settle();
+      call.sock.destroy();
+    });
+    await Promise.race([fed.then(() => call.result), call.result]);
+    await fed; // a source error is the caller's error
+    const x = await call.result;
+    if (x !== "exit 0") throw fileError(x.replace(/^error /, ""), path);
+  }
+
+  /**
+   * The regular file at `path` as a stream, read from the agent only as fast as it is consumed.
+   * Resolves once the agent has started sending (a refusal rejects here, before any byte).
+   */
+  async getStream(path: string): Promise<Readable> {
+    const conn: { sock?: net.Socket } = {}; // set as soon as connected, before any frame can arrive
+    let gotData: () => void = () => undefined;
+    const firstData = new Promise<null>((resolve) => (gotData = () => resolve(null)));
+    const out = new PassThrough({ highWaterMark: 256 * 1024 });
+    const call = await this.call(["get", path], (f) => {
+      if (f.type !== "O") return;
+      gotData();
+      if (!out.write(f.payload)) {
+        conn.sock?.pause();
+        out.once("drain", () => conn.sock?.resume());
+      }
+    });
+    conn.sock = call.sock;
+    const early = await Promise.race([call.result, firstData]);
+    if (early !== null && early !== "exit 0") throw fileError(early.replace(/^error /, ""), path);
+    out.on("close", () => {
+      if (!out.writableFinished) {
+        call.settle();
+        call.sock.destroy(); // the reader went away: stop the agent's handler too
+      }
+    });
+    void call.result.then(
+      (x) => (x === "exit 0" ? out.end() : out.destroy(fileError(x.replace(/^error /, ""), path))),
+      (err: unknown) => out.destroy(err instanceof Error ? err : new Error(String(err))),
+    );
+    return out;
+  }
+
   /** Entries of the directory at `path`, sorted by name (byte order), without `.` and `..`. */
   async ls(path: string): Promise<FileEntry[]> {
     const entries: FileEntry[] = [];
@@ -203,6 +291,92 @@ export class AgentClient {
     const x = await call.result;
     if (x !== "exit 0") throw fileError(x.replace(/^error /, ""), path);
     return entries;
+  }
+
+  /** The entry at `path` itself: a symlink is described (with what it resolves to), not followed. */
+  async stat(path: string): Promise<FileInfo> {
+    const entries: FileInfo[] = [];
+    const call = await this.call(["stat", path], (f) => {
+      if (f.type === "O") entries.push(parseFileInfo(f.payload, path, true));
+    });
+    const x = await call.result;
+    if (x !== "exit 0") throw fileError(x.replace(/^error /, ""), path);
+    const entry = entries[0];
+    if (entry === undefined) throw internal(`sandbox agent answered stat ${path} without an entry`);
+    return entry;
+  }
+
+  /** Entries below the directory `path`, `depth` levels down (1..256), never through a symlinked directory. */
+  async listTree(path: string, depth: number): Promise<FileInfo[]> {
+    const entries: FileInfo[] = [];
+    const call = await this.call(["lsx", path, String(depth)], (f) => {
+      if (f.type === "O") entries.push(parseFileInfo(f.payload, path, false));
+    });
+    const x = await call.result;
+    if (x !== "exit 0") throw fileError(x.replace(/^error /, ""), path);
+    return entries;
+  }
+
+  /** `mkdir -p path`; false when it already is a directory. */
+  async mkdir(path: string): Promise<boolean> {
+    const call = await this.call(["mkdir", path], () => undefined);
+    const x = await call.result;
+    if (x === "exit 0") return true;
+    const err = fileError(x.replace(/^error /, ""), path);
+    if (err.details?.errno === "EEXIST") return false;
+    throw err;
+  }
+
+  /** rename(2) `from` to `to`, creating `to`'s missing parents. */
+  async move(from: string, to: string): Promise<void> {
+    const call = await this.call(["mv", from, to], () => undefined);
+    const x = await call.result;
+    if (x !== "exit 0") throw fileError(x.replace(/^error /, ""), x.includes(` ${to}: `) ? to : from);
+  }
+
+  /** Remove `path` (recursively for a directory, never through a symlink); false when nothing was there. */
+  async remove(path: string): Promise<boolean> {
+    const call = await this.call(["rm", path], () => undefined);
+    const x = await call.result;
+    if (x === "exit 0") return true;
+    const err = fileError(x.replace(/^error /, ""), path);
+    if (err.code === "not_found") return false;
+    throw err;
+  }
+
+  /**
+   * Watch the directory `path` with inotify until `close()`; resolves once the watches are in
+   * place. Events arrive in order through `onEvent`.
+   */
+  async watch(path: string, opts: { recursive: boolean; onEvent: (event: FileEvent) => void }): Promise<FileWatch> {
+    let ready: (() => void) | undefined;
+    const started = new Promise<void>((resolve) => (ready = resolve));
+    const call = await this.call(["watch", path, opts.recursive ? "1" : "0"], (f) => {
+      if (f.type === "P") ready?.();
+      else if (f.type === "O" && f.payload.length > 0) {
+        const type = watchEvents[String.fromCharCode(f.payload[0] ?? 0)];
+        if (type !== undefined) opts.onEvent({ type, name: f.payload.subarray(1).toString("utf8") });
+      }
+    });
+    const result = call.result.then((x) => {
+      if (x !== "exit 0") throw fileError(x.replace(/^error /, ""), path);
+    });
+    result.catch(() => undefined);
+    // Either the watch is in place, or the agent refused it (its result comes first).
+    await Promise.race([started, result]);
+    let closed = false;
+    let onClosed: () => void = () => undefined;
+    const closedByCaller = new Promise<void>((resolve) => (onClosed = resolve));
+    return {
+      done: Promise.race([result, closedByCaller]),
+      close: () => {
+        if (closed) return;
+        closed = true;
+        call.settle();
+        call.sock.destroy(); // the agent's handler sees the hang-up and ends the watch
+        onClosed();
+      },
+    };
   }
 
   private connect(): Promise<net.Socket> {

@@ -9,8 +9,8 @@
  * fails at once instead of following the default route off the machine; it also claims the range
  * atomically against a second installation), and the host nftables table `inet paddock_<scope>`. Per sandbox: a netns bound at
  * `/run/netns/paddock-<scope>-<slot>`, a veth `pk<scope[0:9]><slot>` ↔ `eth0`, the address
- * `10.X.<slot>` /32, and a ruleset inside the netns that DNATs 80/443/53 to the gateway and drops
- * everything else. Namespaces are made by real root, so they are owned by the initial user
+ * `10.X.<slot>` /32, and a ruleset inside the netns that DNATs 80/443/53 (and 5432 on the
+ * gateway's address, to the database gateway) to the gateway and drops everything else. Namespaces are made by real root, so they are owned by the initial user
  * namespace and no sandbox process ever holds CAP_NET_ADMIN over them.
  *
  * Everything is named from scope + slot, and the slot's owner is written into the host veth's
@@ -73,7 +73,8 @@ export interface NetworkManager {
 export interface NetworkOptions {
   /** Installation scope: 12 lower-case hex digits (`installationScope(home)`). */
   scope: string;
-  ports: Omit<GatewayEndpoints, "address">;
+  /** The gateway's ports; without `postgresPort` a sandbox's TCP 5432 is dropped like any other port. */
+  ports: Omit<GatewayEndpoints, "address" | "postgresPort"> & { postgresPort?: number };
   /**
    * Namespaces kept ready so `acquire` is O(1) (about 250 KiB of kernel memory each). Default 12,
    * refilled in batches of 4 once 4 are missing: a burst of 8 starts never builds one on its path.
@@ -599,13 +600,13 @@ class LocalNetworkManager implements NetworkManager {
 }
 
 /**
- * Host table: from our veths, input accepts only the gateway's four ports (and replies), after a
+ * Host table: from our veths, input accepts only the gateway's ports (and replies), after a
  * strict reverse-path check (no spoofed source can pose as another session); nothing is forwarded
  * to or from them. Other tables' rules still apply: a drop anywhere wins.
  */
 function hostRuleset(names: ReturnType<typeof networkNames>, gw: string, p: NetworkOptions["ports"]): string {
   const veths = `"${names.vethPrefix}*"`;
-  const tcp = [...new Set([p.proxyPort, p.httpPort, p.httpsPort, p.dnsPort])].join(", ");
+  const tcp = gatewayTcpPorts(p);
   return `add table inet ${names.table}
 delete table inet ${names.table}
 table inet ${names.table} {
@@ -629,22 +630,30 @@ table inet ${names.table} {
 `;
 }
 
+/** The gateway's TCP ports, as an nft set body. */
+function gatewayTcpPorts(p: NetworkOptions["ports"]): string {
+  return [...new Set([p.proxyPort, p.httpPort, p.httpsPort, p.dnsPort, ...(p.postgresPort !== undefined ? [p.postgresPort] : [])])].join(", ");
+}
+
 /**
- * Inside the sandbox's netns (family inet: IPv4 and IPv6): 80/443/53 to any address go to the
- * gateway; loopback, replies and the gateway's four ports pass; everything else is refused at
- * once instead of hanging: TCP `connect` gets EHOSTUNREACH (an ICMP admin-prohibited delivered
- * locally), other `sendto`s get EPERM (dropped in output). Input takes only the gateway's address
+ * Inside the sandbox's netns (family inet: IPv4 and IPv6): 80/443/53 to any address, and 5432 to
+ * the gateway's address (the database gateway), go to the gateway; loopback, replies and the gateway's ports pass;
+ * everything else is refused at once instead of hanging: TCP `connect` gets EHOSTUNREACH (an ICMP
+ * admin-prohibited delivered locally), other `sendto`s get EPERM (dropped in output). Input takes only the gateway's address
  * (the host side, e.g. a preview proxy) and replies.
  */
 function sandboxRuleset(gw: string, p: NetworkOptions["ports"]): string {
-  const tcp = [...new Set([p.proxyPort, p.httpPort, p.httpsPort, p.dnsPort])].join(", ");
+  const tcp = gatewayTcpPorts(p);
+  // Only to the gateway's own address (the host of every database URL a sandbox is given): 5432
+  // to anywhere else stays refused at once, as it was before there was a database gateway.
+  const postgres = p.postgresPort !== undefined ? `\n    ip daddr ${gw} tcp dport 5432 dnat ip to ${gw}:${p.postgresPort}` : "";
   return `table inet paddock {
   chain nat_output {
     type nat hook output priority -100; policy accept;
     oifname "lo" return
     meta nfproto ipv4 tcp dport 80 dnat ip to ${gw}:${p.httpPort}
     meta nfproto ipv4 tcp dport 443 dnat ip to ${gw}:${p.httpsPort}
-    meta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 dnat ip to ${gw}:${p.dnsPort}
+    meta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 dnat ip to ${gw}:${p.dnsPort}${postgres}
   }
   chain output {
     type filter hook output priority filter; policy drop;

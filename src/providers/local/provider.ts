@@ -3,7 +3,8 @@ import { existsSync } from "node:fs";
 import { createHash, randomBytes } from "node:crypto";
 import { join, relative } from "node:path";
 import { chown } from "node:fs/promises";
-import type { ExecOptions, ExecResult, FileEntry, GuardDenial, LayerStore, Provider, SandboxHandle, SandboxSpec, ServiceStatus, StopOptions } from "../../core/index.ts";
+import type { Readable } from "node:stream";
+import type { ExecOptions, ExecResult, FileEntry, FileEvent, FileInfo, FileWatch, GuardDenial, LayerStore, Provider, SandboxHandle, SandboxSpec, ServiceStatus, StopOptions } from "../../core/index.ts";
 import { PaddockError, SingleFlight, conflict, invalid, notFound, unavailable } from "../../core/index.ts";
 import { AgentClient } from "./agent-client.ts";
 import { launchSandbox, readGuardLog, sandboxBinaryPath } from "./launcher.ts";
@@ -11,6 +12,7 @@ import type { CgroupLayout } from "./cgroups.ts";
 import { sandboxMemoryUsage, cgroupDirs, cgroupPids, createCgroups, destroyCgroups, detectCgroupLayout, excludeSupervisor, freezeCgroups, pidsUsage, signalWorkGroup, thawCgroups } from "./cgroups.ts";
 import { HOST_ID_BASE, SESSION_GID, SESSION_HOME, SESSION_UID, SESSION_USER, WORKSPACE, idMap } from "./ids.ts";
 import { ensureScaffold, handOverToSessionUser } from "./scaffold.ts";
+import { writeSessionUser } from "./session-user.ts";
 import { ensureDebianBase } from "./debian.ts";
 import { isAlive, processStartTime, waitForExit } from "./procs.ts";
 import { hostsFile, resolvConf, type NetworkManager } from "./network.ts";
@@ -155,6 +157,9 @@ class LocalProvider implements Provider {
       await chown(active.upperDir, HOST_ID_BASE, HOST_ID_BASE);
       const socket = join(dir, "agent.sock");
       const build = spec.mode === "build";
+      if (spec.sessionUser && !build) {
+        writeSessionUser(active.upperDir, lowers.layers.map((l) => join(this.opts.layers.committedDir, l)), spec.sessionUser);
+      }
       // Sessions only: a build runs as root and installs what the environment needs.
       const guard = !build && spec.guard && spec.guard.deny.length > 0 ? { ...spec.guard, file: join(dir, "guard"), log: join(dir, "guard.log") } : undefined;
       // Services start with the environment commands get (egress settings included).
@@ -252,6 +257,38 @@ class LocalProvider implements Provider {
 
   async listDir(id: string, path: string): Promise<FileEntry[]> {
     return new AgentClient(this.get(id).socket).ls(absolute(path));
+  }
+
+  async readFileStream(id: string, path: string): Promise<Readable> {
+    return new AgentClient(this.get(id).socket).getStream(absolute(path));
+  }
+
+  async writeFileStream(id: string, path: string, data: Readable, o: { mode?: number } = {}): Promise<void> {
+    await new AgentClient(this.get(id).socket).putStream(absolute(path), data, o.mode);
+  }
+
+  async statFile(id: string, path: string): Promise<FileInfo> {
+    return new AgentClient(this.get(id).socket).stat(absolute(path));
+  }
+
+  async listTree(id: string, path: string, depth: number): Promise<FileInfo[]> {
+    return new AgentClient(this.get(id).socket).listTree(absolute(path), depth);
+  }
+
+  async makeDir(id: string, path: string): Promise<boolean> {
+    return new AgentClient(this.get(id).socket).mkdir(absolute(path));
+  }
+
+  async moveFile(id: string, from: string, to: string): Promise<void> {
+    await new AgentClient(this.get(id).socket).move(absolute(from), absolute(to));
+  }
+
+  async removeFile(id: string, path: string): Promise<boolean> {
+    return new AgentClient(this.get(id).socket).remove(absolute(path));
+  }
+
+  async watchDir(id: string, path: string, opts: { recursive: boolean; onEvent: (event: FileEvent) => void }): Promise<FileWatch> {
+    return new AgentClient(this.get(id).socket).watch(absolute(path), opts);
   }
 
   async killProcesses(id: string, signal: NodeJS.Signals = "SIGKILL"): Promise<number> {
@@ -477,9 +514,9 @@ class LocalProvider implements Provider {
     const build = spec.mode === "build";
     return {
       PATH: DEFAULT_PATH,
-      HOME: SESSION_HOME,
-      USER: build ? "root" : SESSION_USER,
-      LOGNAME: build ? "root" : SESSION_USER,
+      HOME: (!build && spec.sessionUser?.home) || SESSION_HOME,
+      USER: build ? "root" : (spec.sessionUser?.name ?? SESSION_USER),
+      LOGNAME: build ? "root" : (spec.sessionUser?.name ?? SESSION_USER),
       SHELL: "/bin/bash",
       LANG: "C.UTF-8",
       TERM: "xterm-256color",

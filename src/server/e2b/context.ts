@@ -32,6 +32,17 @@ export interface E2bSandboxes {
    * `forbidden`, `conflict` (the sandbox is paused or not running).
    */
   envdCaller(headers: IncomingHttpHeaders, operation: string, requirement: Requirement, target?: string): Promise<EnvdCaller>;
+  /**
+   * Authenticate a `/files` call made with a signed URL instead of `X-Access-Token` (the SDK's
+   * `uploadUrl`/`downloadUrl`, files.ts). `verify(accessToken)` says whether the URL's signature
+   * was made with that envd access token (it needs the token itself: E2B signs
+   * `sha256(path:operation:user:token[:expiration])`). The sandbox is the one the request names
+   * (`E2b-Sandbox-Id` or Host), else, since a signed URL built on `E2B_SANDBOX_URL` names none,
+   * the running sandbox whose token verifies. Then authorised and audited as the principal that
+   * token was issued to, like `envdCaller`. Rejects `unauthorized` when no token verifies.
+   * Optional: a table that cannot recover its tokens leaves it out, and signed URLs are refused.
+   */
+  envdSignedCaller?(headers: IncomingHttpHeaders, verify: (accessToken: string) => boolean, operation: string, requirement: Requirement): Promise<EnvdCaller>;
 }
 
 export interface E2bContext {

@@ -35,8 +35,18 @@ export interface RunningE2bServer {
 export async function startE2bServer(cp: ControlPlane, errors: ErrorReporter, opts: E2bServerOptions): Promise<RunningE2bServer> {
   const sandboxes: E2bSandboxes = createE2bSandboxes(cp);
   const ctx: E2bContext = { cp, errors, log: opts.log ?? (() => undefined), sandboxes };
-  const app = Fastify({ logger: false, bodyLimit: 256 * 1024 * 1024, requestTimeout: 300_000 });
+  // forceCloseConnections: the SDK's connection pool opens sockets it may never send a request on,
+  // and Node's close would wait for them until headersTimeout (~70 s) instead of closing.
+  // bodyLimit: what Fastify's own parsers buffer for a route that sets none (the 501 routes,
+  // DELETE, a text/plain body sent anywhere), before any authentication: 1 MiB, not the 256 MiB it
+  // was (200 MiB sent anonymously to POST /templates grew the server by ~600 MB). Connect bodies
+  // have their own limit (connect.ts), and /files uploads are streams, which it does not bound.
+  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024, requestTimeout: 300_000, forceCloseConnections: true });
   // Each service is its own plugin scope, with its own content-type parsers and error shape.
+  // A path no service serves answers in E2B's error shape too, as every other refusal here.
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({ code: 404, message: `${req.method} ${req.url.split("?")[0]?.slice(0, 200) ?? ""} is not part of the E2B API served here (docs/e2b.md)` });
+  });
   await app.register(async (scope) => registerControlApi(scope, ctx));
   await app.register(async (scope) => registerProcessService(scope, ctx));
   await app.register(async (scope) => registerFilesystemService(scope, ctx));
