@@ -138,16 +138,28 @@ void describe("postgres gateway: attacks", () => {
   });
 
   void it("a flood beyond the per-session cap is refused (53300) while the other session keeps working", async () => {
-    const held: Raw[] = [];
+    // Logged-in clients hold the slots (a silent raw connection would be closed at the 2 s startup deadline).
+    const held: PG.Client[] = [];
     try {
-      for (let i = 0; i < 6; i++) held.push(await raw(h.port));
+      for (let i = 0; i < 6; i++) {
+        const c = new PG.Client({ connectionString: h.url(h.sessions.s1) });
+        await c.connect();
+        held.push(c);
+      }
+      // libpq's order: SSLRequest first. It is declined ('N'), and the startup then gets 53300,
+      // so a client shows "too many connections", not an error in the middle of SSL negotiation.
       const over = await raw(h.port);
+      over.socket.write(request(80877103));
+      await until(async () => over.data().length >= 1, 30_000, "the answer to SSLRequest");
+      assert.equal(over.data().subarray(0, 1).toString(), "N");
+      over.socket.write(startup({ user: "sess1", database: "appdb" }));
       await over.closed;
-      assert.equal(sqlstate(over.data()), "53300");
+      assert.equal(sqlstate(over.data().subarray(1)), "53300");
+
       await bystanderWorks();
       assert.ok(h.records.some((r) => r.method === "CONNECT" && r.status === 53300 && r.rule === "database.limits"));
     } finally {
-      for (const r of held) r.socket.destroy();
+      for (const c of held) await c.end().catch(() => undefined);
     }
     // Closed connections give their slots back: a new one from s1 gets in again.
     await until(async () => {
@@ -161,6 +173,34 @@ void describe("postgres gateway: attacks", () => {
         await c.end().catch(() => undefined);
       }
     }, 30_000, "the session's connection slots to be free again");
+  });
+
+  void it("at the cap, a CancelRequest still gets through (cancelling is what a full session needs most)", async () => {
+    const clients: PG.Client[] = [];
+    try {
+      // Fill the session's six slots with logged-in clients; the last runs a long query.
+      for (let i = 0; i < 6; i++) {
+        const c = new PG.Client({ connectionString: h.url(h.sessions.s1) });
+        await c.connect();
+        clients.push(c);
+      }
+      const busy = clients.at(-1)!;
+      const realPid = Number((await busy.query("SELECT pg_backend_pid() AS p")).rows[0].p);
+      const sleeping = busy.query("SELECT pg_sleep(30)");
+      sleeping.catch(() => undefined);
+      // A cancel that arrives before the query runs cancels nothing (as with any Postgres).
+      await until(async () => (await pg.psql(`SELECT count(*) FROM pg_stat_activity WHERE pid = ${realPid} AND state = 'active'`)).trim() === "1", 30_000, "pg_sleep to run");
+      const over = await raw(h.port);
+      over.socket.write(startup({ user: "sess1", database: "appdb" }));
+      await over.closed;
+      assert.equal(sqlstate(over.data()), "53300", "the session is at its cap");
+      const key = busy as unknown as { processID: number; secretKey: number };
+      const cancel = await raw(h.port);
+      cancel.socket.end(request(80877102, [key.processID, key.secretKey]));
+      await assert.rejects(sleeping, (err: { code?: string }) => err.code === "57014");
+    } finally {
+      for (const c of clients) await c.end().catch(() => undefined);
+    }
   });
 
   void it("a stuck startup is closed at the deadline", async () => {

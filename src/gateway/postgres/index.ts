@@ -11,7 +11,7 @@
 import type net from "node:net";
 import type { DatabaseProtocol } from "../database.ts";
 import { ClientConnection, type GatewayShared } from "./connection.ts";
-import { errorResponse } from "./messages.ts";
+import { CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, SSL_REQUEST_CODE, errorResponse } from "./messages.ts";
 import { analyse, loadParser, type Verdict } from "./readonly.ts";
 import { createScramServer } from "./scram.ts";
 import { DEFAULT_POSTGRES_LIMITS, type PostgresGatewayOptions } from "./types.ts";
@@ -60,6 +60,55 @@ export function createPostgresGateway(opts: PostgresGatewayOptions): PostgresGat
   };
   let closed = false;
 
+  /**
+   * A connection past the session's cap: answered in the protocol's order, so the client shows
+   * the reason. libpq opens with SSLRequest (or GSSENCRequest), and an ErrorResponse in place of
+   * the one-byte answer reads as "server sent an error response during SSL exchange": those are
+   * declined ('N') first, then the next packet gets 53300. A CancelRequest goes through (`cancel`).
+   */
+  const refuseAtCap = (socket: net.Socket, sessionId: string, count: number, cancel: () => void): void => {
+    let buffered = Buffer.alloc(0);
+    let negotiations = 0;
+    const deadline = setTimeout(() => socket.destroy(), limits.startupTimeoutMs);
+    deadline.unref();
+    const refuse = (): void => {
+      clearTimeout(deadline);
+      socket.removeListener("data", onData);
+      log(`postgres: session ${sessionId}: connection refused, ${count} already open (limit ${limits.maxConnectionsPerSession})`);
+      opts.onRecord({
+        sessionId, time: new Date().toISOString(), method: "CONNECT", host: "", port: 0, path: "", status: 53300, bytesOut: 0, bytesIn: 0,
+        durationMs: 0, swapped: [], decision: "denied", rule: "database.limits", reason: `more than ${limits.maxConnectionsPerSession} connections at once`,
+      });
+      socket.end(errorResponse({ severity: "FATAL", code: "53300", message: `paddock: too many database connections for this session (limit ${limits.maxConnectionsPerSession})` }));
+      setTimeout(() => socket.destroy(), 1000).unref();
+    };
+    const onData = (chunk: Buffer): void => {
+      buffered = Buffer.concat([buffered, chunk]);
+      while (buffered.length >= 8) {
+        const length = buffered.readInt32BE(0);
+        const code = buffered.readInt32BE(4);
+        if (length === 8 && (code === SSL_REQUEST_CODE || code === GSSENC_REQUEST_CODE) && negotiations < 2) {
+          negotiations++;
+          buffered = buffered.subarray(8);
+          socket.write("N");
+          continue;
+        }
+        if (length === 16 && code === CANCEL_REQUEST_CODE) {
+          clearTimeout(deadline);
+          socket.removeListener("data", onData);
+          socket.pause();
+          socket.unshift(buffered);
+          cancel();
+          // Explicitly paused, a stream stays paused when the connection adds its 'data' listener.
+          socket.resume();
+          return;
+        }
+        return refuse();
+      }
+    };
+    socket.on("data", onData);
+  };
+
   return {
     name: "postgres",
     defaultPort: 5432,
@@ -75,13 +124,12 @@ export function createPostgresGateway(opts: PostgresGatewayOptions): PostgresGat
         }
         const open = shared.bySession.get(sessionId) ?? new Set<ClientConnection>();
         if (open.size >= limits.maxConnectionsPerSession) {
-          log(`postgres: session ${sessionId}: connection refused, ${open.size} already open (limit ${limits.maxConnectionsPerSession})`);
-          opts.onRecord({
-            sessionId, time: new Date().toISOString(), method: "CONNECT", host: "", port: 0, path: "", status: 53300, bytesOut: 0, bytesIn: 0,
-            durationMs: 0, swapped: [], decision: "denied", rule: "database.limits", reason: `more than ${limits.maxConnectionsPerSession} connections at once`,
+          refuseAtCap(socket, sessionId, open.size, () => {
+            // A CancelRequest is not a connection that stays: it must get through even when the
+            // session's slots are full (that is when a client most needs to cancel something).
+            shared.bySession.set(sessionId, open);
+            open.add(new ClientConnection(shared, socket, remote, sessionId));
           });
-          socket.end(errorResponse({ severity: "FATAL", code: "53300", message: `paddock: too many database connections for this session (limit ${limits.maxConnectionsPerSession})` }));
-          setTimeout(() => socket.destroy(), 1000).unref();
           return;
         }
         shared.bySession.set(sessionId, open);

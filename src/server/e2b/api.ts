@@ -101,7 +101,15 @@ class ControlApi {
 
   /** Authenticate the API key (audited as anonymous when it fails). */
   async caller(req: FastifyRequest, operation: string): Promise<Principal> {
-    return authenticate(this.ctx.cp, apiKeyHeaders(req.headers), operation);
+    try {
+      return await authenticate(this.ctx.cp, apiKeyHeaders(req.headers), operation);
+    } catch (err) {
+      // The native API's message names its own header; an E2B client sends the key as X-API-Key.
+      if (err instanceof PaddockError && err.code === "unauthorized") {
+        throw new PaddockError("unauthorized", "a valid API key is required: send X-API-Key with a Paddock token (E2B_API_KEY; docs/e2b.md)");
+      }
+      throw err;
+    }
   }
 
   async create(req: FastifyRequest) {
