@@ -293,11 +293,24 @@ void describe("E2B front end attacks: tokens, principals, signed URLs, paths", (
     const watching = (async () => {
       for await (const e of envelopes(res.body as ReadableStream<Uint8Array>)) if (e.end) ended = e.msg;
     })().catch(() => undefined);
+    // So does a process's Start stream (the process itself goes on, as envd's do).
+    const started = await fetch(`${server.e2bUrl}/process.Process/Start`, {
+      method: "POST", headers: { "content-type": "application/connect+json", "keepalive-ping-interval": "1", ...as(w, w.token) },
+      body: envelope(0, { process: { cmd: "/bin/bash", args: ["-l", "-c", "sleep 60"] } }), signal: ac.signal,
+    });
+    assert.equal(started.status, 200);
+    let processEnded: Json | null = null;
+    const following = (async () => {
+      for await (const e of envelopes(started.body as ReadableStream<Uint8Array>)) if (e.end) processEnded = e.msg;
+    })().catch(() => undefined);
     await client.principals.disable("atk-eng2");
     await until(async () => ended, 30_000, "the disabled principal's watch to end");
     assert.equal(((ended as Json | null)?.error as Json | undefined)?.code, "unauthenticated");
+    await until(async () => processEnded, 30_000, "the disabled principal's process stream to end");
+    assert.equal(((processEnded as Json | null)?.error as Json | undefined)?.code, "unauthenticated");
     ac.abort();
     await watching;
+    await following;
     assert.equal((await kill(w)).status, 204);
     // A revoked token.
     const issued = await client.principals.issueToken("atk-eng", "to revoke");

@@ -12,6 +12,7 @@
 import type { IncomingHttpHeaders } from "node:http";
 import type { FastifyInstance } from "fastify";
 import type { Requirement } from "../../guard/index.ts";
+import type { Principal } from "../../core/index.ts";
 import { addConnectParsers, ConnectError, connectErrorOf, serverStreamRoute, unaryRoute } from "./connect.ts";
 import type { E2bContext } from "./context.ts";
 import { parseInput, parseSelector, parseSignal, parseStartRequest, parseUpdate } from "./process-messages.ts";
@@ -32,6 +33,11 @@ export function registerProcessService(scope: FastifyInstance, ctx: E2bContext):
     const caller = await ctx.sandboxes.envdCaller(headers, `e2b.process.${method}`, requirement);
     return { sessionId: caller.sessionId, principal: caller.principal };
   };
+  // A Start or Connect stream ends (the process does not) once its principal is disabled.
+  const enabled = (principal: Principal) => async (): Promise<boolean> => {
+    const now = await ctx.cp.store.getPrincipal(principal.id);
+    return now !== null && now.disabledAt === null;
+  };
 
   serverStreamRoute(scope, ctx.errors, `${SERVICE}/Start`, async (message, stream, call) => {
     const who = await owner(call.request.headers, "start", WRITE);
@@ -40,7 +46,7 @@ export function registerProcessService(scope: FastifyInstance, ctx: E2bContext):
     const { process, run } = await table.start(who, request, timeoutOf(call.request.headers));
     // Attached before it runs, so the start event comes first and no output is missed. The
     // process outlives this stream (a background command): only its own end or a kill ends it.
-    const attached = process.attach(stream, keepaliveOf(call.request.headers));
+    const attached = process.attach(stream, keepaliveOf(call.request.headers), enabled(who.principal));
     void run();
     await attached;
   });
@@ -48,7 +54,7 @@ export function registerProcessService(scope: FastifyInstance, ctx: E2bContext):
   serverStreamRoute(scope, ctx.errors, `${SERVICE}/Connect`, async (message, stream, call) => {
     const who = await owner(call.request.headers, "connect", READ);
     // From now on, as envd: output the process wrote before this call is not replayed.
-    await table.find(who.sessionId, parseSelector(message, "the ConnectRequest")).attach(stream, keepaliveOf(call.request.headers));
+    await table.find(who.sessionId, parseSelector(message, "the ConnectRequest")).attach(stream, keepaliveOf(call.request.headers), enabled(who.principal));
   });
 
   unaryRoute(scope, ctx.errors, `${SERVICE}/List`, async (_message, call) => {

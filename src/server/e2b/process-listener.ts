@@ -4,7 +4,7 @@
  * envd's keepalive event after each quiet interval. `unread` tells the process how far behind
  * this client is, for output flow control (process-table.ts).
  */
-import type { ConnectStream } from "./connect.ts";
+import { ConnectError, type ConnectStream } from "./connect.ts";
 import type { ProcessEvent } from "./process-messages.ts";
 
 /** One stream (Start or Connect) receiving a process's events. */
@@ -22,6 +22,8 @@ export class Listener {
     private readonly stream: ConnectStream,
     private readonly keepaliveMs: number,
     private readonly onFlow: () => void,
+    /** Asked at each keepalive: false ends this stream `unauthenticated` (its principal was disabled); the process goes on. */
+    private readonly stillAuthorised: () => Promise<boolean> = async () => true,
   ) {
     this.done = new Promise<void>((resolve, reject) => {
       this.#resolve = resolve;
@@ -94,11 +96,19 @@ export class Listener {
     this.onFlow();
   }
 
+  /** A stream outlives its authentication: at each keepalive it ends once its principal is disabled. */
+  async #keepaliveTick(): Promise<void> {
+    const allowed = await this.stillAuthorised().catch(() => false);
+    if (this.#closed) return;
+    if (!allowed) return this.fail(new ConnectError("unauthenticated", "this stream's principal was disabled; the process goes on"));
+    this.send({ keepalive: {} }, 0);
+  }
+
   /** envd's keepalive: an empty event after each quiet interval, so proxies keep the stream. */
   #arm(): void {
     if (this.#keepalive) clearTimeout(this.#keepalive);
     if (this.#closed) return;
-    this.#keepalive = setTimeout(() => this.send({ keepalive: {} }, 0), this.keepaliveMs);
+    this.#keepalive = setTimeout(() => void this.#keepaliveTick(), this.keepaliveMs);
     this.#keepalive.unref();
   }
 }

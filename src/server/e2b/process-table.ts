@@ -76,8 +76,8 @@ export class E2bProcess {
   }
 
   /** Stream this process's events to `stream` from now on (start first); resolves after its end. */
-  attach(stream: ConnectStream, keepaliveMs: number): Promise<void> {
-    const listener = new Listener(stream, keepaliveMs, () => this.#flow());
+  attach(stream: ConnectStream, keepaliveMs: number, stillAuthorised?: () => Promise<boolean>): Promise<void> {
+    const listener = new Listener(stream, keepaliveMs, () => this.#flow(), stillAuthorised);
     this.#listeners.add(listener);
     void listener.done.catch(() => undefined).finally(() => {
       this.#listeners.delete(listener);
