@@ -19,11 +19,10 @@
  */
 import { spawn } from "node:child_process";
 import { chown, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startGatewayProcess, type EgressRecord, type GatewayProcess } from "../src/gateway/index.ts";
-import { startPostgres, type TestPostgres } from "../test/helpers/postgres.ts";
+import { freePort, startPostgres, type TestPostgres } from "../test/helpers/postgres.ts";
 import { until } from "../test/helpers/wait.ts";
 import { machine } from "./stats.ts";
 import { startServer } from "../src/server/index.ts";
@@ -72,16 +71,6 @@ function exec(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise
   });
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const percentile = (sorted: number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 const round = (x: number, digits = 2): number => Math.round(x * 10 ** digits) / 10 ** digits;

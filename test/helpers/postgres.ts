@@ -55,7 +55,8 @@ export interface StartPostgresOptions {
   conf?: string[];
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port free on 127.0.0.1 now (for a server about to bind it). */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once("error", reject);

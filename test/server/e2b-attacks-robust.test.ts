@@ -15,21 +15,12 @@ import type { RunningServer } from "../../src/server/index.ts";
 import { MAX_WATCHES_PER_SANDBOX } from "../../src/server/e2b/fs-watch.ts";
 import { testServer } from "../helpers/server.ts";
 import { until } from "../helpers/wait.ts";
+import { envelope, type Json } from "../helpers/connect.ts";
 
 const ENV = `name: rob
 compute:
   disk: 48MiB
 `;
-
-type Json = Record<string, unknown>;
-
-function envelope(flags: number, json: unknown): Buffer {
-  const payload = Buffer.from(JSON.stringify(json));
-  const head = Buffer.alloc(5);
-  head.writeUInt8(flags, 0);
-  head.writeUInt32BE(payload.length, 1);
-  return Buffer.concat([head, payload]);
-}
 
 /** A request whose body is sent in chunks and never ended, until `abort()`. */
 function endlessRequest(url: string, headers: Record<string, string>): { abort: () => void; answered: Promise<number | null> } {

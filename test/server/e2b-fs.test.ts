@@ -21,40 +21,13 @@ import { envdSignature } from "../../src/server/e2b/fs-signature.ts";
 import { createE2bSandboxes } from "../../src/server/e2b/sandboxes.ts";
 import { testServer } from "../helpers/server.ts";
 import { until } from "../helpers/wait.ts";
+import { envelope, envelopes, type Json } from "../helpers/connect.ts";
 
 const ENV = `name: e2bfs
 guardrails:
   commands:
     deny: [rm, mv]
 `;
-
-type Json = Record<string, unknown>;
-
-function envelope(flags: number, json: unknown): Buffer {
-  const payload = Buffer.from(JSON.stringify(json));
-  const head = Buffer.alloc(5);
-  head.writeUInt8(flags, 0);
-  head.writeUInt32BE(payload.length, 1);
-  return Buffer.concat([head, payload]);
-}
-
-/** Enveloped messages of a streaming response, read as they come. */
-async function* envelopes(body: ReadableStream<Uint8Array>): AsyncGenerator<{ end: boolean; msg: Json }> {
-  let buf = Buffer.alloc(0);
-  const reader = body.getReader();
-  for (;;) {
-    while (buf.length >= 5 && buf.length >= 5 + buf.readUInt32BE(1)) {
-      const len = buf.readUInt32BE(1);
-      const end = (buf.readUInt8(0) & 0x02) !== 0;
-      const msg = JSON.parse(buf.subarray(5, 5 + len).toString("utf8")) as Json;
-      buf = buf.subarray(5 + len);
-      yield { end, msg };
-    }
-    const { done, value } = await reader.read();
-    if (done) return;
-    buf = Buffer.concat([buf, Buffer.from(value)]);
-  }
-}
 
 void describe("E2B envd filesystem service (raw requests, real sandbox)", () => {
   let server: RunningServer;

@@ -12,6 +12,7 @@ import { PaddockClient } from "../../src/client/index.ts";
 import type { RunningServer } from "../../src/server/index.ts";
 import { testServer } from "../helpers/server.ts";
 import { until } from "../helpers/wait.ts";
+import { envelope, type Json } from "../helpers/connect.ts";
 
 const ENV = `name: e2bproc
 guardrails:
@@ -21,22 +22,12 @@ guardrails:
     askTimeout: 60s
 `;
 
-type Json = Record<string, unknown>;
-
 /** Messages of a server stream as they arrive, then its end-of-stream message. */
 interface StreamCall {
   next(): Promise<Json | null>;
   end: Promise<Json>;
   status: number;
   close(): void;
-}
-
-function envelope(flags: number, json: unknown): Buffer {
-  const payload = Buffer.from(JSON.stringify(json));
-  const head = Buffer.alloc(5);
-  head.writeUInt8(flags, 0);
-  head.writeUInt32BE(payload.length, 1);
-  return Buffer.concat([head, payload]);
 }
 
 /** A raw HTTP/1.1 POST; resolves once headers arrive, with the body as a stream of envelopes. */
