@@ -1,7 +1,7 @@
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, type ChildProcess } from "node:child_process";
-import { releaseHome, spawnServer } from "../helpers/server.ts";
+import { execFileSync } from "node:child_process";
+import { crashableServer, releaseHome } from "../helpers/server.ts";
 import { startPostgres, type TestPostgres } from "../helpers/postgres.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { until } from "../helpers/wait.ts";
@@ -14,22 +14,8 @@ import { until } from "../helpers/wait.ts";
 void describe("database gateway across a control-plane crash (real server process, real PostgreSQL)", () => {
   let home: { path: string; remove: () => Promise<void> };
   let pg: TestPostgres;
-  let proc: ChildProcess | undefined;
 
-  const kill9 = async (): Promise<void> => {
-    const p = proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    await new Promise<void>((r) => {
-      p.once("exit", () => r());
-      p.kill("SIGKILL");
-    });
-  };
-  const start = async () => {
-    await kill9();
-    const s = await spawnServer(home.path);
-    proc = s.proc;
-    return s;
-  };
+  const { start, kill9 } = crashableServer(() => home.path);
 
   before(async () => {
     home = await tempDir();

@@ -1,8 +1,7 @@
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import type { ChildProcess } from "node:child_process";
-import { releaseHome, spawnServer } from "../helpers/server.ts";
+import { crashableServer, releaseHome } from "../helpers/server.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { detectCgroupLayout, installationScope, listCgroupIds, sandboxCgroups } from "../../src/providers/local/index.ts";
 import type { PaddockClient } from "../../src/client/index.ts";
@@ -10,23 +9,9 @@ import type { PaddockClient } from "../../src/client/index.ts";
 /** Invariant 9: kill -9 the control plane at any point; restart finds or reconciles everything. */
 void describe("crash recovery with the real server process", () => {
   let home: { path: string; remove: () => Promise<void> };
-  let proc: ChildProcess | undefined;
 
-  const start = async () => {
-    // One control plane per data directory at a time: a new one replaces (kills) the previous.
-    await kill9();
-    const s = await spawnServer(home.path);
-    proc = s.proc;
-    return s;
-  };
-  const kill9 = async () => {
-    const p = proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    await new Promise<void>((r) => {
-      p.once("exit", () => r());
-      p.kill("SIGKILL");
-    });
-  };
+  // One control plane per data directory at a time: a new one replaces (kills) the previous.
+  const { start, kill9 } = crashableServer(() => home.path);
   const waitFor = async (what: string, check: () => Promise<boolean>, timeoutMs = 15_000) => {
     const deadline = Date.now() + timeoutMs;
     while (!(await check())) {

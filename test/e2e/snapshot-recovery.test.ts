@@ -7,11 +7,10 @@
 import assert from "node:assert/strict";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import type { ChildProcess } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
 import type { PaddockClient } from "../../src/client/index.ts";
-import { releaseHome, spawnServer } from "../helpers/server.ts";
+import { crashableServer, releaseHome } from "../helpers/server.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { until } from "../helpers/wait.ts";
 
@@ -38,22 +37,8 @@ async function assertTrustsGateway(c: PaddockClient, id: string): Promise<void> 
 
 void describe("kill -9 with snapshots, forks and pools", () => {
   let home: { path: string; remove: () => Promise<void> };
-  let proc: ChildProcess | undefined;
 
-  const kill9 = async () => {
-    const p = proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    await new Promise<void>((r) => {
-      p.once("exit", () => r());
-      p.kill("SIGKILL");
-    });
-  };
-  const start = async () => {
-    await kill9();
-    const s = await spawnServer(home.path);
-    proc = s.proc;
-    return s;
-  };
+  const { start, kill9 } = crashableServer(() => home.path);
   /** What the store holds, read beside the server (SQLite allows it). */
   const memberIds = () => {
     const db = new Database(join(home.path, "paddock.db"), { readonly: true });

@@ -65,6 +65,30 @@ export async function releaseHome(home: string): Promise<void> {
   if (await isMountPoint(layers)) await runCommand(["umount", layers]);
 }
 
+/**
+ * One `paddock up` process at a time on a data directory (`home()`, read at each start), that a
+ * test can kill -9 and start again: `start` first kills the previous one, as a new control plane
+ * replaces the old.
+ */
+export function crashableServer(home: () => string): { start: () => ReturnType<typeof spawnServer>; kill9: () => Promise<void> } {
+  let proc: ChildProcess | undefined;
+  const kill9 = async (): Promise<void> => {
+    const p = proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    await new Promise<void>((r) => {
+      p.once("exit", () => r());
+      p.kill("SIGKILL");
+    });
+  };
+  const start = async (): ReturnType<typeof spawnServer> => {
+    await kill9();
+    const s = await spawnServer(home());
+    proc = s.proc;
+    return s;
+  };
+  return { start, kill9 };
+}
+
 /** The server as its own process (`paddock up`), so a test can kill -9 it. */
 export async function spawnServer(home: string): Promise<{ url: string; proc: ChildProcess; client: PaddockClient; stderr: () => string }> {
   const proc = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "src/cli/main.ts"), "up", "--port", "0", "--home", home], {

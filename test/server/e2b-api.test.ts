@@ -6,12 +6,11 @@
  * Sandboxes are created over raw HTTP, as the SDK does.
  */
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import type { PaddockClient } from "../../src/client/index.ts";
 import type { RunningServer } from "../../src/server/index.ts";
 import { createE2bSandboxes, type E2bSandboxTable } from "../../src/server/e2b/sandboxes.ts";
-import { adminToken, releaseHome, spawnServer, testServer } from "../helpers/server.ts";
+import { adminToken, crashableServer, releaseHome, testServer } from "../helpers/server.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { until } from "../helpers/wait.ts";
 
@@ -160,19 +159,10 @@ void describe("E2B sandbox table: envd access tokens", () => {
 
 void describe("paddock up serves the E2B API; sandboxes outlive a control-plane crash", () => {
   let home: { path: string; remove: () => Promise<void> };
-  let proc: ChildProcess | undefined;
-  const kill9 = async () => {
-    const p = proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    await new Promise<void>((r) => {
-      p.once("exit", () => r());
-      p.kill("SIGKILL");
-    });
-  };
+  const server = crashableServer(() => home.path);
+  const kill9 = server.kill9;
   const start = async () => {
-    await kill9();
-    const s = await spawnServer(home.path);
-    proc = s.proc;
+    const s = await server.start();
     const url = await until(async () => /E2B-compatible API on (http:\/\/\S+):/.exec(s.stderr())?.[1], 30_000, "the E2B address in the start-up log");
     return { ...s, e2bUrl: url };
   };
