@@ -3,24 +3,8 @@
  * formatting helpers they share. The server's zod schemas are the source of truth.
  */
 
-/** GET /v1/sessions/:id/egress: one request through the egress gateway. */
-export interface EgressRecord {
-  id: number;
-  sessionId: string;
-  time: string;
-  method: string;
-  host: string;
-  port: number;
-  path: string;
-  status: number;
-  bytesOut: number;
-  bytesIn: number;
-  durationMs: number;
-  swapped: string[];
-  decision: "allowed" | "denied";
-  rule: string;
-  reason?: string;
-}
+/** GET /v1/sessions/:id/egress: one request through the egress gateway (the store's record, as the API returns it). */
+export type { StoredEgressRecord as EgressRecord } from "../../src/core/store.ts";
 
 /** GET /v1/sessions/:id/files/list: one directory entry. */
 export interface FileEntry {
