@@ -95,6 +95,9 @@ class ProcessGateway implements GatewayProcess {
     });
     // Only a gateway that was serving is restarted here; a failed start is the caller's to handle.
     child.on("exit", (code, signal) => (wasReady ? this.onExit(child, code, signal, stderr) : undefined));
+    // A send racing the child's exit fails with EPIPE, emitted here: without a listener it would
+    // crash this process. The exit handler restarts the gateway and rejects the calls in flight.
+    child.on("error", (err) => this.log(`gateway process: ${err.message}`));
     child.send({ t: "init", init: this.opts.init } satisfies ToChild);
     return this.ready;
   }

@@ -179,7 +179,9 @@ void describe("agent runs through the API with the real Claude Code CLI against 
       fetch(`${url}/v1/hooks/agents/alert`, { method: "POST", headers: { "content-type": "application/json", "x-paddock-signature": sig, "x-paddock-delivery": delivery }, body: raw });
     const t = Math.floor(Date.now() / 1000);
     const good = `t=${t},v1=${createHmac("sha256", HOOK_SECRET).update(`${t}.${body}`).digest("hex")}`;
-    assert.equal((await post(good.replace(/v1=./, "v1=0"), "d-1")).status, 401);
+    // A bad signature: its first hex digit changed (to a digit it is not, or it would be the good one).
+    const bad = good.replace(/v1=(.)/, (_m, c: string) => `v1=${c === "0" ? "1" : "0"}`);
+    assert.equal((await post(bad, "d-1")).status, 401);
     const res = await post(good, "d-1");
     assert.equal(res.status, 202);
     const { run: runId } = (await res.json()) as { run: string };
