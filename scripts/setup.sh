@@ -27,7 +27,7 @@ fi
 # database gateway's real clients and baseline (psycopg2 inside sandboxes, pgbouncer in bench/db).
 packages=(gcc make libc6-dev libseccomp-dev pkg-config btrfs-progs attr mmdebstrap bubblewrap
   iproute2 nftables util-linux mount e2fsprogs passwd procps python3 git curl ca-certificates openssl tinyproxy
-  busybox sudo perl postgresql postgresql-contrib redis-server chromium python3-psycopg2 pgbouncer)
+  busybox sudo perl postgresql postgresql-contrib redis-server chromium python3-psycopg2 pgbouncer runsc)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

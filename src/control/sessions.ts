@@ -150,6 +150,7 @@ export class Sessions {
         mode: "session",
         base: spec.base,
         layers: template.layers,
+        recipe: { templateId: template.id, base: spec.base, steps: spec.install.map((s) => s.run) },
         compute: spec.compute,
         hostname: environment,
         env: { ...opts.env, PADDOCK_SESSION: session.id, PADDOCK_ENVIRONMENT: environment },

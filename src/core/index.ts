@@ -8,3 +8,4 @@ export * from "./runner.ts";
 export * from "./signals.ts";
 export type * from "./identity.ts";
 export * from "./once.ts";
+export * from "./capabilities.ts";

@@ -121,6 +121,49 @@ export interface SandboxSpec {
    * exists and is the user's, and HOME/USER/LOGNAME say so. The E2B front end asks for `user`.
    */
   sessionUser?: { name: string; home: string };
+  /**
+   * Providers that cannot use this machine's layer store (`capabilities.layers` false: k8s, e2b,
+   * daytona) build the template from this recipe their own way (an image, a provider template, or
+   * the steps run at create) and cache it by `templateId`, which changes whenever any step does.
+   * Always set by the control plane; the local provider ignores it.
+   */
+  recipe?: TemplateRecipe;
+  /**
+   * Remote providers (`capabilities.network` "proxy"): what the sandbox needs to reach Paddock's
+   * egress gateway as an HTTPS proxy with per-session credentials. Called once per sandbox before
+   * any of its commands run. The provider must also close every other way out of the sandbox
+   * (its firewall, NetworkPolicy or allow/deny list), leaving only `RemoteEgressAttachment.allow`.
+   * Absent: the sandbox gets no egress at all (the provider closes everything it can).
+   */
+  remoteEgress?: () => Promise<RemoteEgressAttachment>;
+  /** `compute.isolation` (extension): which local isolation tier runs the sandbox; default "namespaces". */
+  isolation?: IsolationTier;
+}
+
+/** The local provider's isolation tiers: Linux namespaces + seccomp (default), or gVisor's user-space kernel (`runsc`). */
+export type IsolationTier = "namespaces" | "gvisor";
+
+/** How to build a template without the local layer store (see `SandboxSpec.recipe`). */
+export interface TemplateRecipe {
+  /** Content hash of everything below (the template's id): the cache key for a provider's own image/template. */
+  templateId: string;
+  base: "host" | "debian-12";
+  /** The environment's install steps in order (shell commands run with `/bin/sh -c` as root, in `/`). */
+  steps: string[];
+}
+
+/**
+ * A remote sandbox's way out: only through Paddock's egress gateway, named as an HTTPS proxy
+ * (TLS to the proxy itself, verified with `caPem`) with credentials that identify this sandbox's
+ * session to the gateway. `env` already holds HTTPS_PROXY/HTTP_PROXY/ALL_PROXY/NO_PROXY and the
+ * CA variables; `files` the CA bundle. The credentials are not a secret of the user's: they only
+ * open this session's registration at the gateway, which holds the real secrets.
+ */
+export interface RemoteEgressAttachment extends EgressAttachment {
+  /** `https://<user>:<password>@<host>:<port>` */
+  proxyUrl: string;
+  /** The only destinations the provider may let the sandbox reach (the gateway's proxy listener). */
+  allow: { host: string; port: number }[];
 }
 
 /** One service of a sandbox (`services:` in the environment file). */
@@ -267,8 +310,57 @@ export interface StopOptions {
   commitAs?: string;
 }
 
+/**
+ * What a provider can do, declared up front: the control plane, the router and the conformance
+ * suite read it. A caller asking for something a provider lacks gets `unsupported(...)` (a
+ * PaddockError `unavailable` naming the provider and the capability), never a silent no-op.
+ */
+export interface ProviderCapabilities {
+  /** The provider type: "local", "k8s", "e2b", "daytona", "ec2". */
+  kind: ProviderKind;
+  /** Runs on infrastructure the installation controls (local, k8s, ec2); false for third-party clouds (e2b, daytona). */
+  selfHosted: boolean;
+  /** Starts from this machine's layer store (`SandboxSpec.layers`); otherwise from `SandboxSpec.recipe`. */
+  layers: boolean;
+  /** How the sandbox reaches the egress gateway: its own link and DNAT (`netns`), or the gateway as an HTTPS proxy with the provider's firewall closing everything else (`proxy`). */
+  network: "netns" | "proxy";
+  /** `snapshot`/`removeSnapshot` and `SandboxSpec.from`. */
+  snapshot: boolean;
+  /** The kernel-level exec guard (`SandboxSpec.guard`) is enforced inside the sandbox. */
+  execGuard: boolean;
+  /** `services:` supervised inside the sandbox. */
+  services: boolean;
+  /** The E2B-style file operations (statFile … watchDir). */
+  fileOps: boolean;
+  /** `portUrl` for previews. */
+  ports: boolean;
+  /** The provider keeps started sandboxes warm itself (agent-sandbox's SandboxWarmPool, a node's pool). */
+  warmPool: boolean;
+  /** Isolation tiers it can run (`compute.isolation`). */
+  isolation: IsolationTier[];
+}
+
+export type ProviderKind = "local" | "k8s" | "e2b" | "daytona" | "ec2";
+
+/** A provider's answer to "can you take sessions now?" (routing skips unhealthy ones). */
+export interface ProviderHealth {
+  ok: boolean;
+  /** Why not, or a short note (e.g. "3 nodes ready"). */
+  detail: string;
+  /** How long the check took. */
+  latencyMs: number;
+}
+
 export interface Provider {
   readonly name: string;
+  readonly capabilities: ProviderCapabilities;
+  /** A cheap liveness check of the provider's API (never creates a sandbox). */
+  health(): Promise<ProviderHealth>;
+  /**
+   * Where the preview gateway reaches TCP `port` of the sandbox: a URL (`http://10.0.0.5:3000`,
+   * or the provider's own host such as E2B's `getHost`). Needs `capabilities.ports`.
+   */
+  portUrl?(id: string, port: number): Promise<string>;
   create(spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle>;
   /** After a restart: is the sandbox recorded with this state still running? Cleans up what a dead one held. */
   recover(id: string, providerState: Record<string, unknown>): Promise<"running" | "gone">;
@@ -355,4 +447,25 @@ export interface Provider {
   /** Ids of sandboxes this provider is running now. */
   list(): Promise<string[]>;
   close(): Promise<void>;
+}
+
+/**
+ * How a provider type is configured and built (one per kind, exported by its package under
+ * src/providers/<kind>/). Installation config names instances (`k8s-prod: { kind: k8s, ... }`);
+ * the registry validates each instance's settings with `parseSettings`, reads the credentials it
+ * names from the vault, and calls `create`.
+ */
+export interface ProviderDriver<S = unknown> {
+  kind: ProviderKind;
+  /** Validate an instance's settings; throw a PaddockError `invalid_argument` saying what is wrong and where (`settings.namespace: …`). */
+  parseSettings(raw: unknown): S;
+  /** Credential names the instance needs from the vault (e.g. ["apiKey"]); each is stored as vault secret `provider/<instance>/<name>`. */
+  credentials: readonly string[];
+  create(instance: { name: string; settings: S; credentials: Record<string, string> }, deps: ProviderDeps): Promise<Provider>;
+}
+
+export interface ProviderDeps {
+  /** The installation's home ($PADDOCK_HOME): where a provider may keep state of its own. */
+  home: string;
+  log: (line: string) => void;
 }

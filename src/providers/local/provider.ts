@@ -4,7 +4,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { join, relative } from "node:path";
 import { chown } from "node:fs/promises";
 import type { Readable } from "node:stream";
-import type { ExecOptions, ExecResult, FileEntry, FileEvent, FileInfo, FileWatch, GuardDenial, LayerStore, Provider, SandboxHandle, SandboxSpec, ServiceStatus, StopOptions } from "../../core/index.ts";
+import type { ExecOptions, ExecResult, FileEntry, FileEvent, FileInfo, FileWatch, GuardDenial, LayerStore, Provider, ProviderCapabilities, ProviderHealth, SandboxHandle, SandboxSpec, ServiceStatus, StopOptions } from "../../core/index.ts";
 import { PaddockError, SingleFlight, conflict, invalid, notFound, unavailable } from "../../core/index.ts";
 import { AgentClient } from "./agent-client.ts";
 import { launchSandbox, readGuardLog, sandboxBinaryPath } from "./launcher.ts";
@@ -105,6 +105,10 @@ const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 
 class LocalProvider implements Provider {
   readonly name = "local";
+  readonly capabilities: ProviderCapabilities = {
+    kind: "local", selfHosted: true, layers: true, network: "netns", snapshot: true, execGuard: true,
+    services: true, fileOps: true, ports: true, warmPool: false, isolation: ["namespaces"],
+  };
   private readonly live = new Map<string, LocalSandboxState>();
   /** Files written into the run directory's shared-files directory by this process (see sharedFile). */
   private readonly sharedFiles = new Set<string>();
@@ -409,6 +413,18 @@ class LocalProvider implements Provider {
     if (o.commitAs && state.services?.length) await stopServicesCleanly(state, state.services.length);
     await this.release(id, state, o);
     return true;
+  }
+
+  /** Local sandboxes need nothing remote: healthy while this process runs. */
+  async health(): Promise<ProviderHealth> {
+    return { ok: true, detail: `${this.live.size} sandbox${this.live.size === 1 ? "" : "es"} running`, latencyMs: 0 };
+  }
+
+  async portUrl(id: string, port: number): Promise<string> {
+    const s = this.live.get(id);
+    if (!s) throw notFound("sandbox", id);
+    if (!s.sandboxIp) throw unavailable(`sandbox ${id} has no network, so port ${port} cannot be reached`);
+    return `http://${s.sandboxIp}:${port}`;
   }
 
   async list(): Promise<string[]> {
