@@ -1,5 +1,5 @@
 # The two commands of the README. Both install what they need first (scripts/setup.sh, idempotent).
-.PHONY: up test setup build build-js build-web typecheck lint unit bench bench-cli bench-starts bench-agents bench-e2b bench-db clean
+.PHONY: up test setup build build-js build-web typecheck lint unit bench bench-cli bench-starts bench-agents bench-e2b bench-db bench-gvisor bench-providers clean
 
 PORT ?= 7070
 
@@ -61,6 +61,14 @@ bench-e2b: setup
 ## Issue 16's measurement: pgbench select-only and TPC-B-like, directly, through the Postgres credential gateway and through pgbouncer.
 bench-db: setup
 	node --import tsx bench/db.ts
+
+## Issue 13's gVisor tier: session start and exec round trip under runsc, beside the namespaces tier in the same run.
+bench-gvisor: setup
+	node --import tsx bench/gvisor.ts --runs 20
+
+## Issue 13's measurement: session start (create → first exec true) through the Provider interface, per provider (remote ones against local fakes), beside local.
+bench-providers: setup
+	node --import tsx bench/providers.ts --runs 20
 
 ## `paddock --help` start-up: compiled vs from source vs `node -e 0`.
 bench-cli: setup

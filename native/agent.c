@@ -220,11 +220,18 @@ static void start_services(int spec_fd, const struct user *u, int listen_fd, int
 int agent_main(int argc, char **argv) {
     unsigned long lfd = 0, rfd = 0, svcfd = 0;
     int have_listen = 0, have_ready = 0, have_user = 0, have_services = 0;
+    const char *listen_path = NULL;
     struct user u = {0};
     for (int i = 0; i < argc; i++) {
         if (i + 1 >= argc) die_plain("option %s needs a value", argv[i]);
         const char *v = argv[++i];
         if (strcmp(argv[i - 1], "--listen-fd") == 0) have_listen = parse_ulong(v, 1 << 20, &lfd) == 0;
+        /* Under gVisor (runsc run, no launcher): the agent binds its own socket in a directory
+         * the host shares with it (runsc --host-uds=create makes it a host socket). */
+        else if (strcmp(argv[i - 1], "--listen") == 0) {
+            listen_path = v;
+            have_listen = 1;
+        }
         else if (strcmp(argv[i - 1], "--ready-fd") == 0) have_ready = parse_ulong(v, 1 << 20, &rfd) == 0;
         else if (strcmp(argv[i - 1], "--user") == 0) have_user = parse_user(v, &u.uid, &u.gid) == 0;
         else if (strcmp(argv[i - 1], "--services-fd") == 0) {
@@ -239,12 +246,14 @@ int agent_main(int argc, char **argv) {
         }
         else die_plain("unknown option %s", argv[i - 1]);
     }
-    if (!have_listen || !have_user) die_plain("agent needs --listen-fd N and --user UID:GID");
+    if (!have_listen || !have_user) die_plain("agent needs --listen-fd N (or --listen PATH) and --user UID:GID");
     /* Fail closed: agent mode only runs as set up by launch (pid 1 of its namespace, no_new_privs,
      * seccomp on). Run any other way it would serve commands with whatever privileges it has. */
     if (getpid() != 1 || prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1 || prctl(PR_GET_SECCOMP, 0, 0, 0, 0) != 2)
         die_plain("agent mode only runs inside a sandbox started by `paddock-sandbox launch`");
 
+    /* Bound only once the checks above passed: a refused agent leaves no socket behind. */
+    if (listen_path != NULL) lfd = (unsigned long)make_listener(listen_path, 1);
     prctl(PR_SET_NAME, "paddock-agent", 0, 0, 0);
     /* Not dumpable: sandbox processes may not ptrace-attach, read /proc/1/mem, /proc/1/environ,
      * or reach the host binary through /proc/1/exe. */

@@ -231,6 +231,30 @@ static void linger(struct relay *r) {
     }
 }
 
+/* Where there is no pidfd_open (gVisor's 2022 kernel): a self-pipe a SIGCHLD handler writes to
+ * stands in for the pidfd. This handler process has exactly one child, the command, so any
+ * SIGCHLD means it exited (stops are not reported: SA_NOCLDSTOP). */
+static int g_chld_pipe[2] = {-1, -1};
+
+static void on_chld(int sig) {
+    (void)sig;
+    int saved = errno;
+    if (write(g_chld_pipe[1], "x", 1) < 0) { /* full: a wakeup is already pending */
+    }
+    errno = saved;
+}
+
+static int exit_watch_fallback(pid_t pid) {
+    if (pipe2(g_chld_pipe, O_CLOEXEC | O_NONBLOCK) < 0) return -1;
+    struct sigaction sa = {.sa_handler = on_chld, .sa_flags = SA_NOCLDSTOP | SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGCHLD, &sa, NULL) < 0) return -1;
+    /* It may have exited before the handler was there: look without reaping it. */
+    siginfo_t si = {0};
+    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid) on_chld(SIGCHLD);
+    return g_chld_pipe[0];
+}
+
 /* Fork the command; returns its pid after a successful exec, or -1 after replying X error. */
 static pid_t start(int sock, const struct cmd *c, const struct user *u, int *in, int *out, int *err) {
     int pin[2], pout[2], perr[2], errp[2];
@@ -283,6 +307,7 @@ void op_exec(int *sockp, struct fields *req, const struct user *u) {
     r.pid = start(sock, &c, u, &r.in, &r.out, &r.err);
     if (r.pid < 0) return;
     r.pidfd = (int)syscall(SYS_pidfd_open, r.pid, 0);
+    if (r.pidfd < 0 && errno == ENOSYS) r.pidfd = exit_watch_fallback(r.pid);
     if (r.pidfd < 0) { /* cannot watch the command: do not leave it running unobserved */
         frame_printf(sock, 'X', "error pidfd_open: %s", strerror(errno));
         client_gone(&r);

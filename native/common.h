@@ -30,8 +30,15 @@ ssize_t read_full(int fd, void *buf, size_t len);
 /* Write a short string to a file (e.g. /proc/PID/uid_map) in one write(2). */
 int write_file(const char *path, const char *text);
 
+/* A unix socket listening at PATH, mode 0600 (a stale socket there is replaced; any other file is an
+ * error). Dies on failure. Used by launch, and by the agent under gVisor (`agent --listen`, host_backed:
+ * a socket gVisor makes on the host, whose chmod it refuses; its directory is 0700 and the host side
+ * sets the mode). */
+int make_listener(const char *path, int host_backed);
+
 /* Mode entry points. argv[0] is the first option (after "launch"/"agent"). */
 int launch_main(int argc, char **argv);
 int agent_main(int argc, char **argv);
+int idmap_main(int argc, char **argv);
 
 #endif

@@ -56,7 +56,7 @@ static void join_cgroups(const struct launch_opts *o) {
     }
 }
 
-static int make_listener(const char *path) {
+int make_listener(const char *path, int host_backed) {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof sa.sun_path) die_plain("--listen %s: path too long for a unix socket", path);
     strcpy(sa.sun_path, path);
@@ -74,7 +74,9 @@ static int make_listener(const char *path) {
     int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
     umask(old);
     if (rc < 0) die("bind %s", path);
-    if (chmod(path, 0600) < 0) die("chmod %s", path);
+    /* Under gVisor (agent --listen) chmod of a host-backed socket is refused: there the socket's
+     * directory is root's 0700 inside, and the host side makes the socket 0600 itself. */
+    if (chmod(path, 0600) < 0 && !(host_backed && errno == EPERM)) die("chmod %s", path);
     if (listen(fd, 128) < 0) die("listen %s", path);
     return fd;
 }
@@ -298,7 +300,7 @@ int launch_main(int argc, char **argv) {
         if (services_fd < 0) die("--services %s", o.services_file);
         if (svc_load_fd(services_fd, &checked, err, sizeof err) < 0) die_plain("--services %s: %s", o.services_file, err);
     }
-    int listen_fd = make_listener(o.listen);
+    int listen_fd = make_listener(o.listen, 0);
     int exe_fd = open("/proc/self/exe", O_PATH | O_CLOEXEC);
     if (exe_fd < 0) die("open /proc/self/exe");
     int up[2], down[2];

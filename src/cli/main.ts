@@ -16,7 +16,10 @@ import { registerAccessCommands } from "./access.ts";
 import { registerSnapshotCommands } from "./snapshot.ts";
 import { registerRunCommands } from "./run.ts";
 import { registerPreviewCommands } from "./preview.ts";
+import { registerProviderCommands } from "./provider.ts";
+import { registerRouteCommands } from "./route.ts";
 import { resolveCredentials } from "./credentials.ts";
+import { registerNodeCommands } from "./node.ts";
 
 const program = new Command();
 let clientInstance: PaddockClient | undefined;
@@ -46,7 +49,9 @@ program
   .option("--public-url <url>", "the UI's address as browsers reach it (default http://127.0.0.1:<port>)")
   .option("--agent-packages <dir>", "install agent CLIs into templates from this local mirror (scripts/agent-packages.ts) instead of the npm registry (default $PADDOCK_AGENT_PACKAGES)")
   .option("--e2b-port <port>", "port of the E2B-compatible API (docs/e2b.md): default the API's port + 1 (7071), a free one with --port 0; off: none")
-  .action(async (o: { port: string; host: string; home?: string; agentPackages?: string; previewDomain?: string; publicUrl?: string; e2bPort?: string }) => {
+  .option("--gateway-remote-listen <addr:port>", "serve remote providers' sandboxes: the egress gateway's HTTPS proxy with per-session credentials listens here (docs/gateway.md, \"Remote sandboxes\"); off by default")
+  .option("--gateway-public-host <host>", "the name or address remote sandboxes reach --gateway-remote-listen by (in their proxy URL and the proxy's certificate)")
+  .action(async (o: { port: string; host: string; home?: string; agentPackages?: string; previewDomain?: string; publicUrl?: string; e2bPort?: string; gatewayRemoteListen?: string; gatewayPublicHost?: string }) => {
     // The server is imported lazily: every other command only needs the SDK.
     const { startServer, describeThrown } = await import("../server/index.ts");
     const home = resolve(o.home ?? process.env.PADDOCK_HOME ?? join(homedir(), ".paddock"));
@@ -62,7 +67,8 @@ program
     process.on("uncaughtException", crash("uncaught exception"));
     process.on("unhandledRejection", crash("unhandled rejection"));
     const e2bPort = e2bPortOf(o.e2bPort, Number(o.port));
-    const server = await startServer({ home, host: o.host, port: Number(o.port), log, ...(e2bPort !== null ? { e2bPort } : {}), ...(o.agentPackages ? { agentPackages: resolve(o.agentPackages) } : {}), ...(o.previewDomain ? { previewDomain: o.previewDomain } : {}), ...(o.publicUrl ? { publicUrl: o.publicUrl } : {}) });
+    const remoteProxy = remoteProxyOf(o.gatewayRemoteListen, o.gatewayPublicHost);
+    const server = await startServer({ home, host: o.host, port: Number(o.port), log, ...(e2bPort !== null ? { e2bPort } : {}), ...(remoteProxy ? { gateway: { remoteProxy } } : {}), ...(o.agentPackages ? { agentPackages: resolve(o.agentPackages) } : {}), ...(o.previewDomain ? { previewDomain: o.previewDomain } : {}), ...(o.publicUrl ? { publicUrl: o.publicUrl } : {}) });
     logCrash = (kind, err) => server.logCrash(kind, err);
     log(`paddock listening on ${server.url} (data in ${home}, layers: ${server.cp.layers.kind})`);
     if (server.e2bUrl) log(`E2B-compatible API on ${server.e2bUrl}: set E2B_API_URL=${server.e2bUrl} E2B_SANDBOX_URL=${server.e2bUrl} and E2B_API_KEY=<a Paddock token> (docs/e2b.md)`);
@@ -79,6 +85,16 @@ program
   });
 
 /** The E2B front end's port: `off` → none; absent → the API's port + 1 (a free one when the API's is 0). */
+/** `--gateway-remote-listen ADDR:PORT` with `--gateway-public-host HOST`, or null when off. */
+function remoteProxyOf(listen: string | undefined, publicHost: string | undefined): { host: string; port: number; publicHost: string } | null {
+  if (listen === undefined && publicHost === undefined) return null;
+  const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(listen ?? "");
+  const port = Number(m?.[2]);
+  if (!m || port > 65535) throw new PaddockError("invalid_argument", `--gateway-remote-listen ${JSON.stringify(listen ?? "")}: an address and port, e.g. 0.0.0.0:3129 or [::]:3129`);
+  if (!publicHost) throw new PaddockError("invalid_argument", "--gateway-remote-listen needs --gateway-public-host: the name or address remote sandboxes reach it by");
+  return { host: m[1] ?? "", port, publicHost };
+}
+
 function e2bPortOf(flag: string | undefined, apiPort: number): number | null {
   if (flag === "off") return null;
   const port = flag === undefined ? (apiPort === 0 ? 0 : apiPort + 1) : Number(flag);
@@ -120,6 +136,9 @@ registerAccessCommands(program, client);
 registerSnapshotCommands(program, client);
 registerRunCommands(program, client);
 registerPreviewCommands(program, client);
+registerProviderCommands(program, client);
+registerRouteCommands(program, client);
+registerNodeCommands(program);
 
 program
   .command("doctor")

@@ -170,7 +170,14 @@ export function registerSessionCommands(program: Command, client: () => PaddockC
 }
 
 function printSession(s: PublicSession): void {
-  for (const [k, v] of Object.entries(s)) process.stdout.write(`${(k + ":").padEnd(13)}${v === null ? "-" : String(v)}\n`);
+  const { route, ...rest } = s;
+  for (const [k, v] of Object.entries(rest)) process.stdout.write(`${(k + ":").padEnd(13)}${v === null ? "-" : String(v)}\n`);
+  // How its provider was chosen (docs/routing.md).
+  if (!route) return;
+  const usd = (n: number | null) => (n === null ? "-" : `$${n.toFixed(4)}`);
+  process.stdout.write(`${"route:".padEnd(13)}${route.provider} (${route.strategy}): ${route.reason}\n`);
+  process.stdout.write(`${"cost:".padEnd(13)}estimate ${usd(route.estimateUsd)}, measured ${usd(route.measuredUsd)}${route.runtimeMs === null ? "" : ` over ${Math.round(route.runtimeMs / 1000)}s`}\n`);
+  for (const k of route.skips) process.stdout.write(`${"skipped:".padEnd(13)}${k.provider} at ${k.at}: ${k.reason}\n`);
 }
 
 async function readStdin(): Promise<Buffer> {

@@ -10,7 +10,7 @@
  */
 import type WebSocket from "ws";
 import type { Readable } from "node:stream";
-import type { Approval, AuditRecord, Environment, EnvironmentVersion, ExecResult, FileEntry, PoolInfo, Preview, Principal, Run, RunEvent, RunOutcome, ServiceStatus, Session, Snapshot, StoredEgressRecord, Template } from "../core/index.ts";
+import type { Approval, AuditRecord, Environment, EnvironmentVersion, ExecResult, FileEntry, PoolInfo, Preview, Principal, Run, RunEvent, RunOutcome, ServiceStatus, Session, SessionRoute, Snapshot, StoredEgressRecord, Template } from "../core/index.ts";
 import { PaddockError, codeOfHttpStatus, unavailable, type ExecSignals } from "../core/index.ts";
 
 export { ExecSignals } from "../core/index.ts";
@@ -40,7 +40,43 @@ export interface AuditFilter {
   limit?: number;
 }
 
-export type PublicSession = Omit<Session, "providerState">;
+export type PublicSession = Omit<Session, "providerState"> & {
+  /** How its provider was chosen (docs/routing.md): on `sessions.get` only; null when it has no record. */
+  route?: Omit<SessionRoute, "sessionId" | "decision"> | null;
+};
+
+/** A provider instance as listed (docs/routing.md): never a credential value. */
+export interface ProviderInfo {
+  name: string;
+  kind: string;
+  status: string;
+  selfHosted: boolean | null;
+  settings: Record<string, unknown>;
+  routing: Record<string, unknown>;
+  credentials: { name: string; set: boolean }[];
+}
+
+export interface ProviderHealthInfo {
+  name: string;
+  ok: boolean;
+  detail: string;
+  latencyMs: number;
+  breaker: "closed" | "open" | "half-open";
+  failures: number;
+  lastError: string | null;
+}
+
+/** `paddock route explain`: the request and the decision with every candidate's factors. */
+export interface RouteExplanation {
+  request: { environment: string; preference: string[]; compute: { cpu: number; memoryBytes: number; timeoutMs: number }; latency: "interactive" | "batch"; selfHostedOnly: boolean; isolation?: string; pooledOn?: string };
+  decision: {
+    strategy: string;
+    order: string[];
+    chosen: string | null;
+    reason: string;
+    candidates: { provider: string; eligible: boolean; reason: string; score: number; estimateUsd: number; factors: { name: string; value: string; points: number; excludes: boolean; note: string }[] }[];
+  };
+}
 
 /** A preview as served: its URL without the token (docs/previews.md). */
 export type PreviewInfo = Preview & { url: string };
@@ -189,7 +225,7 @@ export class PaddockClient {
      * @example
      * const s = await paddock.sessions.start(null, { from: "before-migration" });
      */
-    start: (environment: string | null, opts: { onBehalfOf?: string; from?: string } = {}) =>
+    start: (environment: string | null, opts: { onBehalfOf?: string; from?: string; latency?: "interactive" | "batch" } = {}) =>
       this.json<PublicSession>("POST", "/v1/sessions", { ...(environment !== null ? { environment } : {}), ...opts }),
     /**
      * Snapshot a running session and start `count` sessions from it at once. Resolves with the
@@ -354,6 +390,24 @@ export class PaddockClient {
       return this.json<void>("DELETE", `/v1/secrets/${enc(name)}${q.size ? `?${q}` : ""}`);
     },
   };
+
+  /** Provider instances (admin; docs/routing.md). Credentials go in and never come out. */
+  readonly providers = {
+    list: () => this.json<ProviderInfo[]>("GET", "/v1/providers"),
+    /**
+     * @example
+     * await paddock.providers.add({ name: "e2b", kind: "e2b", credentials: { apiKey: process.env.E2B_API_KEY! } });
+     */
+    add: (p: { name: string; kind: string; settings?: Record<string, unknown>; routing?: Record<string, unknown>; credentials?: Record<string, string> }) =>
+      this.json<ProviderInfo>("POST", "/v1/providers", p),
+    remove: (name: string) => this.json<void>("DELETE", `/v1/providers/${enc(name)}`),
+    health: () => this.json<ProviderHealthInfo[]>("GET", "/v1/providers/health"),
+  };
+
+  /** Where a session of `environment` would run now, and why (starts nothing). */
+  explainRoute(environment: string, opts: { latency?: "interactive" | "batch" } = {}): Promise<RouteExplanation> {
+    return this.json("GET", `/v1/environments/${enc(environment)}/route${opts.latency ? `?latency=${opts.latency}` : ""}`);
+  }
 
   readonly files = {
     write: (id: string, path: string, data: Uint8Array, opts: { mode?: number } = {}) =>

@@ -25,6 +25,7 @@ export const PERMISSIONS = ["read", "write", "deploy"] as const;
 export const SECRET_LOCATIONS = ["header", "query", "body"] as const;
 export const SECRET_KINDS = ["http", "postgres"] as const;
 export const BASES = ["host", "debian-12"] as const;
+export const ISOLATION_TIERS = ["namespaces", "gvisor"] as const;
 
 function badName(v: string): string | undefined {
   if (NAME_RE.test(v)) return undefined;
@@ -83,8 +84,14 @@ const compute = z
         .max(65536, { error: "must be at most 65536" }),
       () => 4096,
     ).describe("Extension. Most processes and threads alive at once in a session, 16 to 65536. Default 4096."),
+    isolation: z.enum(ISOLATION_TIERS, { error: 'must be "namespaces" or "gvisor"' }).optional().describe(
+      'Extension. How the local provider isolates a session: "namespaces" (Linux namespaces, seccomp, the exec guard) or "gvisor" (gVisor\'s user-space kernel, runsc; no guardrails.commands.deny, services or snapshots: see docs/sandbox.md). Default "namespaces".',
+    ),
   }, expecting("a mapping of cpu, memory, timeout, disk, pids"))
-  .transform((c) => ({ cpu: c.cpu, memoryBytes: c.memory, timeoutMs: c.timeout, diskBytes: c.disk, pids: c.pids }));
+  // isolation only when written: absent means the provider's default tier (namespaces).
+  .transform((c): { cpu: number; memoryBytes: number; timeoutMs: number; diskBytes: number; pids: number; isolation?: (typeof ISOLATION_TIERS)[number] } => ({
+    cpu: c.cpu, memoryBytes: c.memory, timeoutMs: c.timeout, diskBytes: c.disk, pids: c.pids, ...(c.isolation ? { isolation: c.isolation } : {}),
+  }));
 
 /** Extension (issue #10): a warm pool of started sandboxes, claimed by session starts (docs/pools.md). */
 const poolSize = (what: string) =>
@@ -324,6 +331,14 @@ export const environmentSchema = z.strictObject({
       .superRefine(noDuplicates("provider"), ALWAYS),
     () => [],
   ).describe('Provider instances to run on, most preferred first, e.g. ["e2b", "k8s-prod"]. Absent or []: "local".'),
+  compliance: withDefault(
+    z.strictObject({
+      selfHostedOnly: withDefault(z.boolean(expecting("true or false")), () => false).describe(
+        "true: sessions run only on self-hosted providers (local, k8s, ec2), never on a third-party cloud (e2b, daytona), whatever `providers:` lists and whatever the routing strategy prefers; a start with none of those available fails. Default false.",
+      ),
+    }, expecting("a mapping with selfHostedOnly")),
+    () => ({ selfHostedOnly: false }),
+  ).describe("Extension. Where this environment's sessions may run (docs/routing.md). Absent: anywhere `providers:` allows."),
   compute: withDefault(compute, () => ({ cpu: 2, memoryBytes: 4 * GiB, timeoutMs: 60 * 60 * 1000, diskBytes: 10 * GiB, pids: 4096 })).describe(
     "Resources for each session. Absent keys take their defaults.",
   ),
@@ -354,7 +369,31 @@ export const environmentSchema = z.strictObject({
   ),
 }, expecting("a mapping of keys such as name:, compute:, install:"))
   .superRefine(seedNeedsServices)
-  .superRefine(triggerSecretsStayPrivate);
+  .superRefine(triggerSecretsStayPrivate)
+  .superRefine(gvisorCanHold);
+
+/**
+ * `compute.isolation: gvisor` refuses, at the key that asks for it, what cannot hold inside gVisor:
+ * the exec guard (fanotify on the host sees no exec of gVisor's kernel, so a deny rule would be a
+ * silent no-op) and services (their supervisor gets its spec through a descriptor runsc cannot
+ * pass). Snapshots are refused by the provider when asked (docs/sandbox.md, "gVisor tier").
+ */
+function gvisorCanHold(
+  spec: { compute?: { isolation?: string }; guardrails?: { commands?: { deny?: unknown[] } }; services?: unknown },
+  ctx: IssueSink,
+): void {
+  if (spec.compute?.isolation !== "gvisor") return;
+  if ((spec.guardrails?.commands?.deny ?? []).length > 0)
+    ctx.addIssue({
+      code: "custom", path: ["compute", "isolation"], input: "gvisor", params: { at: "key" },
+      message: 'gvisor cannot enforce guardrails.commands.deny: the exec guard watches execs in the host kernel, and gVisor runs them in its own; use isolation: namespaces, or drop the deny list',
+    });
+  if (Array.isArray(spec.services) && spec.services.length > 0)
+    ctx.addIssue({
+      code: "custom", path: ["compute", "isolation"], input: "gvisor", params: { at: "key" },
+      message: "gvisor cannot run services: the service supervisor is not available under gVisor here; use isolation: namespaces, or drop services:",
+    });
+}
 
 /** A located source position, 1-based. */
 export interface Position {

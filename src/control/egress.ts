@@ -1,8 +1,9 @@
-import type { EgressAttachment, Store } from "../core/index.ts";
+import { randomBytes } from "node:crypto";
+import type { EgressAttachment, RemoteEgressAttachment, Store } from "../core/index.ts";
 import { PaddockError } from "../core/index.ts";
 import type { EnvironmentSpec } from "../config/index.ts";
-import type { Gateway, GatewayRegistration, GatewaySessionSpec, NetworkPolicy, SecretBinding } from "../gateway/index.ts";
-import { SANDBOX_CA_PATH, defaultBinding, isDatabaseUrl } from "../gateway/index.ts";
+import type { Gateway, GatewayRegistration, GatewaySessionSpec, NetworkPolicy, RemoteCredential, SecretBinding } from "../gateway/index.ts";
+import { GATEWAY_CA_VALIDITY_MS, SANDBOX_CA_PATH, defaultBinding, gatewayCa, isDatabaseUrl, passwordHash } from "../gateway/index.ts";
 import type { Vault } from "../gateway/vault.ts";
 
 /**
@@ -29,7 +30,66 @@ export class Egress {
    * human) has `write` on the environment, asked each time the session is registered; absent or
    * false makes its database connections read-only (docs/database.md, "Read-only by role").
    */
-  constructor(private readonly deps: { gateway: Gateway; vault: Vault; store: Store; databaseWrite?: (sessionId: string) => Promise<boolean> }) {}
+  constructor(
+    private readonly deps: {
+      gateway: Gateway;
+      vault: Vault;
+      store: Store;
+      databaseWrite?: (sessionId: string) => Promise<boolean>;
+      /** The installation gateway CA's certificate (`loadGatewayCa`), when the remote proxy is on. */
+      gatewayCaPem?: string;
+    },
+  ) {}
+
+  /**
+   * The `remoteEgress` hook of a remote provider's session (`capabilities.network` "proxy"):
+   * the same registration as `forSession` (policy, secrets, protected branches, snapshot
+   * placeholders), known to the gateway by a fresh proxy credential instead of a source address.
+   * The credential (64-bit user, 256-bit password) is in the returned proxy URL only; the gateway
+   * and the sealed registration keep the password's SHA-256. Remote sessions get no pool members
+   * (pools are local-only for now).
+   */
+  forRemoteSession(
+    id: string,
+    environment: string,
+    version: number,
+    spec: EnvironmentSpec,
+    fileName: string,
+    protectedBranches: string[] = [],
+    restore?: SnapshotRegistration,
+  ): () => Promise<RemoteEgressAttachment> {
+    return async () => {
+      const endpoint = this.deps.gateway.remoteProxy;
+      if (!endpoint || !this.deps.gatewayCaPem) {
+        throw new PaddockError("unavailable", "remote sandboxes need the gateway's remote proxy: start Paddock with --gateway-remote-listen ADDR:PORT and --gateway-public-host HOST (docs/gateway.md, \"Remote sandboxes\")");
+      }
+      const user = `pdk${randomBytes(8).toString("hex")}`;
+      const password = randomBytes(32).toString("base64url");
+      const remote: RemoteCredential = { user, passwordSha256: passwordHash(password) };
+      const ca = restore ? { caCertPem: restore.caCertPem, caKeyPem: restore.caKeyPem } : await this.versionCa(environment, version);
+      const { sourceIp: _none, ...base } = await this.sessionSpec(id, "", environment, spec, fileName, protectedBranches);
+      const reg = await this.deps.gateway.register({ ...base, remote }, ca ? { placeholders: restore?.placeholders ?? {}, ...ca } : undefined);
+      if (!ca) this.cas.set(`${environment}@${version}`, { caCertPem: reg.caCertPem, caKeyPem: reg.caKeyPem });
+      await this.deps.vault.seal(sealKey(id), JSON.stringify({ ...reg, remote } satisfies SealedRegistration));
+      const host = endpoint.publicHost.includes(":") ? `[${endpoint.publicHost}]` : endpoint.publicHost;
+      const proxyUrl = `https://${user}:${password}@${host}:${endpoint.port}`;
+      return this.remoteAttachment(reg, proxyUrl, { host: endpoint.publicHost, port: endpoint.port });
+    };
+  }
+
+  /**
+   * After a restart: serve a running remote session again with its stored placeholders, CA and
+   * credential hash. Resolves false when nothing is stored (the sandbox then has no way out: its
+   * credential opens nothing, fail closed), so one such session does not stop the others' recovery.
+   */
+  async restoreRemote(id: string, environment: string, spec: EnvironmentSpec, fileName: string, protectedBranches: string[] = []): Promise<boolean> {
+    const sealed = await this.deps.vault.unseal(sealKey(id));
+    const stored = sealed ? (JSON.parse(sealed) as SealedRegistration) : null;
+    if (!stored?.remote) return false;
+    const { sourceIp: _none, ...base } = await this.sessionSpec(id, "", environment, spec, fileName, protectedBranches);
+    await this.deps.gateway.register({ ...base, remote: stored.remote }, stored);
+    return true;
+  }
 
   /**
    * The `egress` hook of a session's sandbox spec. `protectedBranches`: where this session may
@@ -190,6 +250,10 @@ export class Egress {
     return out;
   }
 
+  private remoteAttachment(reg: GatewayRegistration, proxyUrl: string, allow: { host: string; port: number }): RemoteEgressAttachment {
+    return remoteAttachmentOf(reg, this.deps.gatewayCaPem ?? "", proxyUrl, allow);
+  }
+
   private attachment(reg: GatewayRegistration, placeholders: Record<string, string>): EgressAttachment {
     const { address, proxyPort } = this.deps.gateway.endpoints;
     const proxy = `http://${address}:${proxyPort}`;
@@ -218,6 +282,60 @@ export class Egress {
     };
   }
 }
+
+/** A remote sandbox's way out: the proxy URL with its credential, and both CAs it must trust. */
+function remoteAttachmentOf(reg: GatewayRegistration, gatewayCaPem: string, proxyUrl: string, allow: { host: string; port: number }): RemoteEgressAttachment {
+  // One bundle: the gateway CA verifies the proxy itself, the session CA every site behind it.
+  const bundle = `${gatewayCaPem.trimEnd()}\n${reg.caCertPem}`;
+  return {
+    env: {
+      ...reg.placeholders,
+      HTTPS_PROXY: proxyUrl,
+      HTTP_PROXY: proxyUrl,
+      ALL_PROXY: proxyUrl,
+      https_proxy: proxyUrl,
+      http_proxy: proxyUrl,
+      all_proxy: proxyUrl,
+      NO_PROXY: "localhost,127.0.0.1,::1",
+      no_proxy: "localhost,127.0.0.1,::1",
+      SSL_CERT_FILE: BUNDLE_PATH,
+      NODE_EXTRA_CA_CERTS: CA_PATH,
+      REQUESTS_CA_BUNDLE: BUNDLE_PATH,
+      GIT_SSL_CAINFO: BUNDLE_PATH,
+      CURL_CA_BUNDLE: BUNDLE_PATH,
+      // git verifies an HTTPS proxy with a variable of its own.
+      GIT_PROXY_SSL_CAINFO: BUNDLE_PATH,
+      PADDOCK_GATEWAY: allow.host,
+    },
+    files: [
+      { path: CA_PATH, content: bundle },
+      { path: BUNDLE_PATH, content: bundle },
+    ],
+    proxyUrl,
+    allow: [allow],
+  };
+}
+
+/**
+ * The installation's gateway CA (its certificate signs the remote proxy listener's), sealed with
+ * the vault key under `gateway-ca` like every other key the gateway uses. Made on first use, and
+ * made again when `publicHost` changed (its name constraint names it) or less than 30 days of its
+ * year are left (sandboxes keep trusting the CA they started with for their whole life).
+ */
+export async function loadGatewayCa(vault: Vault, publicHost: string): Promise<{ certPem: string; keyPem: string }> {
+  const sealed = await vault.unseal(GATEWAY_CA_KEY);
+  const kept = sealed ? (JSON.parse(sealed) as { certPem: string; keyPem: string; publicHost: string; notAfter: number }) : null;
+  if (kept && kept.publicHost === publicHost && kept.notAfter - Date.now() > 30 * 86_400_000) return { certPem: kept.certPem, keyPem: kept.keyPem };
+  const ca = await gatewayCa(publicHost);
+  const made = { certPem: ca.certPem, keyPem: ca.keyPem, publicHost, notAfter: Date.now() + GATEWAY_CA_VALIDITY_MS - 60_000 };
+  await vault.seal(GATEWAY_CA_KEY, JSON.stringify(made));
+  return { certPem: made.certPem, keyPem: made.keyPem };
+}
+
+const GATEWAY_CA_KEY = "gateway-ca";
+
+/** What is sealed per session: the registration, and for a remote session its credential (hash only). */
+type SealedRegistration = GatewayRegistration & { caKeyPem: string; remote?: RemoteCredential };
 
 const sealKey = (id: string) => `gateway-registration:${id}`;
 const snapshotKey = (id: string) => `snapshot-placeholders:${id}`;

@@ -5,7 +5,7 @@
  */
 import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { Provider, Store } from "../core/index.ts";
+import type { Provider, ProviderDriver, Store } from "../core/index.ts";
 import { SingleFlight } from "../core/index.ts";
 import type { ClosableLayerStore, LayerStoreKind } from "../layers/index.ts";
 import { openLayerStore } from "../layers/index.ts";
@@ -21,8 +21,8 @@ import {
   SHARED_FILES,
   type NetworkManager,
 } from "../providers/local/index.ts";
-import { splitUrlSecret, startGatewayProcess, type GatewayEndpoints, type GatewayProcess, type LocalApi, type PortableUpstreamOptions } from "../gateway/index.ts";
-import { Egress } from "./egress.ts";
+import { splitUrlSecret, startGatewayProcess, type GatewayEndpoints, type GatewayProcess, type LocalApi, type PortableUpstreamOptions, type RemoteAuthLimits } from "../gateway/index.ts";
+import { Egress, loadGatewayCa } from "./egress.ts";
 import { RecordWriter } from "./records.ts";
 import { Environments } from "./environments.ts";
 import { openVault, type Vault } from "../gateway/vault.ts";
@@ -39,6 +39,8 @@ import { Snapshots } from "./snapshots.ts";
 import { Runs } from "./runs.ts";
 import { Webhooks } from "./webhooks.ts";
 import { Previews } from "./previews.ts";
+import { ProviderRegistry } from "./provider-registry.ts";
+import { DEFAULT_DRIVERS } from "./drivers.ts";
 
 export type { BuildEvent } from "./builder.ts";
 export { Environments, invalidFile } from "./environments.ts";
@@ -53,6 +55,9 @@ export type { PoolInfo } from "../core/index.ts";
 export { Collector, type CollectResult } from "./gc.ts";
 export { Runs, AGENT_ROLE, type StartRunRequest } from "./runs.ts";
 export { Webhooks, MAX_WEBHOOK_BODY_BYTES } from "./webhooks.ts";
+export { ProviderRegistry, type ProviderInfo, type ProviderHealthInfo, type AddProviderRequest } from "./provider-registry.ts";
+export { PROVIDERS_FILE } from "./providers-file.ts";
+export type { RouteDecision, RouteRequest, LatencyClass } from "./routing/index.ts";
 export { Previews, PREVIEW_ID, DEFAULT_PREVIEW_DOMAIN, DEFAULT_PREVIEW_TTL_MS, MAX_PREVIEW_TTL_MS, tokenHash as previewTokenHash, type PreviewTarget } from "./previews.ts";
 
 export interface ControlPlaneOptions {
@@ -70,11 +75,18 @@ export interface ControlPlaneOptions {
   previewDomain?: string;
   /** The UI's public origin (where previews send logged-in users to authorise); default `http://127.0.0.1:<port>`. */
   publicUrl?: string;
+  /** Provider drivers by kind for providers.yml instances; default the ones this build ships (drivers.ts). Tests add fakes. */
+  providerDrivers?: readonly ProviderDriver[];
   gateway?: {
     /** Ports on the installation's gateway address; defaults below. */
     ports?: Partial<Omit<GatewayEndpoints, "address">>;
     /** Upstream TLS trust and DNS overrides (tests point the gateway at local upstreams). */
     upstream?: PortableUpstreamOptions;
+    /**
+     * The HTTPS proxy remote sandboxes reach the gateway by (`paddock up --gateway-remote-listen
+     * ADDR:PORT --gateway-public-host HOST`; docs/gateway.md, "Remote sandboxes"); absent: off.
+     */
+    remoteProxy?: { host: string; port: number; publicHost: string; authLimits?: Partial<RemoteAuthLimits> };
   };
 }
 
@@ -86,6 +98,8 @@ export interface ControlPlane {
   readonly store: Store;
   readonly layers: ClosableLayerStore;
   readonly providers: Map<string, Provider>;
+  /** The configured provider instances (providers.yml), their credentials and the router. */
+  readonly providerRegistry: ProviderRegistry;
   readonly environments: Environments;
   readonly vault: Vault;
   readonly gateway: GatewayProcess;
@@ -121,6 +135,8 @@ export interface ControlPlane {
 export async function openControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
   const log = opts.log ?? (() => undefined);
   await mkdir(opts.home, { recursive: true, mode: 0o700 });
+  // A bad providers.yml stops the start here, located, before anything is opened or started.
+  await ProviderRegistry.check(opts.home);
   const store = await openStore(opts.storeUrl ?? join(opts.home, "paddock.db"));
   const vault = await openVault({ home: opts.home, store, log });
   const layers = await openLayerStore({ home: opts.home, ...(opts.layerStore ? { kind: opts.layerStore } : {}) });
@@ -129,8 +145,11 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
   const network = await openNetworkManager({ scope: installationScope(opts.home), ports });
   // Secret values to keep out of audit records: each whole value, and the credentials inside a
   // URL-shaped one (a DSN's key, a database URL's password), which are secrets on their own.
+  // Provider credentials (sealed apart from secrets) are kept out of audit records too.
+  let registry: ProviderRegistry | null = null;
   const readSecretValues = async (): Promise<string[]> =>
-    (await vault.allValues()).flatMap((v) => {
+    [...(registry?.credentialValues() ?? []), ...(await vault.allValues())].flatMap((sv) => {
+      const v = typeof sv === "string" ? { reveal: () => sv } : sv;
       const text = v.reveal();
       const url = splitUrlSecret(text);
       return url ? [text, url.user, ...(url.password ? [url.password] : [])] : [text];
@@ -158,9 +177,12 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
   const access = new Access(store);
   const records = new RecordWriter(store, log, audit);
   let serveLocal: LocalApi | null = null;
+  // The remote proxy's certificate comes from the installation gateway CA, kept sealed in the vault.
+  const remoteConfig = opts.gateway?.remoteProxy;
+  const remoteProxy = remoteConfig ? { ...remoteConfig, ca: await loadGatewayCa(vault, remoteConfig.publicHost) } : undefined;
   // Its own process: a hostile sandbox that saturates the gateway cannot stall this one (the API).
   const gateway = await startGatewayProcess({
-    init: { address: network.gatewayIp, ports, upstream: opts.gateway?.upstream ?? {} },
+    init: { address: network.gatewayIp, ports, upstream: opts.gateway?.upstream ?? {}, ...(remoteProxy ? { remoteProxy } : {}) },
     secrets: vault,
     onRecord: (r) => records.push(r),
     // The gateway starts before the sessions and the command gate it hands these requests to.
@@ -175,9 +197,11 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
     const actor = await store.getPrincipalByName(s.agent ?? s.startedBy);
     return actor !== null && (await access.permissions(actor, s.environment, s)).has("write");
   };
-  const egress = new Egress({ gateway, vault, store, databaseWrite });
+  const egress = new Egress({ gateway, vault, store, databaseWrite, ...(remoteProxy ? { gatewayCaPem: remoteProxy.ca.certPem } : {}) });
   const local = await createLocalProvider({ home: opts.home, layers, log, network });
-  const providers = new Map<string, Provider>([["local", local]]);
+  const providerRegistry = await ProviderRegistry.open({ home: opts.home, vault, store, local, drivers: opts.providerDrivers ?? DEFAULT_DRIVERS, log });
+  registry = providerRegistry;
+  const providers = providerRegistry.providers;
   const gc = new Collector({ store, layers, providers, egress, audit, log });
   // Set below; the environments' hook runs only after a build, long after this function returned.
   let pools: Pools | null = null;
@@ -194,6 +218,7 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
   let previews: Previews | null = null;
   const sessions = new Sessions({
     store, providers, environments, egress, audit, access, log, pools, onEnded: () => gc.schedule(),
+    router: providerRegistry.router, scrub: (t) => providerRegistry.scrub(t),
     beforeStop: (s) => previews?.beforeStop(s) ?? Promise.resolve(),
   });
   const snapshots = new Snapshots({ store, sessions, egress, gc, audit, log });
@@ -229,6 +254,7 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
     store,
     layers,
     providers,
+    providerRegistry,
     environments,
     sessions,
     snapshots,
@@ -255,6 +281,7 @@ export async function openControlPlane(opts: ControlPlaneOptions): Promise<Contr
       await gc.close();
       sessions.close();
       await environments.close();
+      await providerRegistry.close();
       for (const p of providers.values()) await p.close();
       await gateway.close();
       await records.flush();

@@ -332,7 +332,7 @@ export class Pools {
   /** Start one member: row first (a restart then finds and cleans it), sandbox, services, ready. */
   private async startMember(environment: string, current: Awaited<ReturnType<Environments["current"]>>): Promise<void> {
     const { version, spec, template } = current;
-    const provider = chooseProvider(this.deps.providers, environment, spec.providers);
+    const provider = chooseProvider(this.deps.providers, environment, spec.providers, { selfHostedOnly: spec.compliance.selfHostedOnly });
     const member: PoolMember = {
       id: newSessionId(),
       environment,
@@ -356,6 +356,8 @@ export class Pools {
         compute: spec.compute,
         hostname: environment,
         env: { PADDOCK_SESSION: member.id, PADDOCK_ENVIRONMENT: environment },
+        // compute.isolation: a provider without the tier refuses the create (never runs it weaker).
+        ...(spec.compute.isolation ? { isolation: spec.compute.isolation } : {}),
         ...(guard ? { guard } : {}),
         ...(services.length ? { services } : {}),
         ...(this.deps.egress ? { egress: this.deps.egress.forPoolMember(member.id, environment, version.version, spec, version.fileName) } : {}),

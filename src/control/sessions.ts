@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
-import type { ExecGuard, ExecOptions, ExecResult, FileEntry, FileEvent, FileInfo, FileWatch, Principal, Provider, ServiceSpec, ServiceStatus, Session, Snapshot, Store, Template } from "../core/index.ts";
+import type { ExecGuard, ExecOptions, ExecResult, FileEntry, FileEvent, FileInfo, FileWatch, Principal, Provider, ServiceSpec, ServiceStatus, Session, SessionRoute, Snapshot, Store, Template } from "../core/index.ts";
 import { PaddockError, invalid, notFound } from "../core/index.ts";
 import type { Environments } from "./environments.ts";
 import type { Egress, SnapshotRegistration } from "./egress.ts";
@@ -9,6 +9,8 @@ import type { AuditLog } from "../guard/index.ts";
 import type { Access } from "./access.ts";
 import type { Pools } from "./pools.ts";
 import { servicesOf } from "./services.ts";
+import { SessionRouting, type StartRoute } from "./session-routing.ts";
+import { Router, defaultStrategy, unconfigured, type LatencyClass, type RouteDecision, type RouteRequest } from "./routing/index.ts";
 
 /**
  * How long a start waits for the sandbox's services to be ready before it fails: every service's
@@ -39,6 +41,8 @@ export interface StartOptions {
   user?: { name: string; home: string };
   /** Variables every command in the session starts with (E2B's envVars); never PADDOCK_*. */
   env?: Record<string, string>;
+  /** Routing's latency class (docs/routing.md): "interactive" prefers warm pools; default "batch". */
+  latency?: LatencyClass;
 }
 
 /**
@@ -66,8 +70,43 @@ export class Sessions {
       onEnded?: () => void;
       /** Called before a running session is stopped (previews snapshot it first); a failure is logged, the stop goes on. */
       beforeStop?: (s: Session) => Promise<void>;
+      /** Chooses providers (docs/routing.md); absent: the default strategy over `providers`. */
+      router?: Router;
+      /** Removes provider credentials from text before it is stored or shown (the registry's). */
+      scrub?: (text: string) => string;
     },
-  ) {}
+  ) {
+    this.router = deps.router ?? new Router({ providers: deps.providers, routingOf: () => ({}), strategy: defaultStrategy });
+    this.routing = new SessionRouting({ store: deps.store, router: this.router, providers: deps.providers, audit: deps.audit, log: deps.log, ...(deps.scrub ? { scrub: deps.scrub } : {}) });
+  }
+
+  private readonly router: Router;
+  private readonly routing: SessionRouting;
+
+  /** The provider this environment's warm pool keeps ready members on, when it may have some (routing's latency factor). */
+  private pooledOn(environment: string, version: number, spec: EnvironmentSpec): { pooledOn?: string } {
+    if (!this.deps.pools?.mayHaveReady(environment, version)) return {};
+    try {
+      return { pooledOn: chooseProvider(this.deps.providers, environment, spec.providers, { selfHostedOnly: spec.compliance.selfHostedOnly }).name };
+    } catch {
+      return {};
+    }
+  }
+
+  /**
+   * Where a session of `environment` would run now and why (`paddock route explain`): the
+   * decision for its current version, every candidate with every factor. Starts nothing.
+   */
+  async explain(environment: string, o: { latency?: LatencyClass } = {}): Promise<{ request: RouteRequest; decision: RouteDecision }> {
+    const current = await this.deps.environments.current(environment);
+    const request = this.routing.request(environment, current.spec, { ...o, ...this.pooledOn(environment, current.version.version, current.spec) });
+    return { request, decision: await this.router.decide(request) };
+  }
+
+  /** How a session's provider was chosen, its skips and costs; null for sessions without a record. */
+  route(id: string): Promise<SessionRoute | null> {
+    return this.deps.store.getSessionRoute(id);
+  }
 
   /**
    * Start a session of `environment`: from a ready pool member of its current version when there
@@ -121,7 +160,9 @@ export class Sessions {
     from?: { snap: Snapshot; provider: Provider; restore: SnapshotRegistration | null },
   ): Promise<Session> {
     const { version, spec, template } = current;
-    const provider = from?.provider ?? chooseProvider(this.deps.providers, environment, spec.providers);
+    // Routed (docs/routing.md) unless it starts from a snapshot, which lives on its own provider.
+    const route: StartRoute | null = from ? null : await this.routing.decide(this.routing.request(environment, spec, opts.latency ? { latency: opts.latency } : {}));
+    let provider = from?.provider ?? this.firstRouted(route);
     const now = new Date();
     const session: Session = {
       id: newSessionId(),
@@ -144,8 +185,9 @@ export class Sessions {
     const services = servicesOf(spec);
     // Inserted only while the snapshot exists (one transaction): it cannot be removed under us.
     await this.deps.store.createSession(session);
+    await this.routing.record(session, spec, route, from ? `started from snapshot ${from.snap.id}, which lives on ${provider.name}` : "");
     try {
-      const handle = await provider.create({
+      const create = () => provider.create({
         id: session.id,
         mode: "session",
         base: spec.base,
@@ -154,14 +196,26 @@ export class Sessions {
         compute: spec.compute,
         hostname: environment,
         env: { ...opts.env, PADDOCK_SESSION: session.id, PADDOCK_ENVIRONMENT: environment },
+        // compute.isolation: a provider without the tier refuses the create (never runs it weaker).
+        ...(spec.compute.isolation ? { isolation: spec.compute.isolation } : {}),
         ...(opts.user ? { sessionUser: opts.user } : {}),
         ...(guard ? { guard } : {}),
         ...(from ? { from: from.snap.layerId } : {}),
         ...(services.length ? { services } : {}),
-        ...(this.deps.egress
-          ? { egress: this.deps.egress.forSession(session.id, environment, version.version, spec, version.fileName, noPush, from?.restore ?? undefined) }
-          : {}),
+        // Remote providers' sandboxes reach the gateway as an HTTPS proxy with a session credential.
+        ...(this.deps.egress && provider.capabilities.network === "proxy"
+          ? { remoteEgress: this.deps.egress.forRemoteSession(session.id, environment, version.version, spec, version.fileName, noPush, from?.restore ?? undefined) }
+          : this.deps.egress
+            ? { egress: this.deps.egress.forSession(session.id, environment, version.version, spec, version.fileName, noPush, from?.restore ?? undefined) }
+            : {}),
       });
+      // Failover: a provider whose create fails is cleaned up and skipped for the next in the decided order.
+      const handle = route
+        ? await this.routing.create(session, route, (p) => (provider = p), async (p) => {
+          await p.stop(session.id).catch(() => undefined);
+          await this.deps.egress?.detach(session.id).catch(() => undefined);
+        }, create)
+        : await create();
       // Recorded before the services are waited for, so a restart meanwhile finds the sandbox.
       await this.deps.store.updateSession(session.id, { providerState: handle.providerState });
       if (services.length) await provider.waitForServices(session.id, servicesTimeoutMs(spec, services));
@@ -171,10 +225,25 @@ export class Sessions {
     } catch (err) {
       await provider.stop(session.id).catch(() => undefined);
       await this.deps.egress?.detach(session.id).catch(() => undefined);
-      const message = err instanceof Error ? err.message : String(err);
-      await this.deps.store.updateSession(session.id, { state: "failed", endedAt: new Date().toISOString(), endReason: `failed to start: ${message}` });
+      const message = this.scrub(err instanceof Error ? err.message : String(err));
+      const failed = await this.deps.store.updateSession(session.id, { state: "failed", endedAt: new Date().toISOString(), endReason: `failed to start: ${message}` });
+      await this.routing.finish(failed).catch(() => undefined);
+      // A provider's error may quote a credential it was given: what leaves here never does.
+      if (err instanceof Error && message !== err.message) throw new PaddockError(err instanceof PaddockError ? err.code : "unavailable", message);
       throw err;
     }
+  }
+
+  /** The decided order's first provider (the start fails over along the rest). */
+  private firstRouted(route: StartRoute | null): Provider {
+    const name = route?.decision.order[0];
+    const p = name === undefined ? undefined : this.deps.providers.get(name);
+    if (!p) throw new PaddockError("unavailable", `provider ${JSON.stringify(name ?? "")} was chosen but is no longer configured; start again`);
+    return p;
+  }
+
+  private scrub(text: string): string {
+    return this.deps.scrub ? this.deps.scrub(text) : text;
   }
 
   /**
@@ -219,6 +288,8 @@ export class Sessions {
     const provider = this.deps.providers.get(claimed.provider);
     try {
       if (!provider) throw new PaddockError("unavailable", `provider ${JSON.stringify(claimed.provider)} is not configured`);
+      // Fails closed: a member made before the file said selfHostedOnly never serves it.
+      if (spec.compliance.selfHostedOnly && !provider.capabilities.selfHosted) throw new PaddockError("forbidden", `pool member ${claimed.id} runs on third-party provider ${provider.name}, and ${environment} has compliance.selfHostedOnly`);
       let providerState = claimed.providerState;
       if (this.deps.egress) {
         const ip = claimed.providerState.sandboxIp;
@@ -227,6 +298,7 @@ export class Sessions {
         providerState = await provider.setEnv(claimed.id, placeholders);
       }
       const running = await this.deps.store.updateSession(claimed.id, { state: "running", providerState });
+      await this.routing.record(running, spec, null, `claimed a ready warm pool member on ${provider.name}`);
       this.armTimeout(running);
       return running;
     } catch (err) {
@@ -384,6 +456,7 @@ export class Sessions {
     await this.providerOf(s).stop(id);
     await this.deps.egress?.detach(id);
     const stopped = await this.deps.store.updateSession(id, { state: "stopped", endedAt: new Date().toISOString(), endReason: reason });
+    await this.routing.finish(stopped).catch((err: unknown) => this.deps.log(`recording the cost of ${id}: ${err instanceof Error ? err.message : String(err)}`));
     this.ended();
     return stopped;
   }
@@ -416,11 +489,13 @@ export class Sessions {
         if (state === "running" && provider) await provider.stop(s.id);
         await this.deps.egress?.detach(s.id).catch(() => undefined);
         lost.push(s.id);
-        await this.deps.store.updateSession(s.id, {
+        // Its measured cost runs to now: when it really ended is not known.
+        const ended = await this.deps.store.updateSession(s.id, {
           state: "lost",
           endedAt: new Date().toISOString(),
           endReason: s.state === "starting" ? "lost: the control plane stopped while it was starting" : "lost: its sandbox was gone after a control-plane restart",
         });
+        await this.routing.finish(ended).catch(() => undefined);
       }
     }
     if (lost.length) this.ended();
@@ -430,9 +505,15 @@ export class Sessions {
   /** A recovered session's sandbox still has its placeholders and CA: serve it again with them. */
   private async restoreEgress(s: Session): Promise<void> {
     const ip = s.providerState.sandboxIp;
-    if (!this.deps.egress || typeof ip !== "string") return;
+    const remote = this.deps.providers.get(s.provider)?.capabilities.network === "proxy";
+    if (!this.deps.egress || (typeof ip !== "string" && !remote)) return;
     const v = await this.deps.store.getEnvironmentVersion(s.environment, s.version);
     if (!v) return;
+    if (remote || typeof ip !== "string") {
+      const served = await this.deps.egress.restoreRemote(s.id, s.environment, v.spec as EnvironmentSpec, v.fileName, await this.protectedBranchesFor(s, v.spec as EnvironmentSpec));
+      if (!served) this.deps.log(`remote session ${s.id} has no stored proxy credential: it has no egress until it is started again`);
+      return;
+    }
     await this.deps.egress.restore(s.id, ip, s.environment, v.spec as EnvironmentSpec, v.fileName, await this.protectedBranchesFor(s, v.spec as EnvironmentSpec));
   }
 
@@ -493,8 +574,12 @@ export class Sessions {
   }
 }
 
-/** The provider a session of `environment` runs on: the first of its file's `providers:` configured here, else `local`. */
-export function chooseProvider(providers: Map<string, Provider>, environment: string, wanted: string[]): Provider {
+/**
+ * The provider a warm pool of `environment` keeps members on: the first of its file's `providers:`
+ * configured here (self-hosted only, for a `compliance.selfHostedOnly` environment), else `local`.
+ * Session starts are routed instead (docs/routing.md).
+ */
+export function chooseProvider(providers: Map<string, Provider>, environment: string, wanted: string[], o: { selfHostedOnly?: boolean } = {}): Provider {
   if (wanted.length === 0) {
     const local = providers.get("local");
     if (!local) throw new PaddockError("unavailable", "the local provider is not available on this installation");
@@ -502,14 +587,12 @@ export function chooseProvider(providers: Map<string, Provider>, environment: st
   }
   for (const name of wanted) {
     const p = providers.get(name);
-    if (p) return p;
+    if (p && (!o.selfHostedOnly || p.capabilities.selfHosted)) return p;
   }
-  const configured = [...providers.keys()].map((n) => JSON.stringify(n)).join(", ");
-  throw new PaddockError(
-    "invalid_argument",
-    `environment ${JSON.stringify(environment)} asks for provider${wanted.length > 1 ? "s" : ""} ${wanted.join(", ")}, but this installation has only ${configured} configured. ` +
-      `Configure a provider instance with that name (providers: in $PADDOCK_HOME/config.yml — remote providers arrive with the providers issue), or remove \`providers:\` from the file to run on "local".`,
-  );
+  if (wanted.some((n) => providers.has(n))) {
+    throw new PaddockError("invalid_argument", `environment ${JSON.stringify(environment)} has compliance.selfHostedOnly, and none of ${wanted.join(", ")} configured here is self-hosted`);
+  }
+  throw unconfigured({ environment, preference: wanted }, [...providers.keys()]);
 }
 
 /** The kernel-level exec guard for a session: every denied program with the line the agent will see. */

@@ -123,6 +123,15 @@ export interface Store {
   listE2bAccessTokens(filter: { sandboxId?: string; limit: number }): Promise<E2bAccessToken[]>;
   // --- end E2B sandboxes ---
 
+  // --- session routes (sqlite-routes.ts; docs/routing.md) ---
+  /** Record how a session's provider was chosen; a second record for one session rejects `conflict`. */
+  putSessionRoute(r: SessionRoute): Promise<void>;
+  /** The routing record of a session, or null (sessions from before routing, or from a snapshot or pool member that had none). */
+  getSessionRoute(sessionId: string): Promise<SessionRoute | null>;
+  /** Change a session's routing record (its provider after a failover, its skips, its measured cost); rejects `not_found`. */
+  updateSessionRoute(sessionId: string, patch: Partial<Omit<SessionRoute, "sessionId">>): Promise<SessionRoute>;
+  // --- end session routes ---
+
   /** Insert a pool member; a taken id (also a session's) rejects `conflict`. */
   addPoolMember(m: PoolMember): Promise<void>;
   /** Change fields of a member; rejects `not_found` when it is unknown (claimed or removed). */
@@ -322,4 +331,35 @@ export interface E2bSandbox {
   endAt: string;
   /** The lifetime (ms) it was last given: what a resume without a timeout gets again. */
   timeoutMs: number;
+}
+
+/** A provider a session start passed over, and why (failover: its create failed, or its breaker was open). */
+export interface RouteSkip {
+  provider: string;
+  /** ISO 8601. */
+  at: string;
+  reason: string;
+}
+
+/**
+ * How a session's provider was chosen (docs/routing.md): the provider it landed on, the
+ * strategy's reason, the cost estimate at start, every provider skipped on the way, and, once it
+ * ended, its measured runtime cost (runtime × the same prices).
+ */
+export interface SessionRoute {
+  sessionId: string;
+  provider: string;
+  strategy: string;
+  reason: string;
+  /** USD for the expected duration at the chosen provider's prices. */
+  estimateUsd: number;
+  /** The prices the estimate (and the measured cost) use, and what was priced. */
+  price: { perVcpuHour: number; perGibHour: number; source: string; cpu: number; memoryGib: number };
+  skips: RouteSkip[];
+  /** Every candidate with its factors (the route explanation), as JSON. */
+  decision: Record<string, unknown>;
+  createdAt: string;
+  /** Set when the session ended: how long it ran and what that cost at `price`. */
+  runtimeMs: number | null;
+  measuredUsd: number | null;
 }

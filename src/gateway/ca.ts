@@ -64,7 +64,7 @@ function nameConstraints(permitted: string[]): x509.Extension {
   return new x509.Extension(id_ce_nameConstraints, true, value);
 }
 
-async function newCa(id: string, permitted: string[] | null): Promise<{ cert: x509.X509Certificate; keys: CryptoKeyPair }> {
+async function newCa(id: string, permitted: string[] | null, validityMs = CA_VALIDITY_MS, commonName = `Paddock sandbox CA ${id}`): Promise<{ cert: x509.X509Certificate; keys: CryptoKeyPair }> {
   const keys = (await crypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as CryptoKeyPair;
   const now = Date.now();
   const extensions: x509.Extension[] = [
@@ -73,9 +73,9 @@ async function newCa(id: string, permitted: string[] | null): Promise<{ cert: x5
     await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
   ];
   if (permitted !== null) extensions.push(nameConstraints(permitted));
-  const cn = `Paddock sandbox CA ${id}`.replace(/[,+="<>#;\\]/g, "_");
+  const cn = commonName.replace(/[,+="<>#;\\]/g, "_");
   const cert = await x509.X509CertificateGenerator.createSelfSigned(
-    { serialNumber: serial(), name: `CN=${cn}`, notBefore: new Date(now - BACKDATE_MS), notAfter: new Date(now + CA_VALIDITY_MS), keys, signingAlgorithm: ALG, extensions },
+    { serialNumber: serial(), name: `CN=${cn}`, notBefore: new Date(now - BACKDATE_MS), notAfter: new Date(now + validityMs), keys, signingAlgorithm: ALG, extensions },
     crypto,
   );
   return { cert, keys };
@@ -90,12 +90,14 @@ async function importKey(keyPem: string): Promise<CryptoKey> {
 /**
  * Create a session CA, or restore one from PEM. `permitted` is the list of DNS names for the name
  * constraints (null: unconstrained, the policy allows `*`). Rejects when a restored CA is unusable.
+ * `validityMs`/`commonName` of a new CA default to a session CA's (7 days); the installation's
+ * gateway CA (remote-listener.ts) lives a year.
  */
 export async function createSessionCa(
   id: string,
   permitted: string[] | null,
   restore?: { certPem: string; keyPem: string },
-  opts: { leafCacheSize?: number } = {},
+  opts: { leafCacheSize?: number; validityMs?: number; commonName?: string } = {},
 ): Promise<SessionCa> {
   const maxLeaves = opts.leafCacheSize ?? DEFAULT_LEAF_CACHE_SIZE;
   let caCert: x509.X509Certificate;
@@ -106,7 +108,7 @@ export async function createSessionCa(
     caKey = await importKey(restore.keyPem);
     keyPem = restore.keyPem;
   } else {
-    const made = await newCa(id, permitted);
+    const made = await newCa(id, permitted, opts.validityMs, opts.commonName);
     caCert = made.cert;
     caKey = made.keys.privateKey;
     keyPem = toPem(await crypto.subtle.exportKey("pkcs8", caKey), "PRIVATE KEY");

@@ -124,10 +124,11 @@ process.on("message", (m: ToChild) => {
         log: (line) => send({ t: "log", line }),
         localApi,
         ...(m.init.limits ? { limits: m.init.limits } : {}),
+        ...(m.init.remoteProxy ? { remoteProxy: m.init.remoteProxy } : {}),
       }).then(
         (gw) => {
           gateway = gw;
-          send({ t: "ready", endpoints: gw.endpoints });
+          send({ t: "ready", endpoints: gw.endpoints, remoteProxy: gw.remoteProxy });
         },
         (err: unknown) => send({ t: "failed", message: err instanceof Error ? err.message : String(err) }),
       );

@@ -14,6 +14,8 @@ import { asPaddockError } from "../core/errors.ts";
 import { startDns, type DnsServer } from "./dns.ts";
 import type { Deps } from "./forward.ts";
 import { createListeners } from "./listeners.ts";
+import type { RemoteHooks } from "./remote-proxy.ts";
+import { createRemoteListener, remoteAuthFor, type RemoteListener, type RemoteProxyOptions } from "./remote-listener.ts";
 import { createDatabaseListener } from "./database-listener.ts";
 import { logLine } from "./records.ts";
 import { SessionTable } from "./sessions.ts";
@@ -26,6 +28,8 @@ export { decideHost } from "./policy.ts";
 export { defaultBinding, isDatabaseUrl, isSecretBound, splitUrlSecret, DATABASE_PORT, SANDBOX_CA_PATH } from "./placeholders.ts";
 export type { UpstreamOptions } from "./upstream.ts";
 export { DEFAULT_LIMITS } from "./limits.ts";
+export { gatewayCa, GATEWAY_CA_VALIDITY_MS, type RemoteProxyOptions } from "./remote-listener.ts";
+export { passwordHash, DEFAULT_REMOTE_AUTH_LIMITS, type RemoteAuthLimits } from "./remote-auth.ts";
 export { LOCAL_API_HOST, type LocalApi, type LocalRequest, type LocalResponse } from "./local.ts";
 export * from "./types.ts";
 export { startGatewayProcess, type GatewayProcess, type GatewayProcessOptions } from "./process.ts";
@@ -36,6 +40,8 @@ export interface CreateGatewayOptions {
   address: string;
   /** 0 or absent: pick a free port. */
   ports?: Partial<Omit<GatewayEndpoints, "address">>;
+  /** The HTTPS proxy for remote sandboxes (remote-listener.ts); absent: off. */
+  remoteProxy?: RemoteProxyOptions;
   /** Secret values, read at request time. */
   secrets: SecretSource;
   /** One record per request, allowed or denied. Must not throw (a throw is caught and logged). */
@@ -89,7 +95,10 @@ export async function createGateway(opts: CreateGatewayOptions): Promise<Gateway
       log(logLine(r));
     },
   };
-  const l = createListeners(deps);
+  const remoteAuth = opts.remoteProxy ? remoteAuthFor(opts.remoteProxy, sessions) : null;
+  let remote: RemoteListener | null = null;
+  const hooks: RemoteHooks | undefined = remoteAuth ? { auth: remoteAuth, sourceOf: (s) => remote?.sourceOf(s) ?? "" } : undefined;
+  const l = createListeners(deps, hooks);
   const databases = createDatabaseListener({
     sessions, secrets: opts.secrets, address: opts.address, log,
     // Every statement is a record (the egress log, the audit); only logins and refusals are also a
@@ -116,15 +125,19 @@ export async function createGateway(opts: CreateGatewayOptions): Promise<Gateway
     const postgresPort = await listen(databases.server, opts.address, opts.ports?.postgresPort ?? 0);
     started.push(databases.server);
     dns = await startDns(sessions, opts.address, opts.ports?.dnsPort ?? 0);
+    if (opts.remoteProxy && remoteAuth && l.remote) remote = await createRemoteListener(opts.remoteProxy, remoteAuth, limits, l.remote);
+    const remoteListener = remote;
     const endpoints: GatewayEndpoints = { address: opts.address, proxyPort, httpPort, httpsPort, dnsPort: dns.port, postgresPort };
     log(`gateway: listening on ${opts.address} proxy=${proxyPort} http=${httpPort} https=${httpsPort} dns=${dns.port} postgres=${postgresPort}`);
+    if (remoteListener) log(`gateway: remote proxy (TLS) on ${remoteListener.endpoint.host}:${remoteListener.endpoint.port} as ${remoteListener.endpoint.publicHost}`);
     const dnsServer = dns;
     let closed = false;
     return {
       endpoints,
+      remoteProxy: remoteListener?.endpoint ?? null,
       async register(spec, restore) {
         const reg = await sessions.register(spec, restore);
-        log(`gateway: registered session ${spec.id} from ${spec.sourceIp} with ${spec.secrets.length} secret(s)`);
+        log(`gateway: registered session ${spec.id} ${spec.remote ? "(remote, by proxy credential)" : `from ${spec.sourceIp}`} with ${spec.secrets.length} secret(s)`);
         return reg;
       },
       async unregister(id) {
@@ -139,13 +152,14 @@ export async function createGateway(opts: CreateGatewayOptions): Promise<Gateway
         closed = true;
         for (const s of sessions.all()) sessions.unregister(s.spec.id);
         agents.close();
-        await Promise.all([...started.map(closeServer), dnsServer.close(), databases.close()]);
+        await Promise.all([...started.map(closeServer), dnsServer.close(), databases.close(), remoteListener?.close(), l.remote ? closeServer(l.remote) : undefined]);
         log("gateway: closed");
       },
     };
   } catch (err) {
     await Promise.all([...started.map(closeServer), databases.close()]);
     if (dns) await dns.close();
+    await remote?.close();
     throw asPaddockError(err);
   }
 }

@@ -17,11 +17,17 @@ import { handleRequest, type Conn, type Deps } from "./forward.ts";
 import { decideHost } from "./policy.ts";
 import { draft, finish } from "./records.ts";
 import type { Session } from "./sessions.ts";
+import { createRemoteProxy, type RemoteHooks } from "./remote-proxy.ts";
 
 export interface Listeners {
   proxy: http.Server;
   http: http.Server;
   https: net.Server;
+  /**
+   * The explicit proxy for remote sandboxes (remote-proxy.ts), fed decrypted connections by
+   * remote-listener.ts; null unless the gateway has a remote listener.
+   */
+  remote: http.Server | null;
 }
 
 function sessionOf(deps: Deps, socket: net.Socket | Duplex): Session | null {
@@ -53,7 +59,7 @@ interface ClientState {
   settled: boolean;
 }
 
-export function createListeners(deps: Deps): Listeners {
+export function createListeners(deps: Deps, remoteHooks?: RemoteHooks): Listeners {
   const { limits } = deps;
   const conns = new WeakMap<net.Socket, Conn>();
   /** Keyed by the socket each HTTP parser reads from (raw TCP, or the TLS socket over it). */
@@ -97,27 +103,32 @@ export function createListeners(deps: Deps): Listeners {
    * the session is at its connection cap (the connection is then closed at once).
    */
   function accept(raw: net.Socket, session: Session | null, port: number): Client | null {
-    if (session) {
-      const usage = session.usage;
-      if (!usage.openConnection()) {
-        burst(session, "TCP", "", port, "gateway.limits.connections", `more than ${limits.maxConnectionsPerSession} connections open at once from this session; new ones are closed until some end`);
-        raw.destroy();
-        return null;
-      }
-      raw.once("close", () => usage.closeConnection());
-      track(session, raw);
-    }
+    if (session && !admit(session, raw, port)) return null;
     const c: ClientState = { session, raw, host: "", port, settled: false };
     const client = { c, dl: new Deadlines(raw, limits, (phase) => onExpired(c, phase)) };
     clients.set(raw, client);
     return client;
   }
 
+  /** Count a connection against its session's cap and track it; false (and closed) at the cap. */
+  function admit(session: Session, raw: net.Socket, port: number): boolean {
+    const usage = session.usage;
+    if (!usage.openConnection()) {
+      burst(session, "TCP", "", port, "gateway.limits.connections", `more than ${limits.maxConnectionsPerSession} connections open at once from this session; new ones are closed until some end`);
+      raw.destroy();
+      return false;
+    }
+    raw.once("close", () => usage.closeConnection());
+    track(session, raw);
+    return true;
+  }
+
   // Parse errors (Content-Length with Transfer-Encoding, duplicate Content-Length, bad syntax…):
   // answer 400, close, and record the refusal. Nothing has been dialled.
   const onClientError = (err: NodeJS.ErrnoException, socket: Duplex): void => {
     const conn = conns.get(socket as net.Socket);
-    const session = conn?.session ?? sessionOf(deps, socket);
+    // A remote connection's session is the one it authenticated as, never its source address's.
+    const session = conn?.session ?? (remoteSockets.has(socket) ? (clients.get(socket)?.c.session ?? null) : sessionOf(deps, socket));
     const code = err.code ?? "error";
     if (code !== "ECONNRESET") {
       const d = draft(session?.spec.id ?? "unknown", "?", conn?.host ?? "", conn?.port ?? 0, "");
@@ -206,8 +217,10 @@ export function createListeners(deps: Deps): Listeners {
   });
   proxy.on("clientError", onClientError);
   proxy.on("connection", onPlainConnection);
-  proxy.on("connect", (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-    const session = sessionOf(deps, socket);
+  proxy.on("connect", (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => onConnect(req, socket, head, sessionOf(deps, socket)));
+
+  /** `CONNECT host:port` from `session` (null: an unknown source): judge the target, then terminate TLS inside the tunnel. */
+  function onConnect(req: http.IncomingMessage, socket: net.Socket, head: Buffer, session: Session | null): void {
     const a = parseAuthority(req.url ?? "", 443);
     const d = draft(session?.spec.id ?? "unknown", "CONNECT", a?.host ?? "", a?.port ?? 0, "");
     const deny = (status: number, rule: string, reason: string): void => {
@@ -230,7 +243,7 @@ export function createListeners(deps: Deps): Listeners {
       // Fail closed: an exception in policy code is a refusal, never a tunnel.
       deny(502, "gateway.internal-error", "the gateway could not decide this request safely");
     }
-  });
+  }
 
   const plain = http.createServer(serverOptions, (req, res) => {
     clients.get(req.socket)?.dl.request(res);
@@ -251,5 +264,24 @@ export function createListeners(deps: Deps): Listeners {
     if (client) terminate(client, session, "https", 443);
   });
 
-  return { proxy, http: plain, https };
+  const remoteSockets = new WeakSet<Duplex>();
+  const remote = remoteHooks
+    ? createRemoteProxy({
+      deps, hooks: remoteHooks, serverOptions, onClientError, onConnect,
+      adopt(socket) {
+        remoteSockets.add(socket);
+        accept(socket, null, 0)?.dl.headers();
+      },
+      boundTo: (socket) => clients.get(socket)?.c.session,
+      bind(socket, session) {
+        const client = clients.get(socket);
+        if (!client || !admit(session, socket, 0)) return false;
+        client.c.session = session;
+        return true;
+      },
+      requestStarted: (socket, res) => clients.get(socket)?.dl.request(res),
+    })
+    : null;
+
+  return { proxy, http: plain, https, remote };
 }

@@ -4,7 +4,8 @@
  * reply with that id; everything else is one-way.
  */
 import type { LocalRequest, LocalResponse } from "./local.ts";
-import type { EgressRecord, GatewayEndpoints, GatewayRegistration, GatewaySessionSpec, SecretScope } from "./types.ts";
+import type { RemoteProxyOptions } from "./remote-listener.ts";
+import type { EgressRecord, GatewayEndpoints, GatewayRegistration, GatewaySessionSpec, RemoteProxyEndpoint, SecretScope } from "./types.ts";
 
 /** What of UpstreamOptions can cross a process boundary: data, no functions. */
 export interface PortableUpstreamOptions {
@@ -20,6 +21,8 @@ export interface GatewayInit {
   upstream: PortableUpstreamOptions;
   /** Per-session limits (see CreateGatewayOptions); absent: the defaults. */
   limits?: Record<string, number>;
+  /** The remote proxy listener and the installation gateway CA it serves from (the key stays on this host); absent: off. */
+  remoteProxy?: RemoteProxyOptions;
 }
 
 export type ParentCall =
@@ -43,7 +46,7 @@ export type ToChild =
 
 /** Child → parent. */
 export type ToParent =
-  | { t: "ready"; endpoints: GatewayEndpoints }
+  | { t: "ready"; endpoints: GatewayEndpoints; remoteProxy: RemoteProxyEndpoint | null }
   | { t: "failed"; message: string }
   | ({ t: "call"; id: number } & ChildCall)
   | Reply

@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { PaddockError, asPaddockError, unavailable, type ErrorCode } from "../core/errors.ts";
 import type { LocalApi } from "./local.ts";
 import type { ChildCall, GatewayInit, ParentCall, Reply, ToChild, ToParent } from "./process-protocol.ts";
-import type { EgressRecord, Gateway, GatewayEndpoints, GatewayRegistration, GatewaySessionSpec, SecretSource } from "./types.ts";
+import type { EgressRecord, Gateway, GatewayEndpoints, GatewayRegistration, GatewaySessionSpec, RemoteProxyEndpoint, SecretSource } from "./types.ts";
 
 export interface GatewayProcessOptions {
   init: GatewayInit;
@@ -44,6 +44,7 @@ interface Registered {
 
 class ProcessGateway implements GatewayProcess {
   endpoints!: GatewayEndpoints;
+  remoteProxy: RemoteProxyEndpoint | null = null;
   private child: ChildProcess | null = null;
   private nextId = 1;
   private readonly calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
@@ -53,7 +54,11 @@ class ProcessGateway implements GatewayProcess {
   private quickRestarts = 0;
   private ready: Promise<void> = Promise.resolve();
 
-  constructor(private readonly opts: GatewayProcessOptions) {}
+  private init: GatewayInit;
+
+  constructor(private readonly opts: GatewayProcessOptions) {
+    this.init = opts.init;
+  }
 
   get pid(): number | undefined {
     return this.child?.pid;
@@ -85,6 +90,9 @@ class ProcessGateway implements GatewayProcess {
           child.off("exit", early);
           wasReady = true;
           this.endpoints = m.endpoints;
+          this.remoteProxy = m.remoteProxy;
+          // A restarted gateway binds the same remote port: remote sandboxes were told it.
+          if (this.init.remoteProxy && m.remoteProxy) this.init = { ...this.init, remoteProxy: { ...this.init.remoteProxy, port: m.remoteProxy.port } };
           resolve();
         } else if (m.t === "failed") {
           child.off("exit", early);
@@ -98,7 +106,7 @@ class ProcessGateway implements GatewayProcess {
     // A send racing the child's exit fails with EPIPE, emitted here: without a listener it would
     // crash this process. The exit handler restarts the gateway and rejects the calls in flight.
     child.on("error", (err) => this.log(`gateway process: ${err.message}`));
-    child.send({ t: "init", init: this.opts.init } satisfies ToChild);
+    child.send({ t: "init", init: this.init } satisfies ToChild);
     return this.ready;
   }
 

@@ -1,5 +1,6 @@
 /**
- * The sessions a gateway serves, keyed by id and by source address. A session holds its policy,
+ * The sessions a gateway serves, keyed by id and by source address (or, for remote sandboxes, by
+ * proxy user). A session holds its policy,
  * its secret bindings, its placeholders and its CA; it never holds a secret value (values are read
  * from the SecretSource per request, so a rotated value takes effect on the next request).
  */
@@ -67,6 +68,8 @@ export class SecretMaterial {
 export class SessionTable {
   private readonly byId = new Map<string, Session>();
   private readonly bySource = new Map<string, Session>();
+  /** Remote sessions by proxy user name. */
+  private readonly byRemoteUser = new Map<string, Session>();
   /**
    * Loaded CAs by certificate: sessions that share a CA (one per environment version) share the
    * parsed key and its leaf cache, so registering the next session costs no key import. Bounded.
@@ -97,10 +100,7 @@ export class SessionTable {
 
   /** Register (or re-register) a session; see Gateway.register. Rejects with a PaddockError. */
   async register(spec: GatewaySessionSpec, restore?: GatewayRegistration & { caKeyPem?: string }): Promise<GatewayRegistration & { caKeyPem: string }> {
-    const source = canonicalIp(spec.sourceIp);
-    if (!source) throw invalid(`sourceIp ${JSON.stringify(spec.sourceIp)} is not an IP address`);
-    const holder = this.bySource.get(source.address);
-    if (holder && holder.spec.id !== spec.id) throw conflict(`source address ${source.address} is already registered to session ${holder.spec.id}; unregister it first`);
+    const who = this.identity(spec);
     const placeholders = new Map<string, Placeholder>();
     for (const binding of spec.secrets) {
       const restored = restore?.placeholders[binding.name];
@@ -131,9 +131,10 @@ export class SessionTable {
     const old = this.byId.get(spec.id);
     if (old) this.drop(old);
     // A re-registered session keeps its open connections, and so what they hold.
-    const session: Session = { spec: { ...spec, sourceIp: source.address }, placeholders, ca, sockets: old?.sockets ?? new Set(), usage: old?.usage ?? new SessionUsage(this.limits) };
+    const session: Session = { spec: { ...spec, ...who.spec }, placeholders, ca, sockets: old?.sockets ?? new Set(), usage: old?.usage ?? new SessionUsage(this.limits) };
     this.byId.set(spec.id, session);
-    this.bySource.set(source.address, session);
+    if (who.source !== undefined) this.bySource.set(who.source, session);
+    if (spec.remote) this.byRemoteUser.set(spec.remote.user, session);
     return { placeholders: Object.fromEntries([...placeholders].map(([k, v]) => [k, v.text])), caCertPem: ca.certPem, caKeyPem: ca.keyPem };
   }
 
@@ -145,6 +146,32 @@ export class SessionTable {
     session.sockets.clear();
     session.usage.bursts.close();
     return true;
+  }
+
+  /**
+   * How the gateway will know the session's connections: its source address (local sandboxes) or
+   * its proxy credential (remote ones), never both. Throws when neither is valid or another session
+   * holds it.
+   */
+  private identity(spec: GatewaySessionSpec): { source?: string; spec: Partial<GatewaySessionSpec> } {
+    if ((spec.sourceIp === undefined) === (spec.remote === undefined)) throw invalid(`session ${spec.id} must have exactly one of sourceIp and remote`);
+    if (spec.remote) {
+      const { user, passwordSha256 } = spec.remote;
+      if (!/^[A-Za-z0-9_-]{8,64}$/.test(user) || !/^[0-9a-f]{64}$/.test(passwordSha256)) throw invalid(`session ${spec.id}: a remote credential is a user of 8-64 [A-Za-z0-9_-] and a hex SHA-256`);
+      const holder = this.byRemoteUser.get(user);
+      if (holder && holder.spec.id !== spec.id) throw conflict(`that proxy user is already registered to session ${holder.spec.id}; unregister it first`);
+      return { spec: {} };
+    }
+    const source = canonicalIp(spec.sourceIp ?? "");
+    if (!source) throw invalid(`sourceIp ${JSON.stringify(spec.sourceIp)} is not an IP address`);
+    const holder = this.bySource.get(source.address);
+    if (holder && holder.spec.id !== spec.id) throw conflict(`source address ${source.address} is already registered to session ${holder.spec.id}; unregister it first`);
+    return { source: source.address, spec: { sourceIp: source.address } };
+  }
+
+  /** The remote session whose proxy user this is (the password is checked by the caller: remote-auth.ts). */
+  byRemoteUserName(user: string): Session | null {
+    return this.byRemoteUser.get(user) ?? null;
   }
 
   /** The session registered for a connection's source address (`::ffff:` already stripped). */
@@ -178,6 +205,7 @@ export class SessionTable {
 
   private drop(session: Session): void {
     this.byId.delete(session.spec.id);
-    if (this.bySource.get(session.spec.sourceIp) === session) this.bySource.delete(session.spec.sourceIp);
+    if (session.spec.sourceIp !== undefined && this.bySource.get(session.spec.sourceIp) === session) this.bySource.delete(session.spec.sourceIp);
+    if (session.spec.remote && this.byRemoteUser.get(session.spec.remote.user) === session) this.byRemoteUser.delete(session.spec.remote.user);
   }
 }

@@ -87,8 +87,13 @@ export interface GatewayLimits {
 export interface GatewaySessionSpec {
   /** Session (or build) id. */
   id: string;
-  /** The sandbox's address on its link to the host: how the gateway knows who is calling. */
-  sourceIp: string;
+  /**
+   * The sandbox's address on its link to the host: how the gateway knows who is calling. Exactly
+   * one of `sourceIp` (local sandboxes) and `remote` (sandboxes of remote providers) is set.
+   */
+  sourceIp?: string;
+  /** A remote sandbox's proxy credential: who is calling is whoever presents it (docs/gateway.md, "Remote sandboxes"). */
+  remote?: RemoteCredential;
   policy: NetworkPolicy;
   /** Secrets the session may use, with their bindings. Empty for template builds. */
   secrets: SecretBinding[];
@@ -104,6 +109,27 @@ export interface GatewaySessionSpec {
    * connection of the session is read-only (fail closed; docs/database.md, "Read-only by role").
    */
   databaseWrite?: boolean;
+}
+
+/**
+ * A remote session's credential for the TLS proxy listener, as the gateway keeps it: the user name
+ * and the SHA-256 of the password (hex). The password is 256 random bits, so a fast hash is enough;
+ * the gateway never holds the password itself, and neither does anything persisted.
+ */
+export interface RemoteCredential {
+  /** `[A-Za-z0-9_-]{8,64}`, unique among registered sessions. */
+  user: string;
+  /** Lower-case hex SHA-256 of the password. */
+  passwordSha256: string;
+}
+
+/** The TLS proxy listener for remote sandboxes (off unless configured). */
+export interface RemoteProxyEndpoint {
+  /** Address the listener is bound to. */
+  host: string;
+  port: number;
+  /** The name or address remote sandboxes reach it by: in their proxy URL and the listener's certificate. */
+  publicHost: string;
 }
 
 export interface GatewayRegistration {
@@ -130,6 +156,12 @@ export interface GatewayEndpoints {
 
 export interface Gateway {
   readonly endpoints: GatewayEndpoints;
+  /**
+   * The HTTPS proxy with per-session credentials for remote sandboxes (docs/gateway.md, "Remote
+   * sandboxes"); null when the installation has not turned it on. Kept apart from `endpoints`,
+   * which are all on the sandboxes' local link.
+   */
+  readonly remoteProxy: RemoteProxyEndpoint | null;
   /**
    * Start serving a session. Re-registering an id (after a control-plane restart) with the same
    * spec returns the same placeholders and CA when `restore` carries the earlier registration.

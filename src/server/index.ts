@@ -21,6 +21,7 @@ import { attachExecStream } from "./exec-stream.ts";
 import { startE2bServer, type RunningE2bServer } from "./e2b/index.ts";
 import { principalFromUiCookie, registerUi } from "./ui.ts";
 import { previewRoutes } from "./routes-previews.ts";
+import { providerRoutes } from "./routes-providers.ts";
 import { attachPreviewGateway } from "./previews.ts";
 import { answerClientError, drainBody, ErrorReporter, parseInput as parse, type PublicError } from "./errors.ts";
 
@@ -38,7 +39,7 @@ const openApiRoute: Route = {
 /** Every route the server serves: the core table, the secrets/egress table, identity/audit/approvals, snapshots/pools. */
 /** Webhook receivers: their signatures are over the raw bytes, so they get every body unparsed. */
 const webhookRoutes: Route[] = hookRoutes();
-export const allRoutes: Route[] = [...routes, ...secretRoutes, ...guardRoutes, ...snapshotRoutes, ...runRoutes, ...previewRoutes, ...webhookRoutes, openApiRoute];
+export const allRoutes: Route[] = [...routes, ...secretRoutes, ...guardRoutes, ...snapshotRoutes, ...runRoutes, ...previewRoutes, ...providerRoutes(), ...webhookRoutes, openApiRoute];
 export { routes } from "./routes.ts";
 export { openApiDocument } from "./openapi.ts";
 export { describeThrown } from "./errors.ts";

@@ -236,7 +236,7 @@ export const routes: Route[] = [
     handler: async (ctx) => {
       const { cp, body, reply } = ctx;
       const b = body as z.infer<typeof S.StartSessionBody>;
-      const s = await cp.sessions.start(ctx.scope?.environment ?? b.environment ?? null, { ...starterOf(ctx, b.onBehalfOf), ...(b.from !== undefined ? { from: b.from } : {}) });
+      const s = await cp.sessions.start(ctx.scope?.environment ?? b.environment ?? null, { ...starterOf(ctx, b.onBehalfOf), ...(b.from !== undefined ? { from: b.from } : {}), ...(b.latency ? { latency: b.latency } : {}) });
       reply.code(201);
       return publicSession(s);
     },
@@ -269,7 +269,12 @@ export const routes: Route[] = [
     summary: "One session.",
     params: S.IdParams,
     response: { status: 200, schema: S.Session },
-    handler: async ({ cp, params }) => publicSession(await cp.sessions.get(params.id ?? "")),
+    handler: async ({ cp, params }) => {
+      const s = await cp.sessions.get(params.id ?? "");
+      const route = await cp.sessions.route(s.id);
+      // The full explanation stays behind `paddock route explain`; the session shows the outcome.
+      return { ...publicSession(s), route: route ? { provider: route.provider, strategy: route.strategy, reason: route.reason, estimateUsd: route.estimateUsd, price: route.price, skips: route.skips, runtimeMs: route.runtimeMs, measuredUsd: route.measuredUsd, createdAt: route.createdAt } : null };
+    },
   },
   {
     method: "POST",

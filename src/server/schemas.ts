@@ -66,6 +66,17 @@ export const Session = z.object({
   startedBy: z.string().describe("The human the session runs for."),
   agent: z.string().nullable().describe("The agent principal acting in it, or null."),
   snapshot: z.string().nullable().describe("The snapshot it was started from, or null."),
+  route: z.object({
+    provider: z.string(),
+    strategy: z.string(),
+    reason: z.string().describe("Why this provider (the strategy's reason, a failover, a pool claim or a snapshot's provider)."),
+    estimateUsd: z.number().describe("Cost estimate at start: (cpu × per-vCPU-hour + GiB × per-GiB-hour) × the expected hours."),
+    price: z.object({ perVcpuHour: z.number(), perGibHour: z.number(), source: z.string(), cpu: z.number(), memoryGib: z.number() }),
+    skips: z.array(z.object({ provider: z.string(), at: z.string(), reason: z.string() })).describe("Providers passed over on the way (failover), in order."),
+    runtimeMs: z.number().nullable().describe("Set once it ended."),
+    measuredUsd: z.number().nullable().describe("Runtime × the same prices; set once it ended."),
+    createdAt: z.string(),
+  }).nullable().optional().describe("How its provider was chosen (docs/routing.md); on GET /v1/sessions/{id} only; null for sessions without a record."),
 });
 
 export const StartSessionBody = z
@@ -73,6 +84,7 @@ export const StartSessionBody = z
     environment: z.string().min(1).optional().describe("Environment name; the session starts from its current template (or from a ready pool member of it). Optional with `from`; given with it, it must be the snapshot's environment."),
     from: z.string().min(1).max(128).optional().describe("A snapshot id or name: start from it instead, with its environment version and files (docs/snapshots.md)."),
     onBehalfOf: z.string().min(1).optional().describe("Agents only: the human the session runs for. The agent then acts with the intersection of its role and theirs."),
+    latency: z.enum(["interactive", "batch"]).optional().describe("Routing's latency class (docs/routing.md): interactive prefers providers with warm pools. Default batch."),
   })
   .refine((b) => b.environment !== undefined || b.from !== undefined, { error: "give environment, or from (a snapshot), or both", path: ["environment"] });
 

@@ -366,6 +366,26 @@ CREATE TABLE e2b_access_tokens (
 CREATE INDEX e2b_access_tokens_by_sandbox ON e2b_access_tokens (sandbox_id);
 `;
 
+// How each session's provider was chosen (docs/routing.md): one row per session, written at
+// start (provider, reason, estimate, the full explanation), changed by failover (skips) and at
+// the end (measured runtime and cost). No foreign key, like sessions' own history tables: a
+// removed session's row goes with deleteSession's caller, not a cascade.
+const ROUTES = `
+CREATE TABLE session_routes (
+  session_id TEXT PRIMARY KEY,
+  provider TEXT NOT NULL,
+  strategy TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  estimate_usd REAL NOT NULL,
+  price_json TEXT NOT NULL,
+  skips_json TEXT NOT NULL,
+  decision_json TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  runtime_ms INTEGER,
+  measured_usd REAL
+) STRICT;
+`;
+
 /** Every migration, oldest first. Append only. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "environments, versions, layers, templates, sessions", sql: INITIAL },
@@ -376,6 +396,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 6, name: "previews", sql: PREVIEWS },
   { version: 7, name: "build logs", sql: BUILD_LOGS },
   { version: 8, name: "E2B sandboxes and envd access tokens", sql: E2B },
+  { version: 9, name: "session routes (provider, reason, cost estimate, skips, measured cost)", sql: ROUTES },
 ];
 
 function checkOrder(migrations: readonly Migration[]): void {

@@ -30,7 +30,9 @@ import { prepareRunStatements, SqliteRunRecords } from "./sqlite-runs.ts";
 import { prepareSnapshotStatements, snapshotExists, SqliteSnapshotRecords, type SnapshotStatements } from "./sqlite-snapshots.ts";
 import { preparePreviewStatements, SqlitePreviewRecords, type PreviewStatements } from "./sqlite-previews.ts";
 import { prepareE2bStatements, SqliteE2bRecords, type E2bStatements } from "./sqlite-e2b.ts";
+import { prepareRouteStatements, SqliteRouteRecords, type RouteStatements } from "./sqlite-routes.ts";
 import type { E2bAccessToken, E2bSandbox } from "../core/store.ts";
+import type { SessionRoute } from "../core/store.ts";
 import type { Preview } from "../core/domain.ts";
 
 /** How long a write waits for another process's write lock before rejecting `unavailable`. */
@@ -139,6 +141,11 @@ class SqliteStore extends SqliteVaultRecords implements Store {
       <T>(fn: (s: E2bStatements) => T, duplicate?: string) => this.#run(() => fn(e2b), duplicate),
       <T>(fn: (s: E2bStatements) => T, duplicate?: string) => this.#write(() => fn(e2b), duplicate),
     );
+    const rt = prepareRouteStatements(db);
+    this.#routes = new SqliteRouteRecords(
+      <T>(fn: (s: RouteStatements) => T, duplicate?: string) => this.#run(() => fn(rt), duplicate),
+      <T>(fn: (s: RouteStatements) => T, duplicate?: string) => this.#write(() => fn(rt), duplicate),
+    );
     const g = prepareGuardStatements(db);
     this.#guard = new SqliteGuardRecords(
       <T>(fn: (q: GuardStatements) => T, duplicate?: string) => this.#run(() => fn(g), duplicate),
@@ -178,6 +185,12 @@ class SqliteStore extends SqliteVaultRecords implements Store {
   getPoolSetting(environment: string) { return this.#snaps.getPoolSetting(environment); }
   listPoolSettings() { return this.#snaps.listPoolSettings(); }
   deletePoolSetting(environment: string) { return this.#snaps.deletePoolSetting(environment); }
+
+  // --- session routes: they live in sqlite-routes.ts; these forward to it ---
+  readonly #routes: SqliteRouteRecords;
+  putSessionRoute(r: SessionRoute) { return this.#routes.putSessionRoute(r); }
+  getSessionRoute(sessionId: string) { return this.#routes.getSessionRoute(sessionId); }
+  updateSessionRoute(sessionId: string, patch: Partial<Omit<SessionRoute, "sessionId">>) { return this.#routes.updateSessionRoute(sessionId, patch); }
 
   // --- E2B sandboxes: they live in sqlite-e2b.ts; these forward to it ---
   readonly #e2b: SqliteE2bRecords;
@@ -407,7 +420,9 @@ class SqliteStore extends SqliteVaultRecords implements Store {
   }
 
   async deleteSession(id: string): Promise<boolean> {
-    return this.#run((q) => q.deleteSession.run(id).changes > 0);
+    const deleted = this.#run((q) => q.deleteSession.run(id).changes > 0);
+    this.#routes.deleteSessionRoute(id);
+    return deleted;
   }
 
   /** Close the connection (checkpointing the WAL). Closing twice is a no-op; other calls then reject `unavailable`. */

@@ -20,7 +20,8 @@ interface ExpectedSpec {
   name: string;
   base: "host" | "debian-12";
   providers: string[];
-  compute: { cpu: number; memoryBytes: number; timeoutMs: number; diskBytes: number; pids: number };
+  compliance: { selfHostedOnly: boolean };
+  compute: { cpu: number; memoryBytes: number; timeoutMs: number; diskBytes: number; pids: number; isolation?: "namespaces" | "gvisor" };
   install: { run: string }[];
   secrets: { name: string; hosts: string[] | null; in: ("header" | "query" | "body")[]; cleartext?: boolean; kind?: "http" | "postgres" }[];
   guardrails: {
@@ -68,6 +69,7 @@ void describe("examples/runtime.yml (the DESIGN.md file)", () => {
       name: "monorepo-agent",
       base: "host",
       providers: ["e2b", "k8s-prod"],
+      compliance: { selfHostedOnly: false },
       compute: { cpu: 4, memoryBytes: 8_000_000_000, timeoutMs: 30 * 60_000, diskBytes: 10 * GiB, pids: 4096 },
       install: [{ run: "mise install" }, { run: "npm install" }, { run: "docker-compose up -d" }],
       secrets: [
@@ -135,6 +137,7 @@ void describe("defaults", () => {
       name: "tiny",
       base: "host",
       providers: [],
+      compliance: { selfHostedOnly: false },
       compute: { cpu: 2, memoryBytes: 4 * GiB, timeoutMs: 3_600_000, diskBytes: 10 * GiB, pids: 4096 },
       install: [],
       secrets: [],

@@ -183,7 +183,7 @@ void describe("E2B control API through the real SDK", () => {
         assert.equal(r.status, 400, body);
         assert.equal(r.body?.code, 400);
       }
-      for (const field of ['"secure":false', '"allow_internet_access":false', '"autoPause":true', '"mcp":{"x":{}}', '"network":{"denyOut":["0.0.0.0/0"]}']) {
+      for (const field of ['"secure":false', '"autoPause":true', '"mcp":{"x":{}}', '"network":{"denyOut":["1.1.1.1"]}', '"network":{"egressProxy":{"address":"p.example:1080"}}']) {
         const r = await call("POST", "/sandboxes", `{"templateID":"e2blife",${field}}`);
         assert.equal(r.status, 400, field);
         assert.match(r.body?.message ?? "", /not supported/);

@@ -29,7 +29,7 @@ export const AGENT_PACKAGES_DIR = join(repoRoot, "vendor", "agents");
  * and deletes the data directory — also after a failed test.
  */
 export async function testServer(
-  opts: Pick<ServerOptions, "layerStore" | "gateway" | "log" | "agentPackages" | "hostedAgents" | "e2bPort"> = {},
+  opts: Pick<ServerOptions, "layerStore" | "gateway" | "log" | "agentPackages" | "hostedAgents" | "e2bPort" | "providerDrivers"> = {},
 ): Promise<{ server: RunningServer; client: PaddockClient; home: string; token: string; cleanup: () => Promise<void> }> {
   const dir = await tempDir();
   // Agents install from the mirror `make test`'s setup filled (scripts/agent-packages.ts), never from the registry.

@@ -125,6 +125,7 @@ void describe("RBAC: every route × every kind of principal", () => {
       startRun: { environment: "web", prompt: "say hello" },
       followUpRun: { prompt: "and again" },
       createPreview: op.operationId === "createPreview" ? { session: await sharedPreviewSession(), port: 3000 } : undefined,
+      addProvider: { name: `pv${++counter}`, kind: "e2b" },
     };
     return { path, ...(bodies[op.operationId] !== undefined ? { body: bodies[op.operationId] } : {}) };
   }

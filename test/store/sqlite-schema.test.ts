@@ -72,6 +72,7 @@ void describe("sqlite schema migrations", () => {
       "schema_migrations",
       "sealed_blobs",
       "secrets",
+      "session_routes",
       "sessions",
       "snapshots",
       "sqlite_sequence",
@@ -124,7 +125,7 @@ void describe("sqlite schema migrations", () => {
     } finally {
       await store.close();
     }
-    assert.deepEqual(withRaw(path, (db) => recorded(db).map((r) => r.version)), [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert.deepEqual(withRaw(path, (db) => recorded(db).map((r) => r.version)), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
   });
 
   void it("refuses to update or delete audit records (append-only at the database)", () => {

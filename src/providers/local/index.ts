@@ -6,3 +6,4 @@ export type { CgroupLayout, SandboxCgroups } from "./cgroups.ts";
 export { sandboxBinaryPath } from "./launcher.ts";
 export { openNetworkManager } from "./network.ts";
 export type { NetworkManager, SandboxNetwork } from "./network.ts";
+export { GVISOR_CAPABILITIES, gvisorRootDir } from "./gvisor.ts";

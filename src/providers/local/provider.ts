@@ -1,11 +1,11 @@
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { createHash, randomBytes } from "node:crypto";
 import { join, relative } from "node:path";
 import { chown } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import type { ExecOptions, ExecResult, FileEntry, FileEvent, FileInfo, FileWatch, GuardDenial, LayerStore, Provider, ProviderCapabilities, ProviderHealth, SandboxHandle, SandboxSpec, ServiceStatus, StopOptions } from "../../core/index.ts";
-import { PaddockError, SingleFlight, conflict, invalid, notFound, unavailable } from "../../core/index.ts";
+import { PaddockError, SingleFlight, conflict, invalid, notFound, unavailable, unsupported } from "../../core/index.ts";
 import { AgentClient } from "./agent-client.ts";
 import { launchSandbox, readGuardLog, sandboxBinaryPath } from "./launcher.ts";
 import type { CgroupLayout } from "./cgroups.ts";
@@ -17,6 +17,8 @@ import { ensureDebianBase } from "./debian.ts";
 import { isAlive, processStartTime, waitForExit } from "./procs.ts";
 import { hostsFile, resolvConf, type NetworkManager } from "./network.ts";
 import { readServices, stopServicesCleanly, waitForServices, writeServicesFile } from "./services.ts";
+import type { GvisorRef, GvisorRuntime } from "./gvisor.ts";
+import { gvisorHostPids, gvisorKill, gvisorProcesses, gvisorRootDir, launchGvisor, makeGvisorSandboxDir, probeGvisor, releaseGvisor } from "./gvisor.ts";
 
 /**
  * The `local` provider: sessions are Linux sandboxes on this machine (see docs/sandbox.md). The
@@ -64,6 +66,11 @@ interface LocalSandboxState {
    * out); absent for sandboxes started before snapshots existed, or on a machine with no freezer
    * (v1 without a freezer hierarchy): no snapshots of those. */
   freezer?: string[];
+  /** `compute.isolation`: absent for the namespaces tier. Under gvisor, `initPid` and
+   * `supervisorPid` are both the host pid of the sandbox process (`runsc boot`). */
+  isolation?: "gvisor";
+  /** gvisor: the network namespace runsc commands about the sandbox run in (absent: none). */
+  gvisorNetns?: string;
   [k: string]: unknown;
 }
 
@@ -73,7 +80,11 @@ export async function createLocalProvider(opts: LocalProviderOptions): Promise<P
   const runDir = opts.runDir ?? join("/run/paddock", scope);
   await mkdir(runDir, { recursive: true, mode: 0o700 });
   await raiseFanotifyGroups(FANOTIFY_GROUPS, opts.log);
-  return new LocalProvider(opts, cgroups, runDir, opts.binary ?? sandboxBinaryPath());
+  // Probed once: a gvisor session on a machine without a working runsc is refused, never run
+  // under namespaces instead.
+  const gvisor = await probeGvisor();
+  if (!gvisor.runtime) opts.log?.(`compute.isolation: gvisor unavailable: ${gvisor.detail}`);
+  return new LocalProvider(opts, cgroups, runDir, opts.binary ?? sandboxBinaryPath(), gvisor);
 }
 
 /**
@@ -105,10 +116,7 @@ const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 
 class LocalProvider implements Provider {
   readonly name = "local";
-  readonly capabilities: ProviderCapabilities = {
-    kind: "local", selfHosted: true, layers: true, network: "netns", snapshot: true, execGuard: true,
-    services: true, fileOps: true, ports: true, warmPool: false, isolation: ["namespaces"],
-  };
+  readonly capabilities: ProviderCapabilities;
   private readonly live = new Map<string, LocalSandboxState>();
   /** Files written into the run directory's shared-files directory by this process (see sharedFile). */
   private readonly sharedFiles = new Set<string>();
@@ -123,11 +131,48 @@ class LocalProvider implements Provider {
     private readonly cgroupLayout: CgroupLayout,
     private readonly runDir: string,
     private readonly binary: string,
-  ) {}
+    private readonly gvisor: { runtime: GvisorRuntime | null; detail: string },
+  ) {
+    this.capabilities = {
+      kind: "local", selfHosted: true, layers: true, network: "netns", snapshot: true, execGuard: true,
+      services: true, fileOps: true, ports: true, warmPool: false,
+      isolation: gvisor.runtime ? ["namespaces", "gvisor"] : ["namespaces"],
+    };
+  }
+
+  /** runsc's state directory for this installation's gVisor sandboxes. */
+  private get runscRoot(): string {
+    return join(this.runDir, ".runsc");
+  }
+
+  /** The runsc container of a gVisor sandbox. */
+  private gvisorRef(id: string, netns: string | undefined): GvisorRef {
+    return { runtime: this.gvisor.runtime ?? { runsc: "runsc", version: "" }, stateRoot: this.runscRoot, id, ...(netns ? { netns } : {}) };
+  }
+
+  /** A gVisor sandbox's own dir (bundle, rootfs, socket), outside the 0700 run dir (see gvisor.ts). */
+  private gvisorDir(id: string): string {
+    return join(gvisorRootDir(installationScope(this.opts.home)), id);
+  }
+
+  /** What a gvisor sandbox cannot have, refused before anything is prepared (never run without it). */
+  private gvisorRuntime(spec: SandboxSpec): GvisorRuntime {
+    const runtime = this.gvisor.runtime;
+    if (!runtime) throw unsupported(this, "run compute.isolation: gvisor", `${this.gvisor.detail}; use isolation: namespaces`);
+    if (spec.mode === "build") throw unsupported(this, "build templates under gVisor", "builds run under namespaces; only sessions use the gvisor tier");
+    if (spec.guard && spec.guard.deny.length > 0)
+      throw unsupported(this, "enforce guardrails.commands.deny under gVisor", "the exec guard (fanotify) cannot see execs inside gVisor's kernel; use isolation: namespaces");
+    if (spec.services?.length) throw unsupported(this, "run services under gVisor", "use isolation: namespaces");
+    if (spec.from !== undefined) throw unsupported(this, "start a gVisor sandbox from a snapshot", "snapshots are a namespaces-tier feature (GVISOR_CAPABILITIES)");
+    return runtime;
+  }
 
   async create(spec: SandboxSpec): Promise<SandboxHandle> {
+    // A tier this provider does not run is refused, never quietly replaced by the default.
+    if (spec.isolation && !this.capabilities.isolation.includes(spec.isolation)) throw unsupported(this, `run isolation tier ${spec.isolation}`, `it runs ${this.capabilities.isolation.join(", ")}`);
     if (this.live.has(spec.id)) throw new PaddockError("conflict", `sandbox ${spec.id} already exists`);
     if (!/^[a-z0-9][a-z0-9-]{0,40}$/.test(spec.id)) throw invalid(`bad sandbox id ${JSON.stringify(spec.id)}`);
+    const gvisor = spec.isolation === "gvisor" ? this.gvisorRuntime(spec) : null;
     const lowers = await this.lowerLayers(spec);
     if (spec.from !== undefined && !(await this.opts.layers.has(spec.from))) throw notFound("snapshot", spec.from);
     const dir = join(this.runDir, spec.id);
@@ -139,10 +184,12 @@ class LocalProvider implements Provider {
       spec.from !== undefined
         ? this.opts.layers.prepareFrom(spec.from, layerKey, { maxBytes: spec.compute.diskBytes })
         : this.opts.layers.prepare(layerKey, { maxBytes: spec.compute.diskBytes }),
-      createCgroups(this.cgroupLayout, spec.id, spec.compute),
+      createCgroups(this.cgroupLayout, spec.id, gvisor ? { ...spec.compute, pids: gvisorHostPids(spec.compute.pids) } : spec.compute),
       this.attachNetwork(spec),
     ] as const);
     const cleanup = async () => {
+      // A rootfs still mounted is never removed recursively (that would reach into its layers).
+      if (gvisor && !(await releaseGvisor(this.gvisorRef(spec.id, preparedNet.status === "fulfilled" ? preparedNet.value?.netnsPath : undefined), this.gvisorDir(spec.id)).then(() => true, () => false))) return;
       await destroyCgroups(cgroupDirs(this.cgroupLayout, spec.id)).catch(() => undefined);
       await this.opts.network?.release(spec.id).catch(() => undefined);
       await this.opts.layers.remove(layerKey).catch(() => undefined);
@@ -169,6 +216,12 @@ class LocalProvider implements Provider {
       // Services start with the environment commands get (egress settings included).
       const services = spec.services?.length ? spec.services : undefined;
       const servicesSince = new Date().toISOString();
+      if (gvisor) {
+        const state = await this.launchUnderGvisor(gvisor, spec, { dir, lowers, upper: active.upperDir, work: active.workDir, layerKey, groups, net });
+        this.live.set(spec.id, state);
+        this.opts.network?.started(spec.id);
+        return { id: spec.id, ...(net ? { sandboxIp: net.sandboxIp } : {}), providerState: { ...state } };
+      }
       const servicesFile = services ? await writeServicesFile(join(dir, "services"), services, { ...this.baseEnv(spec), ...net?.env }) : undefined;
       const { supervisorPid, initPid } = await launchSandbox(
         this.binary,
@@ -227,6 +280,67 @@ class LocalProvider implements Provider {
       await cleanup();
       throw err;
     }
+  }
+
+  /** The gVisor half of `create`: everything but the launch is shared with the namespaces tier. */
+  private async launchUnderGvisor(
+    runtime: GvisorRuntime,
+    spec: SandboxSpec,
+    p: {
+      dir: string;
+      lowers: { layers: string[]; abs: string[] };
+      upper: string;
+      work: string;
+      layerKey: string;
+      groups: Awaited<ReturnType<typeof createCgroups>>;
+      net: Awaited<ReturnType<LocalProvider["attachNetwork"]>>;
+    },
+  ): Promise<LocalSandboxState> {
+    // The gofer sees host files through an idmapped view where their owner is unmapped: only
+    // their "other" permission bits let anything in. What others cannot read (the shadow files,
+    // a 0700 data directory) is already out of reach, and the gofer could not open it to mount
+    // over it; the rest is masked as under namespaces.
+    const masks = (
+      await Promise.all(this.masks(spec).map(async (path) => ({ path, st: await stat(path).catch(() => null) })))
+    ).flatMap(({ path, st }) => (st && (st.mode & (st.isDirectory() ? 0o005 : 0o004)) !== 0 ? [{ path, dir: st.isDirectory() }] : []));
+    const launched = await launchGvisor({
+      runtime,
+      stateRoot: this.runscRoot,
+      id: spec.id,
+      dir: await makeGvisorSandboxDir(gvisorRootDir(installationScope(this.opts.home)), spec.id),
+      layersDir: this.opts.layers.committedDir,
+      lowers: p.lowers.layers,
+      lowerAbs: p.lowers.abs,
+      upper: p.upper,
+      work: p.work,
+      hostname: spec.hostname,
+      user: { uid: SESSION_UID, gid: SESSION_GID },
+      agentBinary: this.binary,
+      cgroups: p.groups.join,
+      pids: spec.compute.pids,
+      ...(p.net ? { netns: p.net.netnsPath } : {}),
+      roBinds: p.net?.binds ?? [],
+      masks,
+      tmpfs: [
+        { dst: "/tmp", size: `${Math.max(16, Math.floor(spec.compute.memoryBytes / 2 / 2 ** 20))}m` },
+        { dst: "/run", size: "64m" },
+      ],
+      logFile: join(p.dir, "launcher.log"),
+    });
+    return {
+      supervisorPid: launched.sandboxPid,
+      initPid: launched.sandboxPid,
+      initStartTime: await processStartTime(launched.sandboxPid),
+      socket: launched.socket,
+      cgroups: p.groups.dirs,
+      pidsLimit: spec.compute.pids,
+      runDir: p.dir,
+      layerKey: p.layerKey,
+      upperDir: p.upper,
+      env: { ...this.baseEnv(spec), ...p.net?.env },
+      ...(p.net ? { sandboxIp: p.net.sandboxIp, gvisorNetns: p.net.netnsPath } : {}),
+      isolation: "gvisor",
+    };
   }
 
   async recover(id: string, providerState: Record<string, unknown>): Promise<"running" | "gone"> {
@@ -299,7 +413,7 @@ class LocalProvider implements Provider {
     const state = this.get(id);
     // One kill at a time per sandbox: each sets the work group's pids limit to 0 and back.
     const previous = this.kills.get(id) ?? Promise.resolve(0);
-    const next = previous.catch(() => 0).then(() => this.killNow(state, signal));
+    const next = previous.catch(() => 0).then(() => this.killNow(id, state, signal));
     this.kills.set(id, next);
     try {
       return await next;
@@ -308,7 +422,8 @@ class LocalProvider implements Provider {
     }
   }
 
-  private async killNow(state: LocalSandboxState, signal: NodeJS.Signals): Promise<number> {
+  private async killNow(id: string, state: LocalSandboxState, signal: NodeJS.Signals): Promise<number> {
+    if (state.isolation === "gvisor") return this.killGvisor(this.gvisorRef(id, state.gvisorNetns), signal);
     if (state.workPids && typeof state.pidsLimit === "number" && existsSync(state.workPids)) {
       return signalWorkGroup(state.workPids, signal, state.pidsLimit);
     }
@@ -325,6 +440,22 @@ class LocalProvider implements Provider {
           /* already gone */
         }
       }
+    }
+    return n;
+  }
+
+  /**
+   * Every command process (not uid 0: the agent and its handlers are root inside, commands never
+   * are), signalled through runsc: nothing starts inside. Repeated for SIGKILL until none is left
+   * (a fork bomb keeps making new ones while it is being killed), bounded.
+   */
+  private async killGvisor(ref: GvisorRef, signal: NodeJS.Signals): Promise<number> {
+    if (!this.gvisor.runtime) throw unavailable(`sandbox ${ref.id} runs under gVisor, but runsc is not usable: ${this.gvisor.detail}`);
+    const commands = async () => (await gvisorProcesses(ref)).filter((p) => p.uid !== 0 && p.pid !== 1);
+    let n = 0;
+    const deadline = Date.now() + 30_000;
+    for (let left = await commands(); left.length > 0 && Date.now() < deadline; left = signal === "SIGKILL" ? await commands() : []) {
+      for (const p of left) if (await gvisorKill(ref, p.pid, signal)) n++;
     }
     return n;
   }
@@ -350,6 +481,7 @@ class LocalProvider implements Provider {
   async snapshot(id: string, layerId: string): Promise<{ frozenMs: number }> {
     const state = this.get(id);
     checkSnapshotId(layerId);
+    if (state.isolation === "gvisor") throw unsupported(this, "snapshot a gVisor sandbox", "gVisor's kernel caches writes the host's freezer cannot capture; snapshot sessions that run under isolation: namespaces");
     const freezer = state.freezer;
     if (!freezer?.length) throw unavailable(`sandbox ${id} cannot be frozen (started before snapshots, or no cgroup freezer on this machine), so it cannot be snapshotted`);
     if (await this.opts.layers.has(layerId)) throw conflict(`layer ${layerId} already exists`);
@@ -444,6 +576,11 @@ class LocalProvider implements Provider {
 
   /** Kill everything the sandbox ran, then free its cgroups, run dir and writable layer. */
   private async release(id: string, state: Partial<LocalSandboxState>, o: StopOptions): Promise<void> {
+    if (state.isolation === "gvisor") {
+      // runsc's state, the sentry and the rootfs mount go first; throws (leaving the run dir and
+      // layer in place) rather than remove a rootfs that is still mounted.
+      await releaseGvisor(this.gvisorRef(id, state.gvisorNetns), this.gvisorDir(id));
+    }
     if (typeof state.initPid === "number" && (await isAlive(state.initPid, state.initStartTime ?? ""))) {
       // SIGKILL to pid 1 of the sandbox's pid namespace kills every process in it.
       try {

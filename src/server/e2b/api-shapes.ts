@@ -6,7 +6,7 @@
 import { z } from "zod";
 import type { ComputeLimits, E2bSandbox, ErrorCode } from "../../core/index.ts";
 import { PaddockError } from "../../core/index.ts";
-import { ENVD_VERSION } from "./sandboxes.ts";
+import { ALL_TRAFFIC, ENVD_VERSION } from "./sandboxes.ts";
 
 /** Longest lifetime a request may name (seconds); the environment's compute.timeout caps it further. */
 const MAX_TIMEOUT_S = 30 * 24 * 3600;
@@ -24,6 +24,9 @@ const envVars = z
   )
   .refine((m) => Object.keys(m).length <= 200, "at most 200 variables");
 
+/** One of E2B's `network.allowOut` / `denyOut` entries: a host name, an IP address or a CIDR block. */
+const egressEntry = z.string().min(1).max(253).refine(noNul, "no NUL bytes");
+
 export const NewSandboxBody = z.object({
   templateID: z.string().min(1).max(200),
   timeout: timeout.optional(),
@@ -34,7 +37,10 @@ export const NewSandboxBody = z.object({
   autoResume: z.object({ enabled: z.boolean() }).passthrough().nullish(),
   secure: z.boolean().nullish(),
   allow_internet_access: z.boolean().nullish(),
-  network: z.record(z.string(), z.unknown()).nullish(),
+  network: z
+    .object({ allowOut: z.array(egressEntry).max(100).nullish(), denyOut: z.array(egressEntry).max(100).nullish() })
+    .catchall(z.unknown())
+    .nullish(),
   mcp: z.unknown().optional(),
   iam: z.unknown().optional(),
   volumeMounts: z.array(z.unknown()).nullish(),
@@ -44,6 +50,7 @@ export type NewSandbox = z.infer<typeof NewSandboxBody>;
 export const TimeoutBody = z.object({ timeout });
 export const ConnectBody = z.object({ timeout: timeout.optional(), memory: z.boolean().nullish() });
 export const PauseBody = z.object({ memory: z.boolean().nullish() }).nullish();
+export const SnapshotBody = z.object({ name: z.string().min(1).max(63).nullish() });
 
 /**
  * What create asks for that Paddock cannot honour, as one sentence, or null. Everything refused
@@ -53,11 +60,46 @@ export function refusalOf(b: NewSandbox): string | null {
   if (b.autoPause) return "autoPause (lifecycle onTimeout: 'pause') is not supported: a sandbox ends at its timeout; call sandbox.pause() to keep its files";
   if (b.autoResume?.enabled) return "autoResume is not supported: resume a paused sandbox with Sandbox.connect()";
   if (b.secure === false) return "secure: false is not supported: every envd call needs the sandbox's access token";
-  if (b.allow_internet_access === false) return "allow_internet_access: false is not supported: the environment's guardrails.network decides what the sandbox reaches (use an environment that allows no hosts)";
-  if (b.network && Object.values(b.network).some((v) => v !== undefined && v !== null)) return "network settings are not supported: the environment's guardrails.network decides what the sandbox reaches";
+  const network = networkRefusal(b);
+  if (network) return network;
   if (b.mcp !== undefined && b.mcp !== null) return "mcp is not supported by Paddock's E2B front end";
   if (b.iam !== undefined && b.iam !== null) return "iam tokens are not supported: Paddock injects secrets through its gateway (docs/secrets.md)";
   if (b.volumeMounts && b.volumeMounts.length > 0) return "volumeMounts are not supported: use an environment's layers, or files written into the sandbox";
+  return null;
+}
+
+/**
+ * What create asked of E2B's egress controls, or null when it asked nothing. `restricted`: the
+ * request denies all traffic (`allow_internet_access: false`, or `network.denyOut` of all
+ * traffic) except `allowOut`. A Paddock sandbox's only way out is the gateway, held to its
+ * environment's `guardrails.network`; Paddock cannot narrow that per sandbox, so a restricted
+ * create is accepted only when the environment allows nothing the request denies (checked by the
+ * sandbox table against the version the session runs) and refused otherwise (docs/e2b.md).
+ */
+export interface EgressRequest {
+  allowInternetAccess: boolean | null;
+  allowOut: string[];
+  denyOut: string[];
+  restricted: boolean;
+}
+
+export function egressRequestOf(b: NewSandbox): EgressRequest | null {
+  const allowOut = b.network?.allowOut ?? [];
+  const denyOut = b.network?.denyOut ?? [];
+  const allowInternetAccess = b.allow_internet_access ?? null;
+  if (allowInternetAccess === null && allowOut.length === 0 && denyOut.length === 0) return null;
+  return { allowInternetAccess, allowOut, denyOut, restricted: allowInternetAccess === false || denyOut.includes(ALL_TRAFFIC) };
+}
+
+/** E2B network settings Paddock cannot honour: everything but allowOut and a deny-all denyOut. */
+function networkRefusal(b: NewSandbox): string | null {
+  if (!b.network) return null;
+  for (const [key, value] of Object.entries(b.network)) {
+    if (key === "allowOut" || key === "denyOut" || value === undefined || value === null) continue;
+    return `network.${key.slice(0, 64)} is not supported: Paddock's gateway holds every sandbox's egress (the environment's guardrails.network decides; secrets are injected by Paddock, docs/secrets.md)`;
+  }
+  const partial = (b.network.denyOut ?? []).find((d) => d !== ALL_TRAFFIC);
+  if (partial !== undefined) return `network.denyOut ${JSON.stringify(partial.slice(0, 64))} is not supported: only all traffic ("${ALL_TRAFFIC}") can be denied, with the hosts still allowed in allowOut; the environment's guardrails.network decides the rest`;
   return null;
 }
 

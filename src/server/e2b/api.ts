@@ -12,11 +12,11 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { IncomingHttpHeaders } from "node:http";
 import type { z } from "zod";
-import type { E2bSandbox, Principal } from "../../core/index.ts";
+import type { E2bSandbox, Principal, Snapshot } from "../../core/index.ts";
 import { PaddockError, asPaddockError } from "../../core/index.ts";
 import type { Requirement } from "../../guard/index.ts";
 import { auditFailure, authenticate, authorize } from "../auth.ts";
-import { ConnectBody, NewSandboxBody, PauseBody, TimeoutBody, detailAnswer, invalidBody, refusalOf, sandboxAnswer, statusOf, type E2bError } from "./api-shapes.ts";
+import { ConnectBody, NewSandboxBody, PauseBody, SnapshotBody, TimeoutBody, detailAnswer, egressRequestOf, invalidBody, refusalOf, sandboxAnswer, statusOf, type E2bError } from "./api-shapes.ts";
 import { listSandboxes } from "./api-list.ts";
 import type { E2bContext } from "./context.ts";
 import { DEFAULT_TIMEOUT_MS, E2bSandboxTable, authorizeSandbox, newSandboxId, sandboxNotFound } from "./sandboxes.ts";
@@ -35,7 +35,6 @@ const UNSUPPORTED: [string, string][] = [
   ["/sandboxes/:id/logs", "sandbox logs (use the Paddock API's audit and exec output)"],
   ["/v2/sandboxes/:id/logs", "sandbox logs (use the Paddock API's audit and exec output)"],
   ["/sandboxes/:id/fork", "fork through the E2B API (use `paddock session fork`)"],
-  ["/sandboxes/:id/snapshots", "snapshots through the E2B API (use `paddock snapshot create`)"],
   ["/sandboxes/:id/network", "network updates (the environment's guardrails.network decides)"],
   ["/sandboxes/:id/refreshes", "refreshes (use setTimeout)"],
   ["/snapshots", "listing snapshots through the E2B API (use `paddock snapshot list`)"],
@@ -88,6 +87,12 @@ export function registerControlApi(scope: FastifyInstance, ctx: E2bContext): voi
     });
   }
   scope.post("/sandboxes/:id/resume", opts, async (req, reply) => reply.code(201).send((await api.connect(req, params(req).id ?? "", "resume")).answer));
+  // Snapshots (E2B's createSnapshot / deleteSnapshot): Paddock snapshots; create names one as its template.
+  scope.post("/sandboxes/:id/snapshots", opts, async (req, reply) => reply.code(201).send(await api.snapshot(req, params(req).id ?? "")));
+  scope.delete("/templates/:id", async (req, reply) => {
+    await api.deleteSnapshot(req, params(req).id ?? "");
+    return reply.code(204).send();
+  });
   for (const [path, what] of UNSUPPORTED) {
     scope.all(path, async (_req, reply) => reply.code(501).send({ code: 501, message: `Paddock's E2B front end does not support ${what}` } satisfies E2bError));
   }
@@ -119,7 +124,9 @@ class ControlApi {
     const id = newSandboxId();
     const body = await this.parse(who, operation, id, NewSandboxBody, req.body, "create body");
     const onBehalfOf = typeof req.headers[ON_BEHALF_OF] === "string" ? (req.headers[ON_BEHALF_OF] as string) : undefined;
-    const environment = body.templateID;
+    // A template id is an environment, or else a snapshot (its id or name, as createSnapshot answered).
+    const snapshot = await this.snapshotNamed(body.templateID);
+    const environment = snapshot?.environment ?? body.templateID;
     const scope = { environment, session: null, ...(onBehalfOf ? { onBehalfOf } : {}) };
     if (who.kind === "agent" && !onBehalfOf) {
       // As the native startSession: an agent starts a session on behalf of a person.
@@ -127,7 +134,9 @@ class ControlApi {
       await auditFailure(cp, who, operation, id, err);
       throw err;
     }
-    await authorize(cp, who, WRITE, operation, scope, id, { templateID: body.templateID });
+    // What E2B's network controls were asked for is part of the record (docs/e2b.md, "Egress").
+    const egress = egressRequestOf(body);
+    await authorize(cp, who, WRITE, operation, scope, id, { templateID: body.templateID, ...(egress ? { egress } : {}) });
     const refusal = refusalOf(body);
     if (refusal) {
       const err = new PaddockError("invalid_argument", refusal);
@@ -135,8 +144,8 @@ class ControlApi {
       throw err;
     }
     const row = await this.table.create({
-      id, environment, templateId: body.templateID, metadata: body.metadata ?? {}, envVars: body.envVars ?? {},
-      timeoutMs: (body.timeout ?? DEFAULT_TIMEOUT_MS / 1000) * 1000,
+      id, environment, templateId: body.templateID, metadata: body.metadata ?? {}, envVars: body.envVars ?? {}, ...(snapshot ? { from: snapshot.id } : {}),
+      timeoutMs: (body.timeout ?? DEFAULT_TIMEOUT_MS / 1000) * 1000, ...(egress?.restricted ? { allowOut: egress.allowOut } : {}),
       startedBy: who.kind === "agent" ? (onBehalfOf ?? "") : who.name, agent: who.kind === "agent" ? who.name : null,
     });
     return sandboxAnswer(row, await this.table.issueToken(row.id, who));
@@ -166,6 +175,45 @@ class ControlApi {
     // pause. A pause keeps the files only (docs/e2b.md).
     await this.parse(who, operation, id, PauseBody, req.body ?? null, "pause body");
     await this.table.pause(row, who);
+  }
+
+  /**
+   * E2B's createSnapshot: a Paddock snapshot of the sandbox's session (its files, captured while
+   * its processes are frozen for an instant; they go on), named as asked. New sandboxes start from
+   * it by naming its id or name as their template. Needs write, as the native createSnapshot.
+   */
+  async snapshot(req: FastifyRequest, id: string) {
+    const operation = "e2b.createSnapshot";
+    const { row, who } = await this.sandbox(req, id, operation, () => WRITE);
+    const body = await this.parse(who, operation, id, SnapshotBody, req.body ?? {}, "snapshot body");
+    if (row.state === "paused") throw new PaddockError("conflict", `sandbox ${id} is paused: resume it with Sandbox.connect() to snapshot it`);
+    const snap = await this.ctx.cp.snapshots.create(row.sessionId, { name: body.name ?? null, createdBy: who });
+    return { snapshotID: snap.id, names: snap.name ? [snap.name] : [] };
+  }
+
+  /** E2B's deleteSnapshot (`DELETE /templates/{id}`): removes a Paddock snapshot; environments are not deleted here. */
+  async deleteSnapshot(req: FastifyRequest, ref: string): Promise<void> {
+    const operation = "e2b.deleteSnapshot";
+    const who = await this.caller(req, operation);
+    const snap = await this.snapshotNamed(ref);
+    if (!snap) {
+      const err = (await this.ctx.cp.store.getEnvironment(ref))
+        ? new PaddockError("invalid_argument", "deleting templates through the E2B API is not supported: a template is a Paddock environment (`paddock env rm`)")
+        : new PaddockError("not_found", `template or snapshot ${JSON.stringify(ref.slice(0, 64))} not found`);
+      await auditFailure(this.ctx.cp, who, operation, ref.slice(0, 64), err);
+      throw err;
+    }
+    await authorize(this.ctx.cp, who, WRITE, operation, { environment: snap.environment, session: await this.ctx.cp.store.getSession(snap.sourceSession) }, snap.id);
+    await this.ctx.cp.snapshots.remove(snap.id, who);
+  }
+
+  /** The snapshot a template id names (its id or name) when no environment has that name. */
+  private async snapshotNamed(ref: string): Promise<Snapshot | null> {
+    if (!/^[a-z0-9][a-z0-9._-]{0,63}$/.test(ref) || (await this.ctx.cp.store.getEnvironment(ref))) return null;
+    return this.ctx.cp.snapshots.get(ref).catch((err: unknown) => {
+      if (err instanceof PaddockError && err.code === "not_found") return null;
+      throw err;
+    });
   }
 
   /** Connect (and the older resume): a paused sandbox starts again (write); a running one needs read. */

@@ -29,6 +29,8 @@ import type { E2bSandboxes, EnvdCaller } from "./context.ts";
 export const ENVD_VERSION = "0.5.7";
 /** E2B's own conventions inside the sandbox: the session user and its home. */
 export const E2B_USER = { name: "user", home: "/home/user" } as const;
+/** E2B's "all traffic" (`ALL_TRAFFIC` in the SDK): the one `network.denyOut` entry accepted. */
+export const ALL_TRAFFIC = "0.0.0.0/0";
 /** A sandbox's lifetime when create names none (the SDKs' documented default). */
 export const DEFAULT_TIMEOUT_MS = 300_000;
 
@@ -84,6 +86,13 @@ export interface CreateRequest {
   timeoutMs: number;
   startedBy: string;
   agent: string | null;
+  /**
+   * Set when create denied all traffic but these (E2B's `allow_internet_access: false` or
+   * `network.denyOut` of all traffic): the session's environment version must allow nothing else.
+   */
+  allowOut?: string[];
+  /** Start from this snapshot (of `environment`) instead of the environment's current template. */
+  from?: string;
 }
 
 export class E2bSandboxTable implements E2bSandboxes {
@@ -219,10 +228,11 @@ export class E2bSandboxTable implements E2bSandboxes {
 
   /** Start the session and record the sandbox. Its end is `timeoutMs` from now, at most `compute.timeout`. */
   async create(req: CreateRequest): Promise<E2bSandbox> {
-    const session = await this.cp.sessions.start(req.environment, {
-      startedBy: req.startedBy, agent: req.agent, user: { ...E2B_USER }, ...(Object.keys(req.envVars).length ? { env: req.envVars } : {}),
+    const session = await this.cp.sessions.start(req.from ? null : req.environment, {
+      startedBy: req.startedBy, agent: req.agent, user: { ...E2B_USER }, ...(Object.keys(req.envVars).length ? { env: req.envVars } : {}), ...(req.from ? { from: req.from } : {}),
     });
     try {
+      if (req.allowOut) await this.checkEgress(session, req.allowOut);
       const { session: running, endAt } = await this.deadline(session, req.timeoutMs);
       const now = new Date().toISOString();
       const row: E2bSandbox = {
@@ -235,6 +245,26 @@ export class E2bSandboxTable implements E2bSandboxes {
       await this.cp.sessions.stop(session.id, "E2B sandbox creation failed").catch(() => undefined);
       throw err;
     }
+  }
+
+  /**
+   * A create that denied all traffic but `allowOut`: Paddock cannot narrow a sandbox's egress
+   * below its environment's `guardrails.network` (the gateway holds it to that policy), so it is
+   * refused unless every host that policy allows is among `allowOut`. Checked against the version
+   * the session runs, so a policy applied meanwhile cannot slip past it.
+   */
+  private async checkEgress(session: Session, allowOut: string[]): Promise<void> {
+    const v = await this.cp.access.versionSpec(session.environment, session.version);
+    if (!v) throw new PaddockError("not_found", `environment ${session.environment} v${session.version} is gone`);
+    const allowed = new Set(allowOut.map((h) => h.toLowerCase().replace(/\.$/, "")));
+    // E2B's allowOut names hosts, not ports: an environment's `host:port` entry is judged by its host.
+    const wider = allowed.has(ALL_TRAFFIC) ? [] : v.spec.guardrails.network.allow.filter((h) => !allowed.has(h.replace(/:\d+$/, "")));
+    if (wider.length === 0) return;
+    throw new PaddockError(
+      "invalid_argument",
+      `network: environment ${session.environment}'s guardrails.network (${v.fileName}) allows ${wider.slice(0, 10).join(", ")}, which this create denies (allow_internet_access: false or denyOut of all traffic); ` +
+        "a Paddock sandbox's egress is its environment's policy and cannot be narrowed per sandbox: add them to network.allowOut, or use an environment that does not allow them",
+    );
   }
 
   /** Set the session's end to `timeoutMs` from now, within the environment's `compute.timeout`. */
