@@ -64,7 +64,7 @@ export function registerProviderCommands(program: Command, client: () => Paddock
 
 function row(p: ProviderInfo): string[] {
   const routing = Object.entries(p.routing).map(([k, v]) => `${k}=${String(v)}`).join(" ") || "-";
-  const creds = p.credentials.map((c) => `${c.name}${c.set ? "" : " (missing)"}`).join(",") || "-";
+  const creds = p.credentials.map((c) => `${c.name}${c.set ? "" : c.optional ? " (not set, optional)" : " (missing)"}`).join(",") || "-";
   return [p.name, p.kind, p.selfHosted === null ? "?" : p.selfHosted ? "yes" : "no", p.status, routing, creds];
 }
 

@@ -62,6 +62,7 @@ export function registerSnapshotCommands(program: Command, client: () => Paddock
       const list = await client().pools.list();
       if (o.json) return printJson(list);
       printTable(["ENVIRONMENT", "VERSION", "MIN", "MAX", "READY", "STARTING", "MEMORY", "SET BY"], list.map(poolRow));
+      for (const p of list) if (p.refused) process.stdout.write(`${p.environment}: no members: ${p.refused}\n`);
     });
 
   pool

@@ -53,7 +53,7 @@ export interface ProviderInfo {
   selfHosted: boolean | null;
   settings: Record<string, unknown>;
   routing: Record<string, unknown>;
-  credentials: { name: string; set: boolean }[];
+  credentials: { name: string; set: boolean; optional?: true }[];
 }
 
 export interface ProviderHealthInfo {

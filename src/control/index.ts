@@ -18,6 +18,7 @@ import {
   cgroupDirs,
   installationScope,
   openNetworkManager,
+  RUNSC_STATE,
   SHARED_FILES,
   type NetworkManager,
 } from "../providers/local/index.ts";
@@ -323,7 +324,8 @@ async function collectOrphans(home: string, store: Store, layers: ClosableLayerS
   }
   const runDir = join("/run/paddock", scope);
   for (const id of await readdir(runDir).catch(() => [] as string[])) {
-    // The shared files (resolver, hosts, CA) stay: running sandboxes bind them.
-    if (!live.has(id) && id !== SHARED_FILES) await rm(join(runDir, id), { recursive: true, force: true });
+    // The shared files (resolver, hosts, CA) stay: running sandboxes bind them. So does runsc's
+    // state: without it the gVisor sandboxes recovered above could not be listed or signalled.
+    if (!live.has(id) && id !== SHARED_FILES && id !== RUNSC_STATE) await rm(join(runDir, id), { recursive: true, force: true });
   }
 }

@@ -11,9 +11,15 @@
  * Refills run in the background, at most `concurrency` member starts at a time across every
  * environment (starts of real sessions come first on a small machine). A new current version
  * drains the idle members of the older ones and starts new ones.
+ *
+ * Members run only on providers whose sandboxes join this machine's gateway network
+ * (`capabilities.network === "netns"`, e.g. local): a member is started with the local egress
+ * hook (`Egress.forPoolMember`), which a `proxy` provider cannot take, so its member would have
+ * no egress and every claim would fail over to a fresh start. An environment on such a provider
+ * gets no members, and says why (`PoolInfo.refused`, `pool set`, the log).
  */
 import type { PoolInfo, PoolMember, PoolSetting, Provider, Store } from "../core/index.ts";
-import { invalid, notFound } from "../core/index.ts";
+import { PaddockError, invalid, notFound } from "../core/index.ts";
 import type { EnvironmentSpec } from "../config/index.ts";
 import type { AuditLog } from "../guard/index.ts";
 import type { Egress } from "./egress.ts";
@@ -57,6 +63,8 @@ export class Pools {
   private readonly readyHint = new Map<string, number>();
   /** Refills waiting for a burst of starts to pause, per environment. */
   private readonly refillTimers = new Map<string, NodeJS.Timeout>();
+  /** Pools refused a provider, as `environment@version: reason`, so the log says it once, not at every refill. */
+  private readonly refusalsLogged = new Set<string>();
   /** Settles when the pump has nothing left to do (tests and drains wait for it). */
   private idleWaiters: (() => void)[] = [];
 
@@ -80,6 +88,9 @@ export class Pools {
     if (!Number.isSafeInteger(size.min) || !Number.isSafeInteger(max) || size.min < 0 || max < size.min || max > MAX_POOL_SIZE) {
       throw invalid(`a pool needs 0 ≤ min ≤ max ≤ ${MAX_POOL_SIZE} (whole numbers); got min ${size.min}, max ${max}`);
     }
+    const spec = max > 0 ? await this.currentSpec(environment) : null;
+    const where = spec ? poolProviderOf(this.deps.providers, environment, spec) : null;
+    if (where && "refused" in where) throw invalid(`${where.refused}; set its pool to 0, or run the environment on such a provider`);
     const setting: PoolSetting = { environment, min: size.min, max, updatedAt: new Date().toISOString(), updatedBy: by };
     await this.deps.store.putPoolSetting(setting);
     await this.deps.audit.append({ actor: by, actorKind: "human", action: "pool.set", target: environment, environment, decision: "info", detail: { min: setting.min, max } });
@@ -122,6 +133,7 @@ export class Pools {
       memory = used === undefined || used === null || memory === null ? null : memory + used;
     }
     const current = members.filter((m) => m.version === version);
+    const refused = size.max > 0 ? this.refusal(environment, await this.currentSpec(environment)) : null;
     return {
       environment,
       version,
@@ -131,7 +143,19 @@ export class Pools {
       stale: members.length - current.length,
       claimedLastMinute: this.recentClaims(environment),
       memoryBytes: members.length === 0 ? 0 : memory,
+      ...(refused ? { refused } : {}),
     };
+  }
+
+  /** Why the environment's provider cannot hold members, or null (also null when it has no provider configured: starts say so). */
+  private refusal(environment: string, spec: EnvironmentSpec | null): string | null {
+    if (!spec) return null;
+    try {
+      const where = poolProviderOf(this.deps.providers, environment, spec);
+      return "refused" in where ? where.refused : null;
+    } catch {
+      return null;
+    }
   }
 
   /**
@@ -320,6 +344,14 @@ export class Pools {
       return;
     }
     if (count >= want) return;
+    const where = poolProviderOf(this.deps.providers, environment, current.spec);
+    if ("refused" in where) {
+      // Not marked dirty again: nothing changes until the environment or the providers do.
+      const key = `${environment}@${current.version.version}: ${where.refused}`;
+      if (!this.refusalsLogged.has(key)) this.deps.log(`pool of ${environment}: no members started: ${where.refused}`);
+      this.refusalsLogged.add(key);
+      return;
+    }
     this.inFlight.set(environment, (this.inFlight.get(environment) ?? 0) + 1);
     try {
       await this.startMember(environment, current);
@@ -332,7 +364,9 @@ export class Pools {
   /** Start one member: row first (a restart then finds and cleans it), sandbox, services, ready. */
   private async startMember(environment: string, current: Awaited<ReturnType<Environments["current"]>>): Promise<void> {
     const { version, spec, template } = current;
-    const provider = chooseProvider(this.deps.providers, environment, spec.providers, { selfHostedOnly: spec.compliance.selfHostedOnly });
+    const where = poolProviderOf(this.deps.providers, environment, spec);
+    if ("refused" in where) throw new PaddockError("unavailable", where.refused);
+    const provider = where.provider;
     const member: PoolMember = {
       id: newSessionId(),
       environment,
@@ -395,6 +429,22 @@ export class Pools {
     if (!v) throw notFound("environment version", `${m.environment} v${m.version}`);
     await this.deps.egress.restore(m.id, ip, m.environment, v.spec as EnvironmentSpec, v.fileName, [], { member: true });
   }
+}
+
+/**
+ * The provider an environment's members would run on (the one its sessions start on when nothing
+ * fails), or why Paddock keeps no members there: only `network: "netns"` providers take the local
+ * egress hook a member is started with (see the file comment). Throws as `chooseProvider` does
+ * when none of the environment's providers is configured.
+ */
+export function poolProviderOf(providers: Map<string, Provider>, environment: string, spec: EnvironmentSpec): { provider: Provider } | { refused: string } {
+  const provider = chooseProvider(providers, environment, spec.providers, { selfHostedOnly: spec.compliance.selfHostedOnly });
+  const caps = provider.capabilities;
+  if (caps.network === "netns") return { provider };
+  const own = caps.warmPool ? `; ${provider.name} keeps warm sandboxes of its own (its warm pool), which its starts use` : "";
+  return {
+    refused: `environment ${environment} runs on provider ${provider.name}, whose sandboxes reach the gateway as a proxy (network "${caps.network}"): warm pools keep members only on providers that join this machine's gateway network (network "netns", such as local)${own}`,
+  };
 }
 
 /** The file's `pool:` ({min, max}), when it has one. */

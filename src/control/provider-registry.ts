@@ -15,7 +15,7 @@ import { isMap, parseDocument, type Document } from "yaml";
 import type { Provider, ProviderDriver, ProviderHealth, ProviderKind, Store } from "../core/index.ts";
 import { PaddockError, conflict, invalid, notFound } from "../core/index.ts";
 import type { Vault } from "../gateway/vault.ts";
-import { CircuitBreakers, Router, defaultStrategy, loadStrategy, type BreakerState, type ProviderRouting, type RoutingStrategy } from "./routing/index.ts";
+import { CircuitBreakers, Router, defaultStrategy, loadStrategy, scrubUrlCredentials, type BreakerState, type ProviderRouting, type RoutingStrategy } from "./routing/index.ts";
 import { PROVIDERS_FILE, PROVIDER_KINDS, formatProvidersIssue, parseProvidersFile, providersFileError, type ProviderInstanceConfig, type ProvidersConfig } from "./providers-file.ts";
 
 export interface ProviderRegistryOptions {
@@ -38,8 +38,8 @@ export interface ProviderInfo {
   selfHosted: boolean | null;
   settings: Record<string, unknown>;
   routing: ProviderRouting;
-  /** The credentials its kind needs, and whether each is in the vault. */
-  credentials: { name: string; set: boolean }[];
+  /** The credentials its kind takes, whether each is in the vault, and (`optional: true`) those it may go without. */
+  credentials: { name: string; set: boolean; optional?: true }[];
 }
 
 export interface ProviderHealthInfo extends ProviderHealth {
@@ -56,7 +56,7 @@ export interface AddProviderRequest {
   settings?: Record<string, unknown>;
   /** As in providers.yml (`maxMemory` as "16GiB" or bytes). */
   routing?: Record<string, unknown>;
-  /** Credential name → value; every one the kind needs. Sealed in the vault, never echoed. */
+  /** Credential name → value; every one the kind needs (its optional ones may be left out). Sealed in the vault, never echoed. */
   credentials?: Record<string, string>;
 }
 
@@ -105,7 +105,8 @@ export class ProviderRegistry {
       try {
         registry.providers.set(inst.name, await registry.build(inst));
       } catch (err) {
-        const why = err instanceof Error ? err.message : String(err);
+        // Shown to environment readers (route explain) and logged: a driver's error may quote its credential.
+        const why = registry.scrub(err instanceof Error ? err.message : String(err));
         registry.failed.set(inst.name, why);
         opts.log(`provider ${inst.name} (${inst.kind}) is not available: ${why}`);
       }
@@ -123,9 +124,9 @@ export class ProviderRegistry {
     return [...this.secrets.values()].flat();
   }
 
-  /** `text` with every provider credential value replaced by [redacted]. */
+  /** `text` with every provider credential value, and any URL's userinfo (a proxy credential), replaced by [redacted]. */
   scrub(text: string): string {
-    let out = text;
+    let out = scrubUrlCredentials(text);
     for (const v of this.credentialValues()) if (v.length >= 4) out = out.split(v).join("[redacted]");
     return out;
   }
@@ -147,9 +148,12 @@ export class ProviderRegistry {
       const cfg = this.configs.get(name);
       const kind = cfg?.kind ?? "local";
       const p = this.providers.get(name);
-      const wanted = this.drivers.get(kind)?.credentials ?? [];
-      const credentials = [];
-      for (const c of wanted) credentials.push({ name: c, set: (await this.opts.vault.unseal(credentialKey(name, c)).catch(() => null)) !== null });
+      const driver = this.drivers.get(kind);
+      const credentials: ProviderInfo["credentials"] = [];
+      for (const c of driver?.credentials ?? []) {
+        const set = (await this.opts.vault.unseal(credentialKey(name, c)).catch(() => null)) !== null;
+        credentials.push({ name: c, set, ...(isOptional(driver, c) ? { optional: true as const } : {}) });
+      }
       out.push({
         name, kind, status: p ? "ready" : `failed: ${this.failed.get(name) ?? "not built"}`, selfHosted: p?.capabilities.selfHosted ?? null,
         settings: cfg?.settings ?? {}, routing: cfg?.routing ?? {}, credentials,
@@ -184,10 +188,11 @@ export class ProviderRegistry {
     if (!driver) throw invalid(`no driver for kind ${JSON.stringify(req.kind)} in this build (available: ${this.kinds().join(", ")})`);
     const { doc } = await readDocument(this.file);
     if (isMap(doc.contents) && doc.hasIn(["providers", req.name])) throw conflict(`provider ${JSON.stringify(req.name)} is already configured; remove it first (paddock provider remove ${req.name})`);
-    const creds = req.credentials ?? {};
+    // An empty value is no value: an optional credential left empty is not stored.
+    const creds = Object.fromEntries(Object.entries(req.credentials ?? {}).filter(([, v]) => v !== ""));
     const unknown = Object.keys(creds).filter((c) => !driver.credentials.includes(c));
     if (unknown.length) throw invalid(`kind ${req.kind} takes credential${driver.credentials.length === 1 ? "" : "s"} ${driver.credentials.join(", ") || "none"}, not ${unknown.join(", ")}`);
-    const missing = driver.credentials.filter((c) => creds[c] === undefined || creds[c] === "");
+    const missing = driver.credentials.filter((c) => creds[c] === undefined && !isOptional(driver, c));
     if (missing.length) throw invalid(`kind ${req.kind} needs credential${missing.length === 1 ? "" : "s"} ${missing.join(", ")}: --credential ${missing[0]}=@FILE (or =- for stdin)`);
     const entry: Record<string, unknown> = { kind: req.kind };
     if (req.settings && Object.keys(req.settings).length) entry["settings"] = req.settings;
@@ -265,6 +270,7 @@ export class ProviderRegistry {
     const credentials: Record<string, string> = {};
     for (const c of driver.credentials) {
       const value = await this.opts.vault.unseal(credentialKey(inst.name, c));
+      if (value === null && isOptional(driver, c)) continue;
       if (value === null) throw new PaddockError("unavailable", `credential ${c} of provider ${inst.name} is not in the vault: paddock provider remove ${inst.name}, then add it again with --credential ${c}=@FILE`);
       credentials[c] = value;
     }
@@ -320,8 +326,12 @@ async function writeAtomically(file: string, text: string): Promise<void> {
   await rename(tmp, file);
 }
 
+function isOptional(driver: ProviderDriver | undefined, credential: string): boolean {
+  return driver?.optionalCredentials?.includes(credential) ?? false;
+}
+
 function scrubWith(values: string[], text: string): string {
-  let out = text;
+  let out = scrubUrlCredentials(text);
   for (const v of values) if (v.length >= 4) out = out.split(v).join("[redacted]");
   return out;
 }

@@ -8,6 +8,7 @@
  * routing:
  *   strategy: ./my-strategy.mjs    # optional: a module exporting a RoutingStrategy
  *   breaker: { failures: 3, coolDownSeconds: 30 }
+ *   createTimeoutSeconds: 600       # optional: every instance's create limit (default: 600 remote, none local)
  * providers:
  *   e2b:
  *     kind: e2b
@@ -30,6 +31,8 @@ const INSTANCE_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const MAX_FILE_BYTES = 256 * 1024;
 
 const price = z.number("a price in USD, e.g. 0.05").nonnegative("a price cannot be negative").max(1000, "is more than $1000 per hour: prices are per vCPU-hour or GiB-hour");
+// A start waits this long at most for one provider's create (then fails over); a day is plenty for any.
+const createTimeout = z.number("a number of seconds, e.g. 600 (0: no limit)").min(0, "cannot be negative: use 0 for no limit").max(86_400, "is more than a day: a create that slow is a hung one");
 const routingSchema = z.strictObject({
   pricePerVcpuHour: price.optional().describe("USD per vCPU-hour; absent: the default table's for the kind (docs/routing.md)."),
   pricePerGibHour: price.optional().describe("USD per GiB-hour of memory; absent: the default table's."),
@@ -37,7 +40,8 @@ const routingSchema = z.strictObject({
   region: z.string("a region name, e.g. \"eu-west-1\"").max(64).optional().describe("Shown in explanations."),
   maxCpu: z.number("a number of vCPUs").positive("must be more than 0").optional().describe("Sessions asking for more vCPUs skip this instance."),
   maxMemory: z.union([z.string(), z.number()], 'a size such as "16GiB"').optional().describe("Sessions asking for more memory skip this instance."),
-}, "a mapping of pricePerVcpuHour, pricePerGibHour, latencyClass, region, maxCpu, maxMemory");
+  createTimeoutSeconds: createTimeout.optional().describe("How long one create may take before it is abandoned for the next provider; 0: no limit."),
+}, "a mapping of pricePerVcpuHour, pricePerGibHour, latencyClass, region, maxCpu, maxMemory, createTimeoutSeconds");
 
 const instanceSchema = z.strictObject({
   kind: z.enum(PROVIDER_KINDS as [ProviderKind, ...ProviderKind[]], `one of ${PROVIDER_KINDS.join(", ")}`),
@@ -52,7 +56,8 @@ const fileSchema = z.strictObject({
       failures: z.number("a whole number").int("a whole number").min(1).max(100).optional(),
       coolDownSeconds: z.number("a number of seconds").min(0).max(86_400).optional(),
     }, "a mapping of failures, coolDownSeconds").optional(),
-  }, "a mapping of strategy, breaker").optional(),
+    createTimeoutSeconds: createTimeout.optional(),
+  }, "a mapping of strategy, breaker, createTimeoutSeconds").optional(),
   providers: z.record(z.string(), instanceSchema, "a mapping of instance name to { kind, settings, routing }").optional(),
 }, "a mapping of routing: and providers:");
 
@@ -134,6 +139,9 @@ export function parseProvidersFile(source: string): ParsedProviders {
     if (r.latencyClass !== undefined) routing.latencyClass = r.latencyClass;
     if (r.region !== undefined) routing.region = r.region;
     if (r.maxCpu !== undefined) routing.maxCpu = r.maxCpu;
+    // The instance's own limit, else the file's default for every instance (SessionRouting applies the kind's default).
+    const createTimeoutSeconds = r.createTimeoutSeconds ?? parsed.data.routing?.createTimeoutSeconds;
+    if (createTimeoutSeconds !== undefined) routing.createTimeoutMs = Math.round(createTimeoutSeconds * 1000);
     if (r.maxMemory !== undefined) {
       try {
         routing.maxMemoryBytes = typeof r.maxMemory === "number" ? r.maxMemory : parseMemory(r.maxMemory);

@@ -9,9 +9,29 @@ import type { Provider, SandboxHandle, Session, SessionRoute, Store } from "../c
 import { PaddockError } from "../core/index.ts";
 import type { EnvironmentSpec } from "../config/index.ts";
 import type { AuditLog } from "../guard/index.ts";
-import { costUsd, priceOf, type LatencyClass, type RouteDecision, type RouteRequest, type Router } from "./routing/index.ts";
+import { costUsd, priceOf, scrubUrlCredentials, type LatencyClass, type RouteDecision, type RouteRequest, type Router } from "./routing/index.ts";
 
 const GIB = 1024 ** 3;
+
+/**
+ * A remote kind's limit on one create when providers.yml sets none: room for a cold image pull or
+ * an instance launch, but a hung API (a k8s watch, an EC2 call) cannot hold a start for ever.
+ */
+export const DEFAULT_REMOTE_CREATE_TIMEOUT_MS = 10 * 60_000;
+
+/** The limit on one create on `provider` (0: none): its instance's setting, else its kind's default. */
+export function createTimeoutMs(provider: Provider, routing: { createTimeoutMs?: number }): number {
+  return routing.createTimeoutMs ?? (provider.capabilities.kind === "local" ? 0 : DEFAULT_REMOTE_CREATE_TIMEOUT_MS);
+}
+
+const seconds = (ms: number): string => `${Number((ms / 1000).toFixed(3))} s`;
+
+/** A create abandoned at its instance's limit: the provider's signal is aborted with it. */
+class CreateTimedOut extends PaddockError {
+  constructor(readonly provider: string, readonly limitMs: number) {
+    super("unavailable", `create on ${provider} timed out after ${seconds(limitMs)}`, { provider, createTimeoutMs: limitMs });
+  }
+}
 
 /** A start's decision and the request it answered (failover walks `decision.order`). */
 export interface StartRoute {
@@ -59,9 +79,10 @@ export class SessionRouting {
    * Create the sandbox on the first provider of the decided order that manages it. `use` points
    * the caller at the provider about to be tried (its create callback reads it); a failed create
    * is cleaned up (`cleanup`), counted by the breaker, recorded as a skip and audited, and the next
-   * is tried. Rejects with the last error when every provider failed.
+   * is tried. A create that outlives its instance's limit (`createTimeoutMs`) is aborted and
+   * treated the same. Rejects with the last error when every provider failed.
    */
-  async create(session: Session, route: StartRoute, use: (p: Provider) => void, cleanup: (p: Provider) => Promise<void>, create: () => Promise<SandboxHandle>): Promise<SandboxHandle> {
+  async create(session: Session, route: StartRoute, use: (p: Provider) => void, cleanup: (p: Provider) => Promise<void>, create: (signal: AbortSignal) => Promise<SandboxHandle>): Promise<SandboxHandle> {
     const { order } = route.decision;
     let lastError: unknown = null;
     for (const [i, name] of order.entries()) {
@@ -71,6 +92,8 @@ export class SessionRouting {
         await this.skip(session, name, provider ? "circuit breaker open" : "no longer configured", order[i + 1] ?? null);
         continue;
       }
+      // A half-open breaker's one trial is this start's: concurrent starts now skip the provider.
+      if (breaker === "half-open") this.deps.router.breakers.trial(name);
       use(provider);
       if (session.provider !== name) {
         await this.deps.store.updateSession(session.id, { provider: name });
@@ -78,7 +101,7 @@ export class SessionRouting {
         session.provider = name;
       }
       try {
-        const handle = await create();
+        const handle = await this.within(session, provider, create);
         this.deps.router.breakers.success(name);
         return handle;
       } catch (err) {
@@ -87,11 +110,46 @@ export class SessionRouting {
         this.deps.router.breakers.failure(name, message);
         await cleanup(provider);
         if (i === order.length - 1) break;
-        await this.skip(session, name, `create failed: ${message}`, order[i + 1] ?? null);
+        await this.skip(session, name, err instanceof CreateTimedOut ? `create timed out after ${seconds(err.limitMs)}` : `create failed: ${message}`, order[i + 1] ?? null);
       }
     }
     if (lastError !== null) throw lastError;
     throw new PaddockError("unavailable", `no provider could start session ${session.id}: every one in the decided order was skipped (see its route)`);
+  }
+
+  /**
+   * Run one create on `provider` within its limit. At the limit the signal given to the provider is
+   * aborted and the start goes on without it (rejects `CreateTimedOut`); a provider that ignores
+   * the abort and still makes the sandbox later has it stopped at once, so nothing is left running.
+   */
+  async within(session: Session, provider: Provider, create: (signal: AbortSignal) => Promise<SandboxHandle>): Promise<SandboxHandle> {
+    const controller = new AbortController();
+    const limitMs = createTimeoutMs(provider, this.routingOf(provider.name));
+    if (limitMs <= 0) return create(controller.signal);
+    const attempt = create(controller.signal);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const err = new CreateTimedOut(provider.name, limitMs);
+        controller.abort(err);
+        reject(err);
+      }, limitMs);
+    });
+    try {
+      return await Promise.race([attempt, timedOut]);
+    } catch (err) {
+      if (!controller.signal.aborted) throw err;
+      attempt.then(
+        async () => {
+          this.deps.log(`session ${session.id}: provider ${provider.name} made the sandbox after its create timed out; stopping it`);
+          await provider.stop(session.id).catch((e: unknown) => this.deps.log(`session ${session.id}: stopping the late sandbox on ${provider.name}: ${this.scrub(e instanceof Error ? e.message : String(e))}`));
+        },
+        () => undefined, // the abort (or anything else) ended it: nothing was made
+      );
+      throw controller.signal.reason;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** The routing record of a new session (before its sandbox exists). */
@@ -160,7 +218,9 @@ export class SessionRouting {
     });
   }
 
+  /** A provider's error may quote a credential it was given, or the session's proxy URL: neither is stored or audited. */
   private scrub(text: string): string {
-    return this.deps.scrub ? this.deps.scrub(text) : text;
+    const out = scrubUrlCredentials(text);
+    return this.deps.scrub ? this.deps.scrub(out) : out;
   }
 }

@@ -10,7 +10,7 @@ import type { Access } from "./access.ts";
 import type { Pools } from "./pools.ts";
 import { servicesOf } from "./services.ts";
 import { SessionRouting, type StartRoute } from "./session-routing.ts";
-import { Router, defaultStrategy, unconfigured, type LatencyClass, type RouteDecision, type RouteRequest } from "./routing/index.ts";
+import { Router, defaultStrategy, scrubUrlCredentials, unconfigured, type LatencyClass, type RouteDecision, type RouteRequest } from "./routing/index.ts";
 
 /**
  * How long a start waits for the sandbox's services to be ready before it fails: every service's
@@ -148,6 +148,14 @@ export class Sessions {
     if (!v || !template) throw new PaddockError("not_found", `snapshot ${snap.id}'s environment version ${snap.environment} v${snap.version} or its template is gone`);
     const provider = this.deps.providers.get(snap.provider);
     if (!provider) throw new PaddockError("unavailable", `provider ${JSON.stringify(snap.provider)} of snapshot ${snap.id} is not configured`);
+    // Fails closed, as for a claimed pool member: a snapshot taken on a third-party provider before
+    // the file said selfHostedOnly never starts a session there (nor does one whose version says so).
+    if (!provider.capabilities.selfHosted) {
+      const current = await this.deps.environments.current(snap.environment).catch(() => null);
+      if (v.spec.compliance.selfHostedOnly || current?.spec.compliance.selfHostedOnly !== false) {
+        throw new PaddockError("forbidden", `snapshot ${snap.id} lives on third-party provider ${provider.name}, and ${snap.environment} has compliance.selfHostedOnly (or its current version could not be read): start a fresh session of it instead`);
+      }
+    }
     const restore = this.deps.egress ? await this.deps.egress.snapshotRegistration(snap.id) : null;
     return this.create(snap.environment, { version: { version: snap.version, fileName: v.fileName }, spec: v.spec, template }, opts, { snap, provider, restore });
   }
@@ -187,7 +195,7 @@ export class Sessions {
     await this.deps.store.createSession(session);
     await this.routing.record(session, spec, route, from ? `started from snapshot ${from.snap.id}, which lives on ${provider.name}` : "");
     try {
-      const create = () => provider.create({
+      const create = (signal: AbortSignal) => provider.create({
         id: session.id,
         mode: "session",
         base: spec.base,
@@ -208,14 +216,14 @@ export class Sessions {
           : this.deps.egress
             ? { egress: this.deps.egress.forSession(session.id, environment, version.version, spec, version.fileName, noPush, from?.restore ?? undefined) }
             : {}),
-      });
+      }, signal);
       // Failover: a provider whose create fails is cleaned up and skipped for the next in the decided order.
       const handle = route
         ? await this.routing.create(session, route, (p) => (provider = p), async (p) => {
           await p.stop(session.id).catch(() => undefined);
           await this.deps.egress?.detach(session.id).catch(() => undefined);
         }, create)
-        : await create();
+        : await this.routing.within(session, provider, create);
       // Recorded before the services are waited for, so a restart meanwhile finds the sandbox.
       await this.deps.store.updateSession(session.id, { providerState: handle.providerState });
       if (services.length) await provider.waitForServices(session.id, servicesTimeoutMs(spec, services));
@@ -242,8 +250,10 @@ export class Sessions {
     return p;
   }
 
+  /** A provider's error may quote a credential it was given, or the session's proxy URL: neither is stored, audited or returned. */
   private scrub(text: string): string {
-    return this.deps.scrub ? this.deps.scrub(text) : text;
+    const out = scrubUrlCredentials(text);
+    return this.deps.scrub ? this.deps.scrub(out) : out;
   }
 
   /**
@@ -302,7 +312,7 @@ export class Sessions {
       this.armTimeout(running);
       return running;
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
+      const message = this.scrub(err instanceof Error ? err.message : String(err));
       this.deps.log(`claiming pool member ${claimed.id} of ${environment} failed (${message}); starting a fresh sandbox instead`);
       await provider?.stop(claimed.id).catch(() => undefined);
       await this.deps.egress?.detach(claimed.id).catch(() => undefined);

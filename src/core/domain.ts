@@ -163,6 +163,8 @@ export interface PoolInfo {
   claimedLastMinute: number;
   /** Memory the members use now (sum of their memory cgroups), or null when the provider cannot tell. */
   memoryBytes: number | null;
+  /** Why no member is started, when the environment's provider cannot hold Paddock's pool members (a `network: "proxy"` provider). */
+  refused?: string;
 }
 
 /**

@@ -461,6 +461,13 @@ export interface ProviderDriver<S = unknown> {
   parseSettings(raw: unknown): S;
   /** Credential names the instance needs from the vault (e.g. ["apiKey"]); each is stored as vault secret `provider/<instance>/<name>`. */
   credentials: readonly string[];
+  /**
+   * Those of `credentials` an instance may be configured without (absent: every one is needed).
+   * A missing optional credential is simply not in `create`'s `credentials`; the driver refuses
+   * there, saying which setting needs it, when the instance's settings do after all (k8s: the
+   * `kubeconfig`, unless `settings.inCluster`).
+   */
+  optionalCredentials?: readonly string[];
   create(instance: { name: string; settings: S; credentials: Record<string, string> }, deps: ProviderDeps): Promise<Provider>;
 }
 

@@ -22,6 +22,12 @@ export class SandboxRecords {
     await rename(tmp, join(this.dir, `${id}.json`));
   }
 
+  /** The recorded state of `id`, or null when there is none. */
+  async get(id: string): Promise<Record<string, unknown> | null> {
+    if (!ID.test(id)) return null;
+    return readFile(join(this.dir, `${id}.json`), "utf8").then((t) => JSON.parse(t) as Record<string, unknown>, () => null);
+  }
+
   async remove(id: string): Promise<void> {
     if (ID.test(id)) await rm(join(this.dir, `${id}.json`), { force: true });
   }

@@ -12,12 +12,13 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
 import { join } from "node:path";
+import { readFile } from "node:fs/promises";
 import { WebSocketServer } from "ws";
 import { openLayerStore, type ClosableLayerStore, type LayerStoreKind } from "../layers/index.ts";
-import { createLocalProvider } from "../providers/local/index.ts";
-import type { Provider, SandboxSpec } from "../core/provider.ts";
+import { createLocalProvider, installationScope, openNetworkManager, type NetworkManager } from "../providers/local/index.ts";
+import type { Provider, RemoteEgressAttachment, SandboxSpec } from "../core/provider.ts";
 import { PaddockError, invalid, notFound } from "../core/index.ts";
-import { NODE_API, statusOf, toWire, type WireSandboxSpec } from "../providers/ec2/index.ts";
+import { NODE_API, statusOf, toWire, type WireEgress, type WireSandboxSpec } from "../providers/ec2/index.ts";
 import { NodeTemplates } from "./recipe.ts";
 import { serveExec } from "./exec.ts";
 import { SandboxRecords } from "./records.ts";
@@ -50,8 +51,14 @@ const MAX_FILE_BYTES = 256 * 2 ** 20;
 export async function startNode(opts: NodeOptions): Promise<RemoteNode> {
   const log = opts.log ?? (() => undefined);
   const layers = await openLayerStore({ home: opts.home, ...(opts.layerStore ? { kind: opts.layerStore } : {}), ...(opts.layerImageBytes ? { imageBytes: opts.layerImageBytes } : {}) });
-  // No network manager: a node's sandboxes have loopback only (egress to a remote gateway is future work).
-  const local = await createLocalProvider({ home: opts.home, layers, log });
+  // Proxy mode: a sandbox's only way out is the gateway's TLS proxy listener its create names
+  // (docs/ec2.md, "Egress"); without one it has loopback only. Scoped by the node's home, so a
+  // control plane on the same machine keeps its own namespaces, veths, table and /16.
+  // A host runs a few sessions (`sessionsPerHost`): a small pool of ready namespaces covers a burst.
+  const network = await openNetworkManager({ scope: installationScope(opts.home), mode: "proxy", poolSize: 4 });
+  if ((await readFile("/proc/sys/net/ipv4/ip_forward", "utf8").catch(() => "0")).trim() !== "1")
+    log("node: net.ipv4.ip_forward is 0: sandboxes can reach a gateway on this machine only (set it to 1 for a gateway elsewhere)");
+  const local = await createLocalProvider({ home: opts.home, layers, log, network });
   const templates = new NodeTemplates(local, layers, log);
   const records = new SandboxRecords(join(opts.home, "sandboxes"));
   await records.recoverAll(local, log);
@@ -93,16 +100,18 @@ export async function startNode(opts: NodeOptions): Promise<RemoteNode> {
   return {
     host: opts.host,
     port,
-    close: (o) => closeNode(server, wss, local, layers, o),
+    close: (o) => closeNode(server, wss, local, layers, network, o),
   };
 }
 
-async function closeNode(server: Server, wss: WebSocketServer, local: Provider, layers: ClosableLayerStore, o: { stopSandboxes?: boolean; unmountLayers?: boolean } = {}): Promise<void> {
+async function closeNode(server: Server, wss: WebSocketServer, local: Provider, layers: ClosableLayerStore, network: NetworkManager, o: { stopSandboxes?: boolean; unmountLayers?: boolean } = {}): Promise<void> {
   for (const c of wss.clients) c.terminate();
   server.closeAllConnections();
   await new Promise<void>((r) => server.close(() => r()));
   if (o.stopSandboxes) for (const id of await local.list()) await local.stop(id).catch(() => undefined);
   await local.close();
+  // Running sandboxes keep their networks (a restarted node adopts them).
+  await network.close();
   await layers.close(o.unmountLayers ? { unmount: true } : {});
 }
 
@@ -119,13 +128,13 @@ async function handle(req: IncomingMessage, res: ServerResponse, local: Provider
     let clientGone = false;
     res.once("close", () => (clientGone = !res.writableFinished));
     const handle = await local.create(await toLocalSpec(spec, templates));
-    if (clientGone && !process.env.NOFIX) {
+    if (clientGone) {
       await local.stop(handle.id).catch(() => false);
       log(`node: the client went away while sandbox ${handle.id} was being created: stopped it`);
       return;
     }
     await records.put(handle.id, handle.providerState);
-    return send(res, 200, handle);
+    return send(res, 200, { ...handle, providerState: forControlPlane(handle.providerState) });
   }
   const m = /^\/sandboxes\/([^/]+)(\/.*)$/.exec(path);
   if (!m?.[1] || !m[2]) throw notFound("route", `${method} ${url.pathname}`);
@@ -142,7 +151,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, local: Provider
       return send(res, 200, { stopped });
     }
     case "POST /recover": {
-      const { providerState } = (await readJson(req)) as { providerState: Record<string, unknown> };
+      const { providerState: given } = (await readJson(req)) as { providerState: Record<string, unknown> };
+      // The node's own record is complete (the control plane's copy lacks the proxy credential).
+      const providerState = (await records.get(id)) ?? given;
       const state = await local.recover(id, providerState);
       if (state === "running") await records.put(id, providerState);
       else await records.remove(id);
@@ -167,7 +178,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, local: Provider
       const { env } = (await readJson(req)) as { env: Record<string, string> };
       const providerState = await local.setEnv(id, env);
       await records.put(id, providerState);
-      return send(res, 200, { providerState });
+      return send(res, 200, { providerState: forControlPlane(providerState) });
     }
     case "GET /services":
       return send(res, 200, { services: await local.services(id) });
@@ -188,13 +199,38 @@ async function toLocalSpec(spec: WireSandboxSpec, templates: NodeTemplates): Pro
   if (spec.recipe.base !== spec.base) throw invalid(`create: spec.base ${JSON.stringify(spec.base)} differs from the recipe's ${JSON.stringify(spec.recipe.base)}`);
   if (!spec.recipe.steps.every((s) => typeof s === "string")) throw invalid("create: recipe steps must be strings");
   const layers = await templates.ensure(spec.recipe, spec.compute);
+  const egress = spec.egress === undefined ? undefined : wireEgress(spec.egress);
   // Only the fields a node honours: no host mounts, no snapshot, no egress callbacks can arrive here.
   return {
     id: spec.id, mode: spec.mode, base: spec.base, layers, compute: spec.compute, hostname: spec.hostname, env: spec.env,
     ...(spec.guard ? { guard: spec.guard } : {}),
     ...(spec.services ? { services: spec.services } : {}),
     ...(spec.sessionUser ? { sessionUser: spec.sessionUser } : {}),
+    ...(egress ? { remoteEgress: () => Promise.resolve(egress) } : {}),
   };
+}
+
+/** The create's egress attachment, checked field by field: the local provider writes its files into the sandbox and pins its `allow` list. */
+function wireEgress(e: WireEgress): RemoteEgressAttachment {
+  const str = (v: unknown): v is string => typeof v === "string";
+  if (typeof e !== "object" || e === null) throw invalid("create: spec.egress must be an object");
+  if (typeof e.env !== "object" || e.env === null || !Object.entries(e.env).every(([k, v]) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(k) && str(v))) throw invalid("create: spec.egress.env must map variable names to strings");
+  if (!Array.isArray(e.files) || !e.files.every((f) => str(f?.path) && f.path.startsWith("/") && !f.path.split("/").includes("..") && str(f.content))) throw invalid("create: spec.egress.files must be absolute paths with string content");
+  if (!Array.isArray(e.allow) || !e.allow.length || !e.allow.every((a) => str(a?.host) && /^[A-Za-z0-9.:-]{1,253}$/.test(a.host) && Number.isInteger(a.port) && a.port >= 1 && a.port <= 65535))
+    throw invalid("create: spec.egress.allow must list at least one host and TCP port");
+  return { env: { ...e.env }, files: e.files.map((f) => ({ path: f.path, content: f.content })), allow: e.allow.map((a) => ({ host: a.host, port: a.port })), proxyUrl: e.env["HTTPS_PROXY"] ?? "" };
+}
+
+/**
+ * The sandbox state the control plane stores: the node's record without the variables that carry
+ * a URL credential (the session's proxy URL: the gateway and the control plane keep only its
+ * hash). The node keeps them in its own record, which `recover` prefers.
+ */
+function forControlPlane(state: Record<string, unknown>): Record<string, unknown> {
+  const env = state["env"];
+  if (typeof env !== "object" || env === null) return state;
+  const kept = Object.fromEntries(Object.entries(env as Record<string, unknown>).filter(([, v]) => !(typeof v === "string" && /^[a-z][a-z0-9+.-]*:\/\/[^/@\s]*:[^/@\s]*@/i.test(v))));
+  return { ...state, env: kept };
 }
 
 /** A sandbox id from its URL segment; a malformed escape is the client's error, not the node's. */

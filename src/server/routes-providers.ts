@@ -34,7 +34,7 @@ const AddProviderBody = z.object({
   name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "1 to 63 lowercase letters, digits and dashes").describe("Instance name, as environments' `providers:` name it."),
   kind: z.enum(KINDS),
   settings: z.record(z.string(), z.unknown()).optional().describe("The kind's settings (see its driver's documentation)."),
-  routing: z.record(z.string(), z.unknown()).optional().describe("As providers.yml `routing:` (pricePerVcpuHour, pricePerGibHour, latencyClass, region, maxCpu, maxMemory)."),
+  routing: z.record(z.string(), z.unknown()).optional().describe("As providers.yml `routing:` (pricePerVcpuHour, pricePerGibHour, latencyClass, region, maxCpu, maxMemory, createTimeoutSeconds)."),
   credentials: z.record(z.string(), z.string().min(1).max(65_536)).optional().describe("Credential name → value, sealed in the vault as provider/<name>/<credential>. Never returned."),
 }).strict();
 

@@ -17,6 +17,7 @@ void test("every shipped driver describes its package's driver exactly", async (
     const real = await packages[lazy.kind as keyof typeof packages]();
     assert.equal(real.kind, lazy.kind);
     assert.deepEqual([...lazy.credentials], [...real.credentials], `${lazy.kind} credentials`);
+    assert.deepEqual([...(lazy.optionalCredentials ?? [])], [...(real.optionalCredentials ?? [])], `${lazy.kind} optional credentials`);
     assert.equal(lazy.parseSettings, real.parseSettings, `${lazy.kind} settings parser`);
   }
 });

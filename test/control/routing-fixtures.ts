@@ -2,13 +2,19 @@
  * A test provider driver for routing tests (not a fake of any service: a Provider whose
  * behaviour the test sets). Its `create` fails with a message that quotes its credential when
  * `failCreate` is set, so tests can check that failover records the skip and that the
- * credential never shows. Capabilities come from its settings.
+ * credential never shows; with `failWithProxyUrl` the message quotes a proxy URL with a password
+ * in it instead (`PROXY_PASSWORD`), as a remote provider's error about its egress might.
+ * Capabilities come from its settings.
  */
 import type { Provider, ProviderCapabilities, ProviderDriver, ProviderKind } from "../../src/core/index.ts";
 import { PaddockError, invalid, notFound } from "../../src/core/index.ts";
 
+/** The password in the proxy URL a `failWithProxyUrl` create quotes. */
+export const PROXY_PASSWORD = "pdk-proxy-pass-0123456789abcdef";
+
 export interface TestSettings {
   failCreate: boolean;
+  failWithProxyUrl: boolean;
   healthy: boolean;
   selfHosted: boolean;
   warmPool: boolean;
@@ -52,7 +58,7 @@ export function testProvider(name: string, caps: ProviderCapabilities, o: { fail
   };
 }
 
-/** A driver of `kind` building test providers; settings: failCreate, healthy, selfHosted, warmPool (booleans). */
+/** A driver of `kind` building test providers; settings: failCreate, failWithProxyUrl, healthy, selfHosted, warmPool (booleans). */
 export function testDriver(kind: ProviderKind, calls: { creates: number } = { creates: 0 }): ProviderDriver<TestSettings> {
   return {
     kind,
@@ -60,16 +66,18 @@ export function testDriver(kind: ProviderKind, calls: { creates: number } = { cr
     parseSettings(raw: unknown): TestSettings {
       const r = (raw ?? {}) as Record<string, unknown>;
       for (const [k, v] of Object.entries(r)) {
-        if (!["failCreate", "healthy", "selfHosted", "warmPool"].includes(k)) throw invalid(`settings.${k}: unknown setting`);
+        if (!["failCreate", "failWithProxyUrl", "healthy", "selfHosted", "warmPool"].includes(k)) throw invalid(`settings.${k}: unknown setting`);
         if (typeof v !== "boolean") throw invalid(`settings.${k}: true or false`);
       }
-      return { failCreate: r["failCreate"] === true, healthy: r["healthy"] !== false, selfHosted: r["selfHosted"] === true, warmPool: r["warmPool"] === true };
+      return { failCreate: r["failCreate"] === true, failWithProxyUrl: r["failWithProxyUrl"] === true, healthy: r["healthy"] !== false, selfHosted: r["selfHosted"] === true, warmPool: r["warmPool"] === true };
     },
     async create(instance, _deps) {
       const s = instance.settings;
       const apiKey = instance.credentials["apiKey"] ?? "";
       return testProvider(instance.name, capabilities(kind, { selfHosted: s.selfHosted, warmPool: s.warmPool }), {
-        failCreate: s.failCreate ? `upstream refused the sandbox (key ${apiKey} over quota)` : null,
+        failCreate: s.failWithProxyUrl
+          ? `sandbox could not reach its proxy HTTPS_PROXY=https://pdk-sess1:${PROXY_PASSWORD}@gw.example.net:8443 (timed out)`
+          : s.failCreate ? `upstream refused the sandbox (key ${apiKey} over quota)` : null,
         healthy: s.healthy,
         onCreate: () => (calls.creates += 1),
       });

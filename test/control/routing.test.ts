@@ -4,12 +4,13 @@ import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { CircuitBreakers, DEFAULT_PRICES, Router, costUsd, defaultStrategy, loadStrategy, priceOf } from "../../src/control/routing/index.ts";
+import { CircuitBreakers, DEFAULT_PRICES, Router, costUsd, defaultStrategy, loadStrategy, priceOf, scrubUrlCredentials } from "../../src/control/routing/index.ts";
 import { parseProvidersFile, formatProvidersIssue } from "../../src/control/providers-file.ts";
 import { ProviderRegistry, credentialKey } from "../../src/control/provider-registry.ts";
+import { DEFAULT_DRIVERS } from "../../src/control/drivers.ts";
 import { openSqliteStore } from "../../src/store/index.ts";
 import { openVault, type Vault } from "../../src/gateway/vault.ts";
-import type { Store } from "../../src/core/index.ts";
+import type { ProviderDriver, Store } from "../../src/core/index.ts";
 import { PaddockError } from "../../src/core/index.ts";
 import { openControlPlane } from "../../src/control/index.ts";
 import { tempDir } from "../helpers/tmp.ts";
@@ -236,6 +237,56 @@ void describe("provider registry", () => {
     assert.deepEqual(d.order, ["local"]);
     assert.match(d.candidates.find((c) => c.provider === "e2b-eu")?.reason ?? "", /configured but not available: credential apiKey/);
     await writeFile(join(home.path, "providers.yml"), "providers: {}\n");
+  });
+});
+
+void describe("scrubbing URL credentials out of provider errors", () => {
+  void it("replaces the userinfo of every URL, and nothing else", () => {
+    assert.equal(scrubUrlCredentials("proxy https://pdk-s1:pw-123@gw:8443 refused; db postgres://app:s3cr%2Ft@db.internal/x?u=a@b"),
+      "proxy https://[redacted]@gw:8443 refused; db postgres://[redacted]@db.internal/x?u=a@b");
+    assert.equal(scrubUrlCredentials('HTTPS_PROXY="http://u@h" and https://h/p@q'), 'HTTPS_PROXY="http://[redacted]@h" and https://h/p@q');
+    assert.equal(scrubUrlCredentials("no url here: user@example.com"), "no url here: user@example.com");
+  });
+});
+
+void describe("optional provider credentials", () => {
+  void it("a k8s instance with settings.inCluster needs no kubeconfig; without it, it is still refused naming the credential and the setting", async () => {
+    const home = await tempDir();
+    const store = await openSqliteStore(join(home.path, "paddock.db"));
+    try {
+      const vault = await openVault({ home: home.path, store, log: () => undefined });
+      const reg = await ProviderRegistry.open({ home: home.path, vault, store, local: testProvider("local", capabilities("local")), drivers: DEFAULT_DRIVERS, log: () => undefined });
+      const info = await reg.add({ name: "k8s-in", kind: "k8s", settings: { inCluster: true } });
+      assert.equal(info.status, "ready");
+      assert.deepEqual(info.credentials, [{ name: "kubeconfig", set: false, optional: true }]);
+      assert.equal(await vault.unseal(credentialKey("k8s-in", "kubeconfig")), null, "nothing stored for a credential not given");
+      const again = await ProviderRegistry.open({ home: home.path, vault, store, local: testProvider("local", capabilities("local")), drivers: DEFAULT_DRIVERS, log: () => undefined });
+      assert.ok(again.providers.has("k8s-in"), "built again at the next start without the optional credential");
+      await assert.rejects(reg.add({ name: "k8s-out", kind: "k8s", credentials: { kubeconfig: "" } }), (err: unknown) =>
+        err instanceof PaddockError && err.code === "invalid_argument" && /k8s-out.*no kubeconfig.*provider\/k8s-out\/kubeconfig.*settings\.inCluster/.test(err.message));
+      assert.ok(!(await reg.list()).some((p) => p.name === "k8s-out"));
+      await reg.remove("k8s-in");
+      for (const p of [...reg.providers.values(), ...again.providers.values()]) if (p.name !== "local") await p.close();
+    } finally {
+      await store.close();
+      await home.remove();
+    }
+  });
+
+  void it("a driver's required credentials are still required", async () => {
+    const home = await tempDir();
+    const store = await openSqliteStore(join(home.path, "paddock.db"));
+    try {
+      const vault = await openVault({ home: home.path, store, log: () => undefined });
+      const partly: ProviderDriver<unknown> = { ...(testDriver("e2b") as ProviderDriver<unknown>), credentials: ["apiKey", "region"], optionalCredentials: ["region"] };
+      const reg = await ProviderRegistry.open({ home: home.path, vault, store, local: testProvider("local", capabilities("local")), drivers: [partly], log: () => undefined });
+      await assert.rejects(reg.add({ name: "e", kind: "e2b", credentials: { region: "eu" } }), /needs credential apiKey/);
+      const info = await reg.add({ name: "e", kind: "e2b", credentials: { apiKey: "key-1234" } });
+      assert.deepEqual(info.credentials, [{ name: "apiKey", set: true }, { name: "region", set: false, optional: true }]);
+    } finally {
+      await store.close();
+      await home.remove();
+    }
   });
 });
 

@@ -11,7 +11,7 @@ import { after, before, describe, it } from "node:test";
 import type { PaddockClient } from "../../src/client/index.ts";
 import type { RunningServer } from "../../src/server/index.ts";
 import { cli, testServer } from "../helpers/server.ts";
-import { testDriver } from "../control/routing-fixtures.ts";
+import { PROXY_PASSWORD, testDriver } from "../control/routing-fixtures.ts";
 
 const KEY = "e2b_fo_key_0123456789abcdef";
 
@@ -101,6 +101,24 @@ void describe("failover against a fake (test-driver) provider", () => {
     assert.ok(ms >= 0);
     // $0.10 per vCPU-second: the measured cost is a tenth of the runtime in seconds.
     assert.ok(Math.abs((ended.route?.measuredUsd ?? -1) - ms / 10_000) < 0.001, `${ended.route?.measuredUsd} for ${ms} ms`);
+  });
+
+  void it("a provider error quoting a proxy URL with its password: the password is in no endReason, skip, audit record or answer", async () => {
+    await client.providers.add({ name: "leaky", kind: "e2b", settings: { failWithProxyUrl: true }, credentials: { apiKey: "leaky-key-value" } });
+    await client.environments.apply("leak1.yml", "name: leak-over\nproviders: [leaky, local]\ncompute:\n  cpu: 1\n  memory: 256MiB\n");
+    await client.environments.apply("leak2.yml", "name: leak-only\nproviders: [leaky]\n");
+    const over = await client.sessions.start("leak-over");
+    assert.equal(over.provider, "local");
+    const shown = await client.sessions.get(over.id);
+    assert.match(shown.route?.skips[0]?.reason ?? "", /^create failed: sandbox could not reach its proxy HTTPS_PROXY=https:\/\/\[redacted\]@gw\.example\.net:8443 \(timed out\)$/);
+    await client.sessions.stop(over.id);
+    let answered = "";
+    await assert.rejects(client.sessions.start("leak-only"), (err: Error) => ((answered = err.message), /https:\/\/\[redacted\]@gw\.example\.net:8443/.test(err.message)));
+    const failed = (await client.sessions.list({ all: true, environment: "leak-only" }))[0];
+    assert.ok(failed, "the failed session is listed");
+    assert.match((await client.sessions.get(failed.id)).endReason ?? "", /^failed to start: .*\[redacted\]@gw\.example\.net/);
+    const everything = JSON.stringify([shown, answered, await client.sessions.get(failed.id), await client.audit.list({ session: over.id }), await client.audit.list({ session: failed.id }), await client.providers.health()]);
+    assert.ok(!everything.includes(PROXY_PASSWORD), "the proxy password shows nowhere");
   });
 
   void it("an environment naming only unconfigured providers gets the clear error", async () => {

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { crashableServer, releaseHome } from "../helpers/server.ts";
 import { tempDir } from "../helpers/tmp.ts";
+import { until } from "../helpers/wait.ts";
 import { detectCgroupLayout, installationScope, listCgroupIds, sandboxCgroups } from "../../src/providers/local/index.ts";
 import type { PaddockClient } from "../../src/client/index.ts";
 
@@ -55,8 +56,9 @@ void describe("crash recovery with the real server process", () => {
     assert.equal((await s.client.sessions.run(session.id, { argv: ["printenv", "STRIPE_API_KEY"] })).stdout, placeholder);
     const denied = await s.client.sessions.run(session.id, { argv: ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://evil.example/"] });
     assert.equal(denied.stdout, "403");
-    const records = await s.client.sessions.egress(session.id);
-    assert.ok(records.some((x) => x.host === "evil.example" && x.decision === "denied"));
+    // The gateway process hands its records over in batches: the refusal is recorded soon, not at once.
+    const client = s.client;
+    await until(async () => (await client.sessions.egress(session.id)).some((x) => x.host === "evil.example" && x.decision === "denied"), 30_000, "the refusal of evil.example in the session's egress records");
     await s.client.sessions.stop(session.id);
   });
 

@@ -401,7 +401,7 @@ export function providerConformance(label: string, setup: () => Promise<Conforma
         await until(async () => (await fetch(url as string).catch(() => null))?.status === 200, 30_000, `a server in the sandbox at ${String(url)}`);
       } finally {
         await p.killProcesses(shared, "SIGKILL").catch(() => 0);
-        await server.catch(() => undefined);
+        await within(server.then(() => undefined, () => undefined), 90_000, "the killed preview server's exec to settle");
       }
     });
   });

@@ -35,10 +35,14 @@ type Loose = any;
 const NS = "paddock";
 let n = 0;
 
+/** The session's proxy password in `egress()`: it must never be in a stored or listed object. */
+const PROXY_PASSWORD = "pdk-pass-5b1f0c9e7a";
+const PROXY_URL = `https://pdk-s1:${PROXY_PASSWORD}@127.0.0.1:9443`;
+
 const egress = (caPath = "/etc/paddock/ca.pem"): RemoteEgressAttachment => ({
-  env: { HTTPS_PROXY: "https://s1:pw@127.0.0.1:9443", HTTP_PROXY: "https://s1:pw@127.0.0.1:9443", NO_PROXY: "localhost,127.0.0.1" },
+  env: { HTTPS_PROXY: PROXY_URL, HTTP_PROXY: PROXY_URL, NO_PROXY: "localhost,127.0.0.1" },
   files: [{ path: caPath, content: "-----BEGIN CERTIFICATE-----\nfake\n-----END CERTIFICATE-----\n" }],
-  proxyUrl: "https://s1:pw@127.0.0.1:9443",
+  proxyUrl: PROXY_URL,
   allow: [{ host: "127.0.0.1", port: 9443 }],
 });
 
@@ -56,9 +60,36 @@ function k8sSpec(overrides: Partial<SandboxSpec> = {}): SandboxSpec {
   };
 }
 
-/** A fake cluster with the namespace and (unless told otherwise) the gvisor RuntimeClass, and a provider on it. */
-async function clusterWithProvider(opts: FakeClusterOptions & { runtimeClass?: boolean; settings?: Record<string, unknown> } = {}): Promise<{ cluster: FakeCluster; provider: K8sProvider; kc: KubeConfig; close: () => Promise<void> }> {
-  const cluster = await startFakeCluster(opts);
+interface RecordedExec {
+  pod: string;
+  argv: string[];
+  stdin: string;
+}
+
+/**
+ * A kubelet that runs nothing: pods get a made-up IP; every exec succeeds with no output and is
+ * recorded with its stdin (so a test sees which files the provider wrote into which pod).
+ */
+function recordingKubelet(): FakeKubelet & { execs: RecordedExec[] } {
+  const execs: RecordedExec[] = [];
+  let ip = 2;
+  return {
+    execs,
+    startPod: async () => ({ podIP: `10.244.7.${ip++}` }),
+    async exec(pod, _container, argv, streams) {
+      let stdin = "";
+      if (streams.stdin) for await (const chunk of streams.stdin) stdin += (chunk as Buffer).toString();
+      execs.push({ pod: pod.metadata.name!, argv, stdin });
+      return 0;
+    },
+    stop: async () => undefined,
+  };
+}
+
+/** A fake cluster with the namespace and (unless told otherwise) the gvisor RuntimeClass, and a provider on it; without a kubelet, a recording one. */
+async function clusterWithProvider(opts: FakeClusterOptions & { runtimeClass?: boolean; settings?: Record<string, unknown> } = {}): Promise<{ cluster: FakeCluster; provider: K8sProvider; kc: KubeConfig; kubelet: FakeKubelet; close: () => Promise<void> }> {
+  const kubelet = opts.kubelet ?? recordingKubelet();
+  const cluster = await startFakeCluster({ ...opts, kubelet });
   const kc = new KubeConfig();
   kc.loadFromString(cluster.kubeconfig);
   await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NS } } });
@@ -66,7 +97,7 @@ async function clusterWithProvider(opts: FakeClusterOptions & { runtimeClass?: b
   const settings = k8sDriver.parseSettings({ namespace: NS, readyTimeoutMs: 60_000, ...opts.settings });
   const provider = (await k8sDriver.create({ name: "k8s-test", settings, credentials: { kubeconfig: cluster.kubeconfig } }, { home: "/nonexistent", log: () => undefined })) as K8sProvider;
   return {
-    cluster, provider, kc,
+    cluster, provider, kc, kubelet,
     close: async () => {
       for (const id of await provider.list().catch(() => [])) await provider.stop(id).catch(() => false);
       await provider.close();
@@ -126,7 +157,45 @@ providerConformance("k8s provider against the fake cluster (agent-sandbox)", asy
   return { provider: env.provider, spec: (o) => k8sSpec({ remoteEgress: async () => egress("/tmp/paddock-egress/ca.pem"), ...o }), cleanup };
 });
 
-void describe("k8s provider against the fake cluster (plain pods, no kubelet)", () => {
+void describe("k8s provider against the fake cluster (the session's environment lives in the pod, not in the stored state)", () => {
+  for (const agentSandbox of [false, true]) {
+    void it(`${agentSandbox ? "agent-sandbox" : "plain pods"}: providerState holds no env value or proxy password; exec after a restart (new provider + recover) still has the env; setEnv adds to it`, async () => {
+      const { env, cleanup } = await withLocalKubelet({ agentSandbox });
+      try {
+        const spec = k8sSpec({ env: { FROM_SPEC: "it's $HOME" }, remoteEgress: async () => egress(agentSandbox ? "/tmp/paddock-egress/ca.pem" : undefined) });
+        const h = await env.provider.create(spec);
+        const stored = JSON.stringify(h.providerState);
+        for (const value of [PROXY_PASSWORD, "it's $HOME", "FROM_SPEC", "HTTPS_PROXY", "localhost,127.0.0.1"]) assert.ok(!stored.includes(value), `providerState holds no ${value}: ${stored}`);
+        const printenv = async (p: Provider, extra?: Record<string, string>) => {
+          let out = "";
+          const r = await p.exec(spec.id, { argv: ["/bin/sh", "-c", 'printf "%s|%s|%s|%s" "$FROM_SPEC" "$HTTPS_PROXY" "$LATER" "$PATH"'], onStdout: (b) => (out += b.toString()), ...(extra ? { env: extra } : {}) });
+          assert.equal(r.exitCode, 0, out);
+          return out;
+        };
+        const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+        assert.equal(await printenv(env.provider), `it's $HOME|${PROXY_URL}||${PATH}`);
+        // The restarted control plane's provider knows only what was stored.
+        const settings = k8sDriver.parseSettings({ namespace: NS, readyTimeoutMs: 60_000, useAgentSandbox: agentSandbox ? "always" : "never", warmPool: agentSandbox ? 1 : 0 });
+        const restarted = await k8sDriver.create({ name: "k8s-test", settings, credentials: { kubeconfig: env.cluster.kubeconfig } }, { home: "/nonexistent", log: () => undefined });
+        try {
+          assert.equal(await restarted.recover(spec.id, JSON.parse(stored) as Record<string, unknown>), "running");
+          assert.equal(await printenv(restarted), `it's $HOME|${PROXY_URL}||${PATH}`);
+          const state = await restarted.setEnv(spec.id, { LATER: "paddock-ph-later" });
+          assert.ok(!JSON.stringify(state).includes("paddock-ph-later") && !JSON.stringify(state).includes(PROXY_PASSWORD), "setEnv's state holds no env");
+          assert.equal(await printenv(restarted), `it's $HOME|${PROXY_URL}|paddock-ph-later|${PATH}`);
+          assert.equal(await printenv(restarted, { LATER: "per-exec", PATH: "/bin" }), `it's $HOME|${PROXY_URL}|per-exec|/bin`, "a command's own variables win");
+          assert.equal(await printenv(env.provider), `it's $HOME|${PROXY_URL}|paddock-ph-later|${PATH}`, "the old instance sees the same file");
+        } finally {
+          await restarted.close();
+        }
+      } finally {
+        await cleanup();
+      }
+    });
+  }
+});
+
+void describe("k8s provider against the fake cluster (plain pods, a recording kubelet)", () => {
   let env!: Awaited<ReturnType<typeof clusterWithProvider>>;
   before(async () => {
     env = await clusterWithProvider({});
@@ -144,7 +213,7 @@ void describe("k8s provider against the fake cluster (plain pods, no kubelet)", 
     );
   });
 
-  void it("create makes the NetworkPolicy (gateway + DNS only), the Secret of egress files and a hardened Pod; stop removes them", async () => {
+  void it("create makes the NetworkPolicy (the gateway only: no DNS), the Secret of egress files and a hardened Pod; stop removes them", async () => {
     const spec = k8sSpec({ env: { FROM_SPEC: "1" }, remoteEgress: async () => egress() });
     const h = await env.provider.create(spec);
     const name = h.providerState.name as string;
@@ -152,17 +221,26 @@ void describe("k8s provider against the fake cluster (plain pods, no kubelet)", 
     assert.ok(np, "NetworkPolicy stored");
     assert.deepEqual(np.spec.policyTypes, ["Ingress", "Egress"]);
     assert.deepEqual(np.spec.egress[0], { to: [{ ipBlock: { cidr: "127.0.0.1/32" } }], ports: [{ protocol: "TCP", port: 9443 }] });
-    assert.deepEqual(np.spec.egress[1].ports, [{ protocol: "UDP", port: 53 }, { protocol: "TCP", port: 53 }]);
-    assert.equal(np.spec.egress.length, 2, "nothing else goes out");
+    assert.equal(np.spec.egress.length, 1, "nothing else goes out: not even DNS (dns.allow is an opt-in)");
+    assert.ok(!JSON.stringify(np.spec.egress).includes('"port":53'), "no port 53 by default");
     assert.deepEqual(np.spec.ingress ?? [], [], "no preview path configured: no ingress");
     const pod = env.cluster.objects("Pod", NS).find((o) => (o.metadata as { name: string }).name === name) as Loose;
     assert.deepEqual(np.spec.podSelector.matchLabels, Object.fromEntries(Object.entries(pod.metadata.labels as Record<string, string>).filter(([k]) => k in np.spec.podSelector.matchLabels)));
     assert.equal(pod.spec.runtimeClassName, "gvisor");
     assert.equal(pod.spec.automountServiceAccountToken, false);
     assert.deepEqual(pod.spec.containers[0].securityContext.capabilities, { drop: ["ALL"] });
-    const envs = Object.fromEntries((pod.spec.containers[0].env as { name: string; value: string }[]).map((e) => [e.name, e.value]));
-    assert.equal(envs.FROM_SPEC, "1");
-    assert.equal(envs.HTTPS_PROXY, "https://s1:pw@127.0.0.1:9443");
+    assert.deepEqual(pod.spec.containers[0].env, [{ name: "HOME", value: "/home/paddock" }], "the session's variables are not in the Pod object");
+    assert.ok(!JSON.stringify(env.cluster.objects("Pod", NS)).includes(PROXY_PASSWORD), "nor the proxy password anywhere in it");
+    for (const value of [PROXY_PASSWORD, "FROM_SPEC", "HTTPS_PROXY", "127.0.0.1:9443"]) {
+      assert.ok(!JSON.stringify(h.providerState).includes(value), `providerState (stored by the control plane) holds no ${value}`);
+    }
+    const written = (env.kubelet as ReturnType<typeof recordingKubelet>).execs.filter((x) => x.pod === name && x.argv.includes("/tmp/.paddock-session/env"));
+    assert.equal(written.length, 1, "the environment is written once, into the pod");
+    assert.ok(written[0]!.argv.includes("600"), "mode 0600");
+    assert.match(written[0]!.stdin, /^export FROM_SPEC='1'$/m);
+    assert.ok(written[0]!.stdin.includes(`export HTTPS_PROXY='${PROXY_URL}'`));
+    const again = await env.provider.setEnv(spec.id, { PLACEHOLDER: "paddock-ph-x" });
+    assert.ok(!JSON.stringify(again).includes("paddock-ph-x") && !JSON.stringify(again).includes(PROXY_PASSWORD), "setEnv's state holds no env either");
     const secret = env.cluster.objects("Secret", NS).find((o) => (o.metadata as { name: string }).name === name) as Loose;
     assert.equal(Buffer.from(secret.data.f0, "base64").toString(), egress().files[0]!.content);
     assert.ok((await env.provider.list()).includes(spec.id));
@@ -172,6 +250,26 @@ void describe("k8s provider against the fake cluster (plain pods, no kubelet)", 
     assert.equal(env.cluster.objects("Secret", NS).some((o) => (o.metadata as { name: string }).name === name), false);
     const deletes = env.cluster.requests.filter((r) => r.method === "DELETE" && r.path.includes(name));
     assert.ok(deletes.length >= 3, JSON.stringify(deletes));
+  });
+
+  void it("a gateway named by a host name: resolved by the control plane into the policy's ipBlocks and pinned in the pod's hostAliases; still no DNS", async () => {
+    const named: RemoteEgressAttachment = { ...egress(), allow: [{ host: "localhost", port: 9443 }] };
+    const h = await env.provider.create(k8sSpec({ remoteEgress: async () => named }));
+    const name = h.providerState.name as string;
+    const np = env.cluster.objects("NetworkPolicy", NS).find((o) => (o.metadata as { name: string }).name === name) as Loose;
+    const pod = env.cluster.objects("Pod", NS).find((o) => (o.metadata as { name: string }).name === name) as Loose;
+    const cidrs = (np.spec.egress as Loose[]).map((r) => r.to[0].ipBlock?.cidr);
+    assert.ok(cidrs.includes("127.0.0.1/32"), JSON.stringify(np.spec.egress));
+    assert.ok(!JSON.stringify(np.spec.egress).includes('"port":53'), "no DNS egress");
+    const aliases = pod.spec.hostAliases as { ip: string; hostnames: string[] }[];
+    assert.ok(aliases?.length, "hostAliases set on the pod");
+    for (const a of aliases) assert.deepEqual(a.hostnames, ["localhost"]);
+    assert.deepEqual(aliases.map((a) => `${a.ip}/${a.ip.includes(":") ? 128 : 32}`).sort(), [...cidrs].sort(), "every alias is an address the policy lets through, and only those");
+    await env.provider.stop(h.id);
+    const ipOnly = await env.provider.create(k8sSpec({ remoteEgress: async () => egress() }));
+    const ipPod = env.cluster.objects("Pod", NS).find((o) => (o.metadata as { name: string }).name === ipOnly.providerState.name) as Loose;
+    assert.equal(ipPod.spec.hostAliases, undefined, "an IP-addressed gateway needs no alias");
+    await env.provider.stop(ipOnly.id);
   });
 
   void it("no remote egress: the policy lets nothing out, not even DNS", async () => {
@@ -298,6 +396,25 @@ void describe("k8s provider against the fake cluster (CSI VolumeSnapshots served
   });
 });
 
+void describe("k8s provider against the fake cluster (dns.allow opt-in)", () => {
+  let env!: Awaited<ReturnType<typeof clusterWithProvider>>;
+  before(async () => {
+    env = await clusterWithProvider({ settings: { dns: { allow: true } } });
+  });
+  after(async () => env?.close());
+
+  void it("dns.allow: true restores egress to the cluster DNS (UDP/TCP 53 to kube-dns), and only that besides the gateway", async () => {
+    const h = await env.provider.create(k8sSpec({ remoteEgress: async () => egress() }));
+    const np = env.cluster.objects("NetworkPolicy", NS).find((o) => (o.metadata as { name: string }).name === h.providerState.name) as Loose;
+    assert.equal(np.spec.egress.length, 2);
+    assert.deepEqual(np.spec.egress[1], {
+      to: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } }, podSelector: { matchLabels: { "k8s-app": "kube-dns" } } }],
+      ports: [{ protocol: "UDP", port: 53 }, { protocol: "TCP", port: 53 }],
+    });
+    await env.provider.stop(h.id);
+  });
+});
+
 void describe("k8s provider against the fake cluster (agent-sandbox objects)", () => {
   let env!: Awaited<ReturnType<typeof clusterWithProvider>>;
   before(async () => {
@@ -330,6 +447,18 @@ void describe("k8s provider against the fake cluster (agent-sandbox objects)", (
       assert.equal(await env.provider.stop(spec.id), true);
       await until(async () => env.cluster.objects("SandboxClaim", NS).length === 0, 30_000, "the claim deleted");
     }
+  });
+
+  void it("a named gateway: the SandboxTemplate's pod template carries its hostAliases (the instance's, like the policy's rules) and its policy no DNS", async () => {
+    const named: RemoteEgressAttachment = { ...egress("/tmp/paddock-egress/ca.pem"), allow: [{ host: "localhost", port: 9443 }] };
+    const before = new Set((env.cluster.objects("SandboxTemplate", NS) as Loose[]).map((t) => t.metadata.name as string));
+    const spec = k8sSpec({ remoteEgress: async () => named });
+    const pending = env.provider.create(spec).catch((e: unknown) => e);
+    const t = await until(async () => (env.cluster.objects("SandboxTemplate", NS) as Loose[]).find((x) => !before.has(x.metadata.name)), 30_000, "the new SandboxTemplate");
+    const aliases = t.spec.podTemplate.spec.hostAliases as { ip: string; hostnames: string[] }[];
+    assert.ok(aliases.some((a) => a.ip === "127.0.0.1" && a.hostnames.includes("localhost")), JSON.stringify(aliases));
+    assert.ok(!JSON.stringify(t.spec.networkPolicy).includes('"port":53'), "no DNS egress in the template's policy");
+    if (!((await pending) instanceof Error)) await env.provider.stop(spec.id);
   });
 });
 

@@ -10,7 +10,11 @@ import {
   sessionNetworkPolicy, sessionObjectName, sessionPod, sessionPodSpec, templateObjectName, workspaceClaim,
 } from "../../src/providers/k8s/manifests.ts";
 import type { NetworkRules } from "../../src/providers/k8s/manifests.ts";
-import { WRAPPER, exitCodeOf, parseListing, sandboxPath, signalOfExit, wrappedArgv } from "../../src/providers/k8s/commands.ts";
+import { SESSION_ENV_FILE, WRAPPER, exitCodeOf, parseListing, sandboxPath, sessionEnvLines, signalOfExit, wrappedArgv } from "../../src/providers/k8s/commands.ts";
+import { spawnSync } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 /** Manifests and stored objects as loose JSON, for assertions on their fields. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -65,10 +69,9 @@ void describe("k8s provider: manifests", () => {
     assert.match(labelValue("a/b c".repeat(30)), /^[a-z0-9][-a-z0-9]*[a-z0-9]$/);
   });
 
-  void it("a session Pod: valid, RuntimeClass, hardened, resources from compute, no service account token, env and egress files", () => {
+  void it("a session Pod: valid, RuntimeClass, hardened, resources from compute, no service account token, no session env, egress files", () => {
     const pod = sessionPod({
       name: "paddock-s1", namespace: "sessions", labels, id: "sess-1", settings, image: "debian:12-slim", compute, hostname: "My Host",
-      env: { A: "1", HTTPS_PROXY: "https://u:p@gw:8443" },
       fileSecret: { secretName: "paddock-s1", paths: ["/etc/paddock/ca.pem", "/etc/ssl/certs/ca-certificates.crt"] },
     });
     new Pod(pod as never).validate();
@@ -83,7 +86,7 @@ void describe("k8s provider: manifests", () => {
     assert.equal(c.securityContext.readOnlyRootFilesystem, true);
     assert.deepEqual(c.resources.limits, { cpu: "1500m", memory: String(512 * 2 ** 20), "ephemeral-storage": String(2 * 2 ** 30) });
     assert.deepEqual(c.resources.requests, c.resources.limits);
-    assert.deepEqual(c.env.find((e: { name: string }) => e.name === "A"), { name: "A", value: "1" });
+    assert.deepEqual(c.env, [{ name: "HOME", value: "/home/paddock" }], "the session's variables are never in the Pod object");
     const fileMounts = c.volumeMounts.filter((m: { name: string }) => m.name === "egress-files");
     assert.deepEqual(fileMounts.map((m: Record<string, unknown>) => [m.mountPath, m.subPath, m.readOnly]), [["/etc/paddock/ca.pem", "f0", true], ["/etc/ssl/certs/ca-certificates.crt", "f1", true]]);
     assert.ok(spec.volumes.some((v: Loose) => v.name === "workspace" && v.emptyDir?.sizeLimit === String(2 * 2 ** 30)));
@@ -92,17 +95,17 @@ void describe("k8s provider: manifests", () => {
 
   void it("recipe steps run in a root init container as arguments of a fixed script, never spliced into it", () => {
     const steps = ["npm install", "echo '$(touch /pwned)'; x=1"];
-    const spec = sessionPodSpec({ settings, image: "node:20", compute, env: {}, recipe: { templateId: "t1", base: "debian-12", steps } }) as Loose;
+    const spec = sessionPodSpec({ settings, image: "node:20", compute, recipe: { templateId: "t1", base: "debian-12", steps } }) as Loose;
     new Pod({ metadata: { name: "x" }, spec } as never).validate();
     const init = spec.initContainers[0];
     assert.equal(init.securityContext.runAsUser, 0);
     assert.equal(init.securityContext.allowPrivilegeEscalation, false);
     assert.deepEqual(init.command.slice(3), ["paddock-recipe", ...steps]);
     for (const step of steps) assert.ok(!init.command[2].includes(step));
-    assert.equal(sessionPodSpec({ settings, image: "x", compute, env: {}, recipe: { templateId: "t", base: "host", steps: [] } }).initContainers, undefined);
+    assert.equal(sessionPodSpec({ settings, image: "x", compute, recipe: { templateId: "t", base: "host", steps: [] } }).initContainers, undefined);
   });
 
-  void it("the NetworkPolicy selects the session's pod and allows egress only to the gateway and kube-dns, ingress only from the preview path", () => {
+  void it("the NetworkPolicy selects the session's pod and allows egress only to the gateway (no DNS by default), ingress only from the preview path", () => {
     const np = sessionNetworkPolicy("paddock-s1", "sessions", labels, rules);
     new NetworkPolicy(np as never).validate();
     const spec = np.spec as Loose;
@@ -111,15 +114,27 @@ void describe("k8s provider: manifests", () => {
     assert.deepEqual(spec.egress, [
       { to: [{ ipBlock: { cidr: "203.0.113.7/32" } }], ports: [{ protocol: "TCP", port: 8443 }] },
       { to: [{ ipBlock: { cidr: "2001:db8::7/128" } }], ports: [{ protocol: "TCP", port: 8443 }] },
-      { to: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } }, podSelector: { matchLabels: { "k8s-app": "kube-dns" } } }], ports: [{ protocol: "UDP", port: 53 }, { protocol: "TCP", port: 53 }] },
     ]);
+    assert.equal(settings.dns.allow, false, "DNS is an opt-in");
+    const optIn = sessionNetworkPolicy("paddock-s1", "sessions", labels, { ...rules, dns: parseK8sSettings({ dns: { allow: true } }).dns });
+    new NetworkPolicy(optIn as never).validate();
+    assert.deepEqual((optIn.spec as Loose).egress[2], { to: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } }, podSelector: { matchLabels: { "k8s-app": "kube-dns" } } }], ports: [{ protocol: "UDP", port: 53 }, { protocol: "TCP", port: 53 }] });
     assert.deepEqual(spec.ingress, [{ from: [{ ipBlock: { cidr: "10.9.0.0/16" } }] }]);
     const closed = sessionNetworkPolicy("x", "sessions", labels, { gateway: [], dns: { ...settings.dns, allow: false }, previewFrom: [] }).spec as Loose;
     assert.deepEqual([closed.egress, closed.ingress], [[], []], "no egress attachment: nothing in or out");
   });
 
+  void it("the gateway's names are pinned in the pod's hostAliases (valid for the Pod schema); none given, none set", () => {
+    const hostAliases = [{ ip: "203.0.113.7", hostnames: ["gw.example.net"] }, { ip: "2001:db8::7", hostnames: ["gw.example.net"] }];
+    const spec = sessionPodSpec({ settings, image: "debian:12-slim", compute, hostAliases }) as Loose;
+    assert.deepEqual(spec.hostAliases, hostAliases);
+    new Pod({ metadata: { name: "x" }, spec } as never).validate();
+    assert.equal((sessionPodSpec({ settings, image: "debian:12-slim", compute }) as Loose).hostAliases, undefined);
+    assert.notEqual(templateObjectName(spec, rules), templateObjectName(sessionPodSpec({ settings, image: "debian:12-slim", compute }), rules), "another resolution, another template");
+  });
+
   void it("agent-sandbox objects: template with Managed policy holding Paddock's rules, warm pool, claim on the pool", () => {
-    const podSpec = sessionPodSpec({ settings, image: "debian:12-slim", compute, env: {}, fileDirs: ["/etc/paddock", "/etc/ssl/certs"] });
+    const podSpec = sessionPodSpec({ settings, image: "debian:12-slim", compute, fileDirs: ["/etc/paddock", "/etc/ssl/certs"] });
     const name = templateObjectName(podSpec, rules);
     assert.equal(name, templateObjectName(podSpec, rules), "a content hash");
     assert.notEqual(name, templateObjectName(podSpec, { ...rules, previewFrom: [] }));
@@ -148,11 +163,27 @@ void describe("k8s provider: manifests", () => {
 });
 
 void describe("k8s provider: exec and file helpers", () => {
-  void it("the exec wrapper takes cwd, env and argv as arguments; bad names and argv[0] with '=' are refused", () => {
-    const argv = wrappedArgv("/tmp/.paddock-exec/p", "/work space", { A: "$(x)" }, ["echo", "; rm -rf /"]);
-    assert.deepEqual(argv, ["/bin/sh", "-c", WRAPPER, "paddock-exec", "/tmp/.paddock-exec/p", "/work space", "A=$(x)", "echo", "; rm -rf /"]);
-    assert.throws(() => wrappedArgv("p", "/", { "BAD-NAME": "x" }, ["true"]), /not valid/);
-    assert.throws(() => wrappedArgv("p", "/", {}, ["X=1"]), /without '='/);
+  void it("the exec wrapper takes cwd, the env file, env and argv as arguments; bad names and argv[0] with '=' are refused", () => {
+    const argv = wrappedArgv("/tmp/.paddock-exec/p", "/work space", SESSION_ENV_FILE, { A: "$(x)" }, ["echo", "; rm -rf /"]);
+    assert.deepEqual(argv, ["/bin/sh", "-c", WRAPPER, "paddock-exec", "/tmp/.paddock-exec/p", "/work space", SESSION_ENV_FILE, "A=$(x)", "echo", "; rm -rf /"]);
+    assert.throws(() => wrappedArgv("p", "/", "e", { "BAD-NAME": "x" }, ["true"]), /not valid/);
+    assert.throws(() => wrappedArgv("p", "/", "e", {}, ["X=1"]), /without '='/);
+  });
+
+  void it("the session env file: every value single-quoted, so a shell reading it runs nothing of it", async () => {
+    const env = { A: "it's $(touch pwned) `touch pwned` \\ \"q\"\nline2 '", HTTPS_PROXY: "https://u:p@gw:8443" };
+    const text = sessionEnvLines(env);
+    assert.equal(text.split("\n").filter((l) => l.startsWith("export ")).length, 2);
+    assert.throws(() => sessionEnvLines({ "A B": "x" }), /not valid/);
+    const dir = await mkdtemp(join(tmpdir(), "k8s-env-"));
+    try {
+      await writeFile(join(dir, "env"), text);
+      const r = spawnSync("/bin/sh", ["-c", '. "$1"; printf "%s\\0%s" "$A" "$HTTPS_PROXY"; [ ! -e pwned ]', "sh", join(dir, "env")], { encoding: "utf8", cwd: dir });
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(r.stdout.split("\0"), [env.A, env.HTTPS_PROXY]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   void it("exit codes from the status channel; 128+N names the signal", () => {

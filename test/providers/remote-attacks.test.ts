@@ -8,6 +8,7 @@ import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { Readable } from "node:stream";
 import { Daytona } from "@daytona/sdk";
 import type { Provider, SandboxSpec } from "../../src/core/index.ts";
 import { ExecSignals, PaddockError } from "../../src/core/index.ts";
@@ -159,6 +160,93 @@ void describe("remote providers under attack: daytona against the fake Daytona A
       await provider!.stop(spec.id).catch(() => false);
     }
   });
+
+  /** A second provider on the same fake with small limits, so passing them is cheap. */
+  const bounded = async (limits: { maxOutputBytes?: number; maxStdinBytes?: number; stdinTimeoutMs?: number }) => {
+    const p = (await daytonaDriver.create(
+      { name: "daytona-bounded", settings: parseDaytonaSettings({ apiUrl: fake!.apiUrl, pollIntervalMs: 30, createTimeoutSeconds: 120, ...limits }), credentials: { apiKey: fake!.apiKey } },
+      { home: home.path, log: () => undefined },
+    )) as DaytonaProvider;
+    const spec = specFor();
+    try {
+      await p.create(spec);
+    } catch (err) {
+      await p.close();
+      throw err;
+    }
+    return {
+      p, id: spec.id, close: async () => {
+        await p.stop(spec.id).catch(() => false);
+        await p.close();
+      },
+    };
+  };
+
+  void it("a command printing far more than maxOutputBytes is ended and its exec fails clearly; what the control plane downloads stays bounded", async () => {
+    const cap = 2 ** 20;
+    const { p, id, close } = await bounded({ maxOutputBytes: cap });
+    try {
+      // 32 MiB (32 × the cap) in 64 KiB pieces, then a sleep: without a cap the exec would download
+      // the growing output on every poll and then wait out the sleep.
+      const script = "i=0; while [ $i -lt 512 ]; do head -c 65536 /dev/zero | tr '\\0' y; i=$((i+1)); done; exec sleep 600";
+      const servedBefore = fake!.logResponseSizes().length;
+      let delivered = 0;
+      const t0 = performance.now();
+      await within(
+        assert.rejects(p.exec(id, { argv: ["sh", "-c", script], onStdout: (b) => (delivered += b.length), onStderr: (b) => (delivered += b.length) }), (e: unknown) => {
+          assert.ok(e instanceof PaddockError, String(e));
+          assert.equal(e.code, "invalid_argument", e.message);
+          assert.match(e.message, /output passed 1048576 bytes \(settings\.maxOutputBytes\)/);
+          return true;
+        }),
+        60_000, "the exec over the output cap to end",
+      );
+      const sizes = fake!.logResponseSizes().slice(servedBefore);
+      const largest = Math.max(...sizes);
+      // Measured, loosely: the fake's logs answers carry the output twice (output and stdout), so
+      // one answer with all 32 MiB would be 64 MiB. Each answer is at most twice the cap plus what
+      // was written since the previous poll (the test's event loop runs both the fake and the
+      // command's output pipe, so that stays small); the polls stop once the cap is passed.
+      console.log(`# output cap ${cap}: delivered ${delivered} bytes; ${sizes.length} logs answers, largest ${largest} bytes, ${sizes.reduce((a, b) => a + b, 0)} in all; ${Math.round(performance.now() - t0)} ms`);
+      assert.ok(delivered <= cap, `delivered ${delivered} bytes, over the ${cap}-byte cap`);
+      assert.ok(largest < 16 * 2 ** 20, `one logs answer was ${largest} bytes for a command capped at ${cap}`);
+      let left = "";
+      await p.exec(id, { argv: ["sh", "-c", "pgrep -x sleep || pgrep -x head || echo none"], onStdout: (b) => (left += b.toString()) });
+      assert.equal(left, "none\n", "the command over the cap was ended");
+    } finally {
+      await close();
+    }
+  });
+
+  void it("stdin that never ends is refused within stdinTimeoutMs, stdin over maxStdinBytes is refused, and the sandbox takes commands after", async () => {
+    const { p, id, close } = await bounded({ maxStdinBytes: 2 ** 20, stdinTimeoutMs: 1000 });
+    try {
+      const isRefusal = (what: RegExp) => (e: unknown) => {
+        assert.ok(e instanceof PaddockError, String(e));
+        assert.equal(e.code, "invalid_argument", e.message);
+        assert.match(e.message, what);
+        assert.match(e.message, /uploaded whole when it starts/);
+        return true;
+      };
+      const silent = new Readable({ read() {} });
+      await within(assert.rejects(p.exec(id, { argv: ["cat"], stdin: silent }), isRefusal(/did not end within 1000 ms \(settings\.stdinTimeoutMs\)/)), 30_000, "a never-ending, silent stdin to be refused");
+      assert.ok(silent.destroyed, "the refused stream is not left open");
+      const chunk = Buffer.alloc(64 * 1024, 0x61);
+      const endless = new Readable({
+        read() {
+          setImmediate(() => this.push(chunk));
+        },
+      });
+      await within(assert.rejects(p.exec(id, { argv: ["cat"], stdin: endless }), isRefusal(/stdin passed 1048576 bytes \(settings\.maxStdinBytes\)/)), 30_000, "a never-ending stdin to be refused");
+      assert.ok(endless.destroyed);
+      await assert.rejects(p.exec(id, { argv: ["cat"], stdin: Buffer.alloc(2 ** 20 + 1) }), isRefusal(/over 1048576/));
+      let out = "";
+      const r = await p.exec(id, { argv: ["wc", "-c"], stdin: Readable.from([Buffer.alloc(2 ** 20, 0x62)]), onStdout: (b) => (out += b.toString()) });
+      assert.deepEqual([r.exitCode, out.trim()], [0, String(2 ** 20)], "stdin up to the cap is delivered whole");
+    } finally {
+      await close();
+    }
+  });
 });
 
 /**
@@ -228,6 +316,24 @@ void describe("remote providers under attack: e2b against Paddock's E2B front en
     await p.create(spec);
     try {
       await hostileArgv(p, spec.id);
+    } finally {
+      await p.stop(spec.id).catch(() => false);
+    }
+  });
+
+  void it("a PATH given for one exec (or by setEnv) is the PATH the command runs with (envd's login shell does not reset it)", async () => {
+    const p = await instance(t!.server.e2bUrl!);
+    const spec = specFor();
+    await p.create(spec);
+    try {
+      const pathOf = async (env?: Record<string, string>) => {
+        let out = "";
+        await p.exec(spec.id, { argv: ["sh", "-c", 'printf %s "$PATH"'], ...(env ? { env } : {}), onStdout: (b) => (out += b.toString()) });
+        return out;
+      };
+      assert.equal(await pathOf({ PATH: "/custom/bin:/usr/bin:/bin" }), "/custom/bin:/usr/bin:/bin");
+      await p.setEnv(spec.id, { PATH: "/from/set-env:/usr/bin:/bin" });
+      assert.equal(await pathOf(), "/from/set-env:/usr/bin:/bin");
     } finally {
       await p.stop(spec.id).catch(() => false);
     }

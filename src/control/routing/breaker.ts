@@ -2,7 +2,9 @@
  * A circuit breaker per provider: after `threshold` create failures in a row it opens (routing
  * skips the provider), after `coolDownMs` it half-opens (the next start may try it once more,
  * with a penalty in the default strategy), and a success closes it. A failure while half-open opens it again for another
- * cool-down. Time comes from `now` so tests drive it without waiting.
+ * cool-down. One trial at a time: while it runs (`trial`) the breaker reads open, so concurrent
+ * starts skip the provider instead of all trying it; a trial that never ends frees the breaker
+ * after `trialLimitMs`. Time comes from `now` so tests drive it without waiting.
  */
 import type { BreakerState } from "./types.ts";
 
@@ -19,6 +21,8 @@ interface Entry {
   /** When it opened (ms), or null while closed. */
   openedAt: number | null;
   lastError: string | null;
+  /** When the half-open trial in progress started (ms), or null. */
+  trialAt: number | null;
 }
 
 export class CircuitBreakers {
@@ -36,7 +40,19 @@ export class CircuitBreakers {
   state(provider: string): BreakerState {
     const e = this.entries.get(provider);
     if (!e || e.openedAt === null) return "closed";
-    return this.now() - e.openedAt >= this.coolDownMs ? "half-open" : "open";
+    if (this.now() - e.openedAt < this.coolDownMs) return "open";
+    return e.trialAt !== null && this.now() - e.trialAt < this.trialLimitMs ? "open" : "half-open";
+  }
+
+  /** A half-open breaker's one trial starts (a create on the provider); others read open until it ends. */
+  trial(provider: string): void {
+    const e = this.entries.get(provider);
+    if (e && this.state(provider) === "half-open") e.trialAt = this.now();
+  }
+
+  /** How long a trial may run before the breaker half-opens again (a create that hangs holds no one off for ever). */
+  get trialLimitMs(): number {
+    return Math.max(this.coolDownMs, 60_000);
   }
 
   /** For explanations: failures in a row, the last error, and when an open breaker half-opens. */
@@ -56,10 +72,11 @@ export class CircuitBreakers {
   }
 
   failure(provider: string, error: string): void {
-    const e = this.entries.get(provider) ?? { failures: 0, openedAt: null, lastError: null };
-    const wasHalfOpen = this.state(provider) === "half-open";
+    const e = this.entries.get(provider) ?? { failures: 0, openedAt: null, lastError: null, trialAt: null };
+    const wasHalfOpen = this.state(provider) === "half-open" || e.trialAt !== null;
     e.failures += 1;
     e.lastError = error;
+    e.trialAt = null;
     // A failed trial re-opens at once; a closed breaker opens at the threshold.
     if (wasHalfOpen || e.failures >= this.threshold) e.openedAt = this.now();
     this.entries.set(provider, e);

@@ -8,3 +8,4 @@ export { DEFAULT_PRICES, costUsd, formatUsd, priceOf } from "./prices.ts";
 export { CircuitBreakers, type BreakerOptions } from "./breaker.ts";
 export { Router, enforce, unconfigured, type RouterOptions } from "./router.ts";
 export { loadStrategy } from "./load.ts";
+export { scrubUrlCredentials } from "./scrub.ts";

@@ -23,6 +23,12 @@ export interface ProviderRouting {
   maxCpu?: number;
   /** The largest session it takes: `compute.memory` above this skips it. */
   maxMemoryBytes?: number;
+  /**
+   * How long one create on this instance may take before it is abandoned (aborted, counted by the
+   * breaker, skipped for the next provider); 0: no limit. Absent: providers.yml's
+   * `routing.createTimeoutSeconds`, else 10 minutes for remote kinds and no limit for local.
+   */
+  createTimeoutMs?: number;
 }
 
 /** What one session start needs. */

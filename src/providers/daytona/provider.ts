@@ -29,8 +29,12 @@ import type { DaytonaSettings } from "./settings.ts";
  *   they would put the real value in Daytona's organization and let Daytona's proxy, not
  *   Paddock's, decide where it goes (invariants 1, 2 and 4 could no longer be checked by Paddock).
  * - Exec: one Daytona session per command, run asynchronously; its state and output are polled
- *   (`pollIntervalMs`). Output is text (the daemon reports it as strings); stdin is uploaded as a
- *   file first, so it is not interactive.
+ *   (`pollIntervalMs`). Output is text (the daemon reports it as strings). Daytona's logs call
+ *   answers the whole output so far on every poll (it has no offset), so a command whose output
+ *   passes `maxOutputBytes` is ended and its exec fails: the memory and bandwidth one exec costs the
+ *   control plane stay bounded. Stdin is uploaded as a file before the command starts, so it is not
+ *   interactive: a stream is read whole first, and refused beyond `maxStdinBytes` or when it has
+ *   not ended within `stdinTimeoutMs` (a stream that never ends could otherwise never start its command).
  */
 export interface DaytonaProviderOptions {
   name: string;
@@ -191,7 +195,7 @@ export class DaytonaProvider implements Provider {
     const { sandbox } = live;
     const session = `${SESSION_PREFIX}${randomBytes(8).toString("hex")}`;
     const t0 = performance.now();
-    const stdin = opts.stdin ? await readAll(opts.stdin) : undefined;
+    const stdin = opts.stdin ? await this.readStdin(opts.stdin, id, opts.signal) : undefined;
     const stdinPath = stdin?.length ? `/tmp/.paddock-stdin-${session}` : undefined;
     const command = commandLine({
       argv: opts.argv,
@@ -249,7 +253,18 @@ export class DaytonaProvider implements Provider {
         if (stop === "killed") return { exitCode: 137, signal: "SIGKILL", timedOut: false, durationMs: performance.now() - t0 };
         const state = await sandbox.process.getSessionCommand(session, cmdId);
         const logs = await sandbox.process.getSessionCommandLogs(session, cmdId);
-        deliver(logs.stdout ?? "", logs.stderr ?? "");
+        const stdout = logs.stdout ?? "";
+        const stderr = logs.stderr ?? "";
+        const bytes = Buffer.byteLength(stdout) + Buffer.byteLength(stderr);
+        if (bytes > this.settings.maxOutputBytes) {
+          // Every later poll would download all of it again: the command is ended (deleting its
+          // session, below) and what passed the cap is not delivered.
+          throw invalid(
+            `daytona provider ${JSON.stringify(this.name)}: exec in sandbox ${id}: the command's output passed ${this.settings.maxOutputBytes} bytes (settings.maxOutputBytes), so it was ended; write large output to a file and read that instead`,
+            { provider: this.name, limit: "maxOutputBytes", maxOutputBytes: this.settings.maxOutputBytes },
+          );
+        }
+        deliver(stdout, stderr);
         if (typeof state.exitCode === "number") {
           return { exitCode: state.exitCode, signal: signalOf(state.exitCode), timedOut: false, durationMs: performance.now() - t0 };
         }
@@ -275,6 +290,51 @@ export class DaytonaProvider implements Provider {
       await sandbox.process.deleteSession(session).catch(() => undefined);
       ended();
     }
+  }
+
+  /**
+   * The whole of an exec's stdin, which must be uploaded before the command starts: bounded in size
+   * (`maxStdinBytes`) and in time (`stdinTimeoutMs`), so a stream that never ends is refused instead
+   * of holding the exec (and its memory) forever.
+   */
+  private async readStdin(input: Readable | Uint8Array, id: string, signal?: AbortSignal): Promise<Buffer> {
+    const { maxStdinBytes, stdinTimeoutMs } = this.settings;
+    const refuse = (why: string) => invalid(
+      `daytona provider ${JSON.stringify(this.name)}: exec in sandbox ${id}: ${why}; Daytona runs a command with its stdin uploaded whole when it starts (not streamed)`,
+      { provider: this.name, maxStdinBytes, stdinTimeoutMs },
+    );
+    if (input instanceof Uint8Array) {
+      if (input.length > maxStdinBytes) throw refuse(`stdin is ${input.length} bytes, over ${maxStdinBytes} (settings.maxStdinBytes)`);
+      return Buffer.from(input);
+    }
+    return await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const finish = (err: Error | null) => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        input.off("data", onData).off("end", onEnd).off("error", onError);
+        if (err) {
+          // The exec will not take this stream: stop it rather than leave its producer writing.
+          input.destroy();
+          reject(err);
+        } else resolve(Buffer.concat(chunks));
+      };
+      const onData = (chunk: unknown) => {
+        const b = Buffer.isBuffer(chunk) ? chunk : typeof chunk === "string" ? Buffer.from(chunk) : Buffer.from(chunk as Uint8Array);
+        size += b.length;
+        if (size > maxStdinBytes) return finish(refuse(`stdin passed ${maxStdinBytes} bytes (settings.maxStdinBytes)`));
+        chunks.push(b);
+      };
+      const onEnd = () => finish(null);
+      const onError = (err: Error) => finish(refuse(`reading stdin failed: ${err.message}`));
+      const onAbort = () => finish(signal?.reason instanceof Error ? signal.reason : new PaddockError("unavailable", "exec aborted"));
+      const timer = setTimeout(() => finish(refuse(`stdin did not end within ${stdinTimeoutMs} ms (settings.stdinTimeoutMs)`)), stdinTimeoutMs);
+      input.on("data", onData).once("end", onEnd).once("error", onError);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      if (signal?.aborted) onAbort();
+      else if (input.readableEnded) finish(null);
+    });
   }
 
   async writeFile(id: string, path: string, data: Uint8Array, o: { mode?: number } = {}): Promise<void> {
@@ -434,13 +494,6 @@ async function allowCidrs(egress: RemoteEgressAttachment): Promise<string[]> {
 function egressFilePath(path: string): string {
   if (!path.startsWith("/") || /[\0\n]/.test(path)) throw invalid(`bad egress file path ${JSON.stringify(path)}: want an absolute path`);
   return `${EGRESS_DIR}/${createHash("sha256").update(path).digest("hex").slice(0, 16)}`;
-}
-
-async function readAll(input: Readable | Uint8Array): Promise<Buffer> {
-  if (input instanceof Uint8Array) return Buffer.from(input);
-  const chunks: Buffer[] = [];
-  for await (const chunk of input) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array));
-  return Buffer.concat(chunks);
 }
 
 function absolute(path: string): string {

@@ -67,8 +67,11 @@ export async function execIn(target: ExecTarget, opts: ExecOptions): Promise<Exe
     // (not as bash's 128+N exit) and the command's pid is the one envd kills.
     // `--`: a program whose name starts with "-" is the program, never an option of `exec`
     // (`exec -a NAME …` would otherwise run another program than argv[0]).
-    handle = await sandbox.commands.run(`exec -- ${shellJoin(opts.argv)}`, {
-      background: true, cwd: opts.cwd ?? "/workspace", envs: { ...target.env, ...opts.env }, user: target.user, stdin: opts.stdin !== undefined,
+    // envd's `bash -l` reads /etc/profile, which sets PATH afresh: a PATH the caller gave is set again after it.
+    const envs = { ...target.env, ...opts.env };
+    const path = envs["PATH"] !== undefined ? `export PATH=${shellJoin([envs["PATH"]])}; ` : "";
+    handle = await sandbox.commands.run(`${path}exec -- ${shellJoin(opts.argv)}`, {
+      background: true, cwd: opts.cwd ?? "/workspace", envs, user: target.user, stdin: opts.stdin !== undefined,
       timeoutMs: 0, onStdout: (d) => gate.out("stdout", d), onStderr: (d) => gate.out("stderr", d), ...(opts.signal ? { signal: opts.signal } : {}),
     });
   } catch (err) {

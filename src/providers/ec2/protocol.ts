@@ -24,8 +24,21 @@ export interface WireSandboxSpec {
   guard?: ExecGuard;
   services?: ServiceSpec[];
   sessionUser?: { name: string; home: string };
+  /**
+   * The session's way out (`SandboxSpec.remoteEgress`, called by the control plane): the proxy
+   * variables with the session's proxy credential, the CA files, and the only destinations the
+   * node may let the sandbox reach. Never a secret of the user's (the gateway swaps those in).
+   * Absent: the sandbox gets no network.
+   */
+  egress?: WireEgress;
   /** The node builds (or finds) the template's layers from these steps; see src/node/recipe.ts. */
   recipe: { templateId: string; base: "host" | "debian-12"; steps: string[] };
+}
+
+export interface WireEgress {
+  env: Record<string, string>;
+  files: { path: string; content: string }[];
+  allow: { host: string; port: number }[];
 }
 
 export interface ExecStart {

@@ -35,7 +35,8 @@ export function remoteNodeCapabilities(kind: ProviderCapabilities["kind"]): Prov
     selfHosted: true,
     // The node has its own layer store and builds templates from `SandboxSpec.recipe`.
     layers: false,
-    // The node gives its sandboxes no network yet (docs/providers.md, "EC2": egress is future work).
+    // The node gives a sandbox a netns whose only way out is Paddock's gateway as an HTTPS proxy
+    // (`SandboxSpec.remoteEgress`, see docs/ec2.md "Egress").
     network: "proxy",
     snapshot: false,
     execGuard: true,
@@ -49,10 +50,10 @@ export function remoteNodeCapabilities(kind: ProviderCapabilities["kind"]): Prov
 
 /** What no remote node can do, refused before anything is launched or sent. */
 export function refuseUnsupported(provider: Pick<Provider, "name">, spec: SandboxSpec): void {
-  // A remote node has no network for its sandboxes yet: refuse rather than start one that
-  // silently lacks the egress its environment asked for (never a silent no-op).
-  if (spec.egress || spec.remoteEgress)
-    throw unsupported(provider, "give a sandbox egress (network through Paddock's gateway)", "remote nodes run sandboxes without network for now: use another provider for environments that need egress");
+  // A node's sandboxes reach the gateway only as a proxy: a netns linked to this machine's
+  // gateway cannot exist there (never a silent no-op).
+  if (spec.egress && !spec.remoteEgress)
+    throw unsupported(provider, "link a sandbox to the gateway's network namespace (SandboxSpec.egress)", "a remote node's sandboxes reach the gateway as an HTTPS proxy: give SandboxSpec.remoteEgress");
   if (spec.from !== undefined) throw unsupported(provider, "start a sandbox from a snapshot");
   if (spec.mounts?.length) throw unsupported(provider, "bind host directories into a sandbox");
   if (spec.isolation && spec.isolation !== "namespaces") throw unsupported(provider, `run the ${spec.isolation} isolation tier`);
@@ -80,11 +81,15 @@ export class RemoteNodeProvider implements Provider {
 
   async create(spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle> {
     refuseUnsupported(this, spec);
+    // Called here, in the control plane: the node gets the attachment's env, files and allow
+    // list, never the callback or anything else of the gateway's.
+    const egress = spec.remoteEgress ? await spec.remoteEgress() : undefined;
     const wire: WireSandboxSpec = {
       id: spec.id, mode: spec.mode, base: spec.base, compute: spec.compute, hostname: spec.hostname, env: spec.env, recipe: spec.recipe!,
       ...(spec.guard ? { guard: spec.guard } : {}),
       ...(spec.services ? { services: spec.services } : {}),
       ...(spec.sessionUser ? { sessionUser: spec.sessionUser } : {}),
+      ...(egress ? { egress: { env: egress.env, files: egress.files.map((f) => ({ path: f.path, content: f.content })), allow: egress.allow.map((a) => ({ host: a.host, port: a.port })) } } : {}),
     };
     // Building a template on a fresh node can take as long as its install steps.
     try {

@@ -5,7 +5,8 @@
  * runs this script as root at first boot.
  *
  * The host's key is in the user data, which the instance metadata service serves to anything on
- * the host that can reach 169.254.169.254: the node's sandboxes cannot (they have no network), and
+ * the host that can reach 169.254.169.254: the node's sandboxes cannot (their only way out is TCP
+ * to the gateway's proxy listener; a gateway on another machine needs net.ipv4.ip_forward=1), and
  * the launch template should require IMDSv2 with a hop limit of 1. The key only identifies this
  * one host, for at most its certificate's lifetime.
  *

@@ -10,7 +10,7 @@ import type { FileEntry } from "../../core/index.ts";
 import type { KubeClients } from "./kube.ts";
 import type { PodRef } from "./exec.ts";
 import { rawExec } from "./exec.ts";
-import { parseListing, sandboxPath } from "./commands.ts";
+import { SESSION_ENV_DIR, SESSION_ENV_FILE, parseListing, sandboxPath, sessionEnvLines } from "./commands.ts";
 
 /** Exit statuses the scripts use for errno-like causes. */
 const ENOENT = 44;
@@ -69,3 +69,21 @@ export async function listPodDir(c: KubeClients, ref: PodRef, path: string): Pro
   return parseListing(Buffer.concat(out).toString("utf8"));
 }
 
+/**
+ * The session's environment file (commands.ts SESSION_ENV_FILE), the session user's, mode 0600.
+ * `add`: the variables are appended (later lines win), as setEnv adds to what the session has;
+ * otherwise the file is replaced.
+ */
+export async function writeSessionEnv(c: KubeClients, ref: PodRef, env: Record<string, string>, opts: { add?: boolean } = {}): Promise<void> {
+  const lines = sessionEnvLines(env);
+  let before = "";
+  if (opts.add) {
+    before = await readPodFile(c, ref, SESSION_ENV_FILE).then((b) => b.toString("utf8"), (e: unknown) => {
+      if (e instanceof PaddockError && e.code === "not_found") return "";
+      throw e;
+    });
+  }
+  const made = await rawExec(c, ref, ["mkdir", "-p", "-m", "700", "--", SESSION_ENV_DIR], {});
+  if (made !== 0) throw new PaddockError("unavailable", `cannot make ${SESSION_ENV_DIR} in pod ${ref.pod} for the session's environment (exit ${made})`);
+  await writePodFile(c, ref, SESSION_ENV_FILE, Buffer.from(before + lines), 0o600);
+}

@@ -16,13 +16,15 @@ export * as manifests from "./manifests.ts";
 
 /**
  * `kind: k8s`. Credential `kubeconfig`: a kubeconfig YAML (its current context names the cluster
- * and user); ignored with `settings.inCluster`. Discovery runs at create: a cluster that cannot be
- * reached then is logged, and asked again at the first session.
+ * and user); optional, and ignored, with `settings.inCluster`. Discovery runs at create: a
+ * cluster that cannot be reached then is logged, and asked again at the first session.
  */
 export const k8sDriver: ProviderDriver<K8sSettings> = {
   kind: "k8s",
   parseSettings: parseK8sSettings,
   credentials: ["kubeconfig"],
+  // Not needed with settings.inCluster; without it, kubeClients refuses naming the vault key and the setting.
+  optionalCredentials: ["kubeconfig"],
   async create(instance, deps): Promise<Provider> {
     const clients = kubeClients({ kubeconfig: instance.credentials["kubeconfig"], inCluster: instance.settings.inCluster, instance: instance.name });
     const provider = new K8sProvider({ name: instance.name, settings: instance.settings, clients, log: deps.log });

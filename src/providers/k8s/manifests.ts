@@ -77,7 +77,6 @@ export interface PodSpecInput {
   image: string;
   compute: ComputeLimits;
   hostname?: string;
-  env: Record<string, string>;
   /** Install steps run once, as root, in an init container (absent when the image is prebuilt). */
   recipe?: TemplateRecipe;
   /** Plain pods: the egress files from a per-session Secret (`secretName`), mounted read-only file by file. */
@@ -86,6 +85,8 @@ export interface PodSpecInput {
   fileDirs?: string[];
   /** The workspace on this PVC (snapshots) instead of an emptyDir. */
   workspaceClaim?: string;
+  /** /etc/hosts entries (the gateway's names, resolved by the control plane): the pod needs no DNS to find its proxy. */
+  hostAliases?: { ip: string; hostnames: string[] }[];
 }
 
 /** The secret keys of the egress files: `f0`, `f1`, … in the order given. */
@@ -115,17 +116,17 @@ export function sessionPodSpec(input: PodSpecInput): Record<string, unknown> {
     volumes.push({ name: `egress-dir-${i}`, emptyDir: { sizeLimit: "1Mi" } });
     mounts.push({ name: `egress-dir-${i}`, mountPath: dir });
   });
-  const env = Object.entries(input.env).map(([name, value]) => ({ name, value }));
   const hostname = input.hostname ? podHostname(input.hostname) : undefined;
   return {
     ...(settings.runtimeClassName ? { runtimeClassName: settings.runtimeClassName } : {}),
     ...(hostname ? { hostname } : {}),
+    ...(input.hostAliases?.length ? { hostAliases: input.hostAliases } : {}),
     automountServiceAccountToken: false,
     enableServiceLinks: false,
     restartPolicy: "Never",
     terminationGracePeriodSeconds: 0,
     securityContext: { runAsNonRoot: true, runAsUser: SESSION_UID, runAsGroup: SESSION_UID, fsGroup: SESSION_UID, seccompProfile: { type: "RuntimeDefault" } },
-    ...(input.recipe && input.recipe.steps.length > 0 ? { initContainers: [recipeContainer(input.image, input.recipe, mounts)] } : {}),
+    ...(input.recipe && input.recipe.steps.length > 0 ? { initContainers: [recipeContainer(input.image, input.recipe, mounts, compute)] } : {}),
     containers: [{
       name: CONTAINER,
       image: input.image,
@@ -133,7 +134,9 @@ export function sessionPodSpec(input: PodSpecInput): Record<string, unknown> {
       // reaps the orphans of killed commands (dash's wait collects any child).
       command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait; done"],
       workingDir: WORKSPACE,
-      env: [...env, { name: "HOME", value: SESSION_HOME }],
+      // Only HOME: the session's variables (its proxy credential among them) are never in the Pod
+      // object; every command reads them from a file in the pod (commands.ts SESSION_ENV_FILE).
+      env: [{ name: "HOME", value: SESSION_HOME }],
       resources: resourcesFor(compute),
       securityContext: sessionSecurityContext(),
       volumeMounts: mounts,
@@ -149,7 +152,7 @@ export function sessionPodSpec(input: PodSpecInput): Record<string, unknown> {
  * filesystem is discarded): a template that installs system packages needs a prebuilt image
  * (`settings.images`). Ownership is handed to the session user at the end.
  */
-function recipeContainer(image: string, recipe: TemplateRecipe, mounts: Record<string, unknown>[]): Record<string, unknown> {
+function recipeContainer(image: string, recipe: TemplateRecipe, mounts: Record<string, unknown>[], compute: ComputeLimits): Record<string, unknown> {
   const script = `set -e; cd /; for step in "$@"; do /bin/sh -c "$step"; done; chown -R ${SESSION_UID}:${SESSION_UID} ${WORKSPACE} ${SESSION_HOME}`;
   return {
     name: "recipe",
@@ -157,6 +160,8 @@ function recipeContainer(image: string, recipe: TemplateRecipe, mounts: Record<s
     command: ["/bin/sh", "-c", script, "paddock-recipe", ...recipe.steps],
     workingDir: "/",
     env: [{ name: "HOME", value: SESSION_HOME }],
+    // The steps are the environment file's: held to the session's compute, never only to the node's.
+    resources: resourcesFor(compute),
     securityContext: {
       runAsNonRoot: false,
       runAsUser: 0,
@@ -197,13 +202,18 @@ export interface NetworkRules {
   gateway: { ip: string; port: number }[];
   /** Pods of the deployed gateway (settings.gateway.deploy), reachable on its port. */
   deployedGateway?: { labels: Record<string, string>; port: number };
+  /**
+   * The gateway's host names pinned to the addresses resolved for `gateway` (the pod's hostAliases):
+   * with them a pod finds its proxy without DNS, so DNS stays closed (`dns.allow` is an opt-in).
+   */
+  hostAliases?: { ip: string; hostnames: string[] }[];
   dns: K8sSettings["dns"];
   previewFrom: string[];
 }
 
 const cidrOf = (ip: string) => (ip.includes(":") ? `${ip}/128` : `${ip}/32`);
 
-/** Egress: only the gateway (and DNS when allowed). Ingress: only the preview gateway's addresses. */
+/** Egress: only the gateway (and DNS only when `dns.allow` opts in). Ingress: only the preview gateway's addresses. */
 export function networkRules(r: NetworkRules): { ingress: Record<string, unknown>[]; egress: Record<string, unknown>[] } {
   const egress: Record<string, unknown>[] = r.gateway.map((g) => ({ to: [{ ipBlock: { cidr: cidrOf(g.ip) } }], ports: [{ protocol: "TCP", port: g.port }] }));
   if (r.deployedGateway) egress.push({ to: [{ podSelector: { matchLabels: r.deployedGateway.labels } }], ports: [{ protocol: "TCP", port: r.deployedGateway.port }] });

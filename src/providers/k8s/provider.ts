@@ -4,8 +4,10 @@
  * without it: a plain Pod, its NetworkPolicy and a Secret of egress files per session. Either way
  * the pod runs the cluster's RuntimeClass (gVisor or Kata), as uid 1000 without capabilities, and
  * reaches only Paddock's gateway (and DNS). Commands and files go over the exec WebSocket
- * (exec.ts, files.ts). The provider keeps each live session's pod and environment in memory and
- * in `providerState`, so `recover` after a restart needs one GET.
+ * (exec.ts, files.ts). The provider keeps each live session's pod in memory and in
+ * `providerState`, so `recover` after a restart needs one GET. The session's environment (its
+ * proxy credential among it) is kept in neither: it is a file in the pod every command reads
+ * (commands.ts), so it survives a restart of the control plane without being stored by it.
  */
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
@@ -19,11 +21,11 @@ import type { Discovery, KubeClients } from "./kube.ts";
 import { createIfMissing, discover, kubeError } from "./kube.ts";
 import type { K8sSettings } from "./settings.ts";
 import type { NetworkRules } from "./manifests.ts";
-import { CONTAINER, SESSION_HOME, WORKSPACE, gatewayLabels, gatewayManifests, sessionObjectName } from "./manifests.ts";
+import { CONTAINER, WORKSPACE, gatewayLabels, gatewayManifests, sessionObjectName } from "./manifests.ts";
 import type { PodRef } from "./exec.ts";
 import { rawExec, signalGroup } from "./exec.ts";
-import { newPidFile, signalOfExit, wrappedArgv } from "./commands.ts";
-import { listPodDir, readPodFile, writePodFile } from "./files.ts";
+import { SESSION_ENV_FILE, newPidFile, signalOfExit, wrappedArgv } from "./commands.ts";
+import { listPodDir, readPodFile, writePodFile, writeSessionEnv } from "./files.ts";
 import type { LiveSession, SessionPlan } from "./sessions.ts";
 import { createClaimSession, createPodSession, findSessionPod, listSessionIds, removeSession, removeSnapshot, takeSnapshot } from "./sessions.ts";
 
@@ -34,8 +36,6 @@ export interface K8sProviderOptions {
   clients: KubeClients;
   log: (line: string) => void;
 }
-
-const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 export class K8sProvider implements Provider {
   readonly name: string;
@@ -120,7 +120,7 @@ export class K8sProvider implements Provider {
       ? await createClaimSession(this.c, plan)
       : await createPodSession(this.c, plan, d.volumeSnapshots);
     this.live.set(spec.id, session);
-    return { id: spec.id, ...(session.podIP ? { sandboxIp: session.podIP } : {}), providerState: { ...session } };
+    return { id: spec.id, ...(session.podIP ? { sandboxIp: session.podIP } : {}), providerState: stateOf(session) };
   }
 
   /** Everything this tier does not do is refused by name, never silently dropped. */
@@ -160,19 +160,30 @@ export class K8sProvider implements Provider {
     this.gatewayDeployed = true;
   }
 
-  /** The NetworkPolicy rules: the gateway's proxy as addresses (names resolved here, since policies take IPs). */
+  /**
+   * The NetworkPolicy rules: the gateway's proxy as addresses (names resolved here, since policies
+   * take IPs), and the same names pinned in the pod's /etc/hosts (hostAliases) so the pod needs no
+   * DNS: cluster DNS is a way out (a tunnel through the resolvers), closed unless `dns.allow`.
+   */
   private async networkRules(egress: RemoteEgressAttachment | undefined): Promise<NetworkRules> {
     const targets = this.settings.gateway.proxy ? [this.settings.gateway.proxy] : (egress?.allow ?? []);
     const gateway: { ip: string; port: number }[] = [];
+    const named = new Map<string, Set<string>>();
     for (const t of targets) {
       const host = t.host.replace(/^\[|\]$/g, "");
       const ips = isIP(host) ? [host] : (await lookup(host, { all: true }).catch(() => {
         throw new PaddockError("unavailable", `k8s provider ${this.name}: cannot resolve the gateway proxy host ${JSON.stringify(host)} for the session's NetworkPolicy`);
       })).map((a) => a.address);
-      for (const ip of ips) gateway.push({ ip, port: t.port });
+      for (const ip of ips) {
+        gateway.push({ ip, port: t.port });
+        if (!isIP(host)) named.set(ip, (named.get(ip) ?? new Set()).add(host.toLowerCase()));
+      }
     }
+    // Sorted: the same resolution gives the same pod template (agent-sandbox templates are named by a hash of it).
+    const hostAliases = [...named].map(([ip, names]) => ({ ip, hostnames: [...names].sort() })).sort((a, b) => a.ip.localeCompare(b.ip));
     return {
       gateway,
+      hostAliases,
       ...(this.settings.gateway.deploy ? { deployedGateway: { labels: gatewayLabels(this.name), port: this.settings.gateway.port } } : {}),
       // No egress at all: not even DNS.
       dns: { ...this.settings.dns, allow: this.settings.dns.allow && egress !== undefined },
@@ -185,7 +196,9 @@ export class K8sProvider implements Provider {
     if (typeof state?.pod !== "string" || typeof state?.name !== "string") return "gone";
     const pod = await findSessionPod(this.c, this.settings.namespace, state.pod);
     if (pod && pod.status?.phase === "Running" && !pod.metadata?.deletionTimestamp) {
-      this.live.set(id, { ...state, podIP: pod.status.podIP ?? state.podIP });
+      // Only the known fields: whatever else the stored state holds is not carried on.
+      const podIP = pod.status.podIP ?? state.podIP;
+      this.live.set(id, { kind: state.kind === "claim" ? "claim" : "pod", name: state.name, pod: state.pod, ...(podIP ? { podIP } : {}), ...(typeof state.pvc === "string" ? { pvc: state.pvc } : {}) });
       return "running";
     }
     await removeSession(this.c, this.settings.namespace, state).catch((e: unknown) => this.log(`k8s ${this.name}: cleaning up ${id}: ${String(e)}`));
@@ -208,9 +221,9 @@ export class K8sProvider implements Provider {
     if (opts.signal?.aborted) throw new PaddockError("unavailable", "exec aborted before it started");
     const ref = this.ref(s);
     const cwd = posix.resolve(WORKSPACE, opts.cwd ?? WORKSPACE);
-    const env = { PATH: DEFAULT_PATH, HOME: SESSION_HOME, USER: "paddock", LOGNAME: "paddock", ...s.env, ...(opts.env ?? {}) };
     const pidFile = newPidFile();
-    const argv = wrappedArgv(pidFile, cwd, env, opts.argv);
+    // Defaults and the session's variables come from the wrapper and the pod's environment file.
+    const argv = wrappedArgv(pidFile, cwd, SESSION_ENV_FILE, opts.env ?? {}, opts.argv);
     const t0 = performance.now();
     const stream = new AbortController();
     let timedOut = false;
@@ -306,11 +319,11 @@ export class K8sProvider implements Provider {
     return removeSnapshot(this.c, this.settings, layerId);
   }
 
+  /** Added to the pod's environment file (never to the returned provider state, which the control plane stores). */
   async setEnv(id: string, env: Record<string, string>): Promise<Record<string, unknown>> {
     const s = this.session(id);
-    const next = { ...s, env: { ...s.env, ...env } };
-    this.live.set(id, next);
-    return { ...next };
+    if (Object.keys(env).length) await writeSessionEnv(this.c, this.ref(s), env, { add: true });
+    return stateOf(s);
   }
 
   async services(id: string): Promise<ServiceStatus[]> {
@@ -340,4 +353,9 @@ export class K8sProvider implements Provider {
     // Sessions outlive the control plane (invariant 9): pods stay; recover() finds them again.
     this.live.clear();
   }
+}
+
+/** A live session as its `providerState`: the fields of LiveSession, which hold no environment. */
+function stateOf(s: LiveSession): Record<string, unknown> {
+  return { kind: s.kind, name: s.name, pod: s.pod, ...(s.podIP ? { podIP: s.podIP } : {}), ...(s.pvc ? { pvc: s.pvc } : {}) };
 }

@@ -17,10 +17,14 @@ import {
 } from "./manifests.ts";
 import type { Observed } from "./wait.ts";
 import { describePod, lastEvent, watchUntil } from "./wait.ts";
-import { writePodFile } from "./files.ts";
+import { writePodFile, writeSessionEnv } from "./files.ts";
 import { rawExec } from "./exec.ts";
 
-/** What the provider keeps of a live session (also its `providerState`: plain JSON). */
+/**
+ * What the provider keeps of a live session (also its `providerState`: plain JSON, stored by the
+ * control plane). Never the session's environment: it holds the proxy credential, and lives only
+ * in the pod (commands.ts SESSION_ENV_FILE).
+ */
 export interface LiveSession {
   kind: "pod" | "claim";
   /** The session's object name (pod or claim, NetworkPolicy, Secret, PVC). */
@@ -28,7 +32,6 @@ export interface LiveSession {
   /** The pod the session runs in (for a claim: the adopted sandbox's pod). */
   pod: string;
   podIP?: string;
-  env: Record<string, string>;
   /** The workspace PVC, when the instance takes snapshots. */
   pvc?: string;
 }
@@ -53,7 +56,7 @@ const CUSTOM = { group: AGENT_SANDBOX_GROUP, version: AGENT_SANDBOX_VERSION };
 export async function createPodSession(c: KubeClients, plan: SessionPlan, snapshots: boolean): Promise<LiveSession> {
   const ns = plan.settings.namespace;
   const labels = sessionLabels(plan.instance, plan.id);
-  const made: LiveSession = { kind: "pod", name: plan.name, pod: plan.name, env: plan.env, ...(snapshots ? { pvc: plan.name } : {}) };
+  const made: LiveSession = { kind: "pod", name: plan.name, pod: plan.name, ...(snapshots ? { pvc: plan.name } : {}) };
   try {
     await create(`creating NetworkPolicy ${plan.name}`, () => c.net.createNamespacedNetworkPolicy({ namespace: ns, body: sessionNetworkPolicy(plan.name, ns, labels, plan.rules) as never }));
     if (plan.files.length) {
@@ -65,12 +68,13 @@ export async function createPodSession(c: KubeClients, plan: SessionPlan, snapsh
     }
     const pod = sessionPod({
       name: plan.name, namespace: ns, labels, id: plan.id, settings: plan.settings, image: plan.image, compute: plan.spec.compute,
-      hostname: plan.spec.hostname, env: plan.env, recipe: plan.recipe,
+      hostname: plan.spec.hostname, recipe: plan.recipe, hostAliases: plan.rules.hostAliases,
       ...(plan.files.length ? { fileSecret: { secretName: plan.name, paths: plan.files.map((f) => f.path) } } : {}),
       ...(snapshots ? { workspaceClaim: plan.name } : {}),
     });
     await create(`creating Pod ${plan.name}`, () => c.core.createNamespacedPod({ namespace: ns, body: pod as never }));
     made.podIP = await waitForPod(c, ns, plan.name, plan.settings.readyTimeoutMs, plan.signal);
+    if (Object.keys(plan.env).length) await writeSessionEnv(c, { namespace: ns, pod: plan.name, container: CONTAINER }, plan.env);
     return made;
   } catch (e) {
     // A create that failed leaves nothing behind (the conformance suite checks list()).
@@ -89,13 +93,14 @@ export async function createClaimSession(c: KubeClients, plan: SessionPlan): Pro
   const ns = plan.settings.namespace;
   const shared = instanceLabels(plan.instance);
   const fileDirs = [...new Set(plan.files.map((f) => posix.dirname(f.path)))].sort();
-  // Nothing session-specific in the template (env comes with each exec), so sessions share its warm pool.
-  const podSpec = sessionPodSpec({ settings: plan.settings, image: plan.image, compute: plan.spec.compute, env: {}, recipe: plan.recipe, fileDirs });
+  // Nothing session-specific in the template (env is written into the pod once claimed), so sessions share its warm pool.
+  // The gateway's hostAliases are the instance's (every session has the same proxy host), like the NetworkPolicy's rules.
+  const podSpec = sessionPodSpec({ settings: plan.settings, image: plan.image, compute: plan.spec.compute, recipe: plan.recipe, fileDirs, hostAliases: plan.rules.hostAliases });
   const template = templateObjectName(podSpec, plan.rules);
   await createIfMissing(`creating SandboxTemplate ${template}`, () => c.custom.createNamespacedCustomObject({ ...CUSTOM, namespace: ns, plural: "sandboxtemplates", body: sandboxTemplate(template, ns, shared, podSpec, plan.rules) }));
   await createIfMissing(`creating SandboxWarmPool ${template}`, () => c.custom.createNamespacedCustomObject({ ...CUSTOM, namespace: ns, plural: "sandboxwarmpools", body: sandboxWarmPool(template, ns, shared, template, plan.settings.warmPool) }));
   const labels = sessionLabels(plan.instance, plan.id);
-  const made: LiveSession = { kind: "claim", name: plan.name, pod: "", env: plan.env };
+  const made: LiveSession = { kind: "claim", name: plan.name, pod: "" };
   try {
     await create(`creating SandboxClaim ${plan.name}`, () => c.custom.createNamespacedCustomObject({ ...CUSTOM, namespace: ns, plural: "sandboxclaims", body: sandboxClaim(plan.name, ns, labels, template, plan.id) }));
     made.pod = await waitForClaim(c, ns, plan.name, plan.settings.readyTimeoutMs, plan.signal);
@@ -104,6 +109,7 @@ export async function createClaimSession(c: KubeClients, plan: SessionPlan): Pro
     // The directories are the template's emptyDirs; made here too in case a runtime mounted none.
     if (fileDirs.length) await rawExec(c, ref, ["mkdir", "-p", "--", ...fileDirs], {}).catch(() => undefined);
     for (const f of plan.files) await writePodFile(c, ref, f.path, Buffer.from(f.content), 0o444);
+    if (Object.keys(plan.env).length) await writeSessionEnv(c, ref, plan.env);
     return made;
   } catch (e) {
     await removeSession(c, ns, made).catch(() => undefined);

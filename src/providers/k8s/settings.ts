@@ -50,11 +50,11 @@ export const k8sSettingsSchema = z.strictObject({
     secretName: label.default("paddock-gateway").describe("Secret holding the deployed gateway's configuration and secret values (made by the operator; never read by this provider)."),
   }).default({ deploy: false, port: 3128, replicas: 2, secretName: "paddock-gateway" }),
   dns: z.strictObject({
-    allow: z.boolean().default(true)
-      .describe("Let session pods query the cluster DNS (UDP/TCP 53). Needed when the gateway is named by a host name; a DNS query can carry data out (a tunnel through the cluster's resolvers), so turn it off when the proxy is an IP address."),
+    allow: z.boolean().default(false)
+      .describe("Opt in to let session pods query the cluster DNS (UDP/TCP 53). Off by default: a DNS query can carry data out (a tunnel through the cluster's resolvers), against \"no network path but the gateway\". Pods do not need it to find the gateway: its names are resolved by the control plane and pinned in the pod's hostAliases."),
     namespace: label.default("kube-system"),
     podLabels: z.record(z.string().regex(LABEL_KEY, "must be a label key"), z.string().regex(LABEL_VALUE, "must be a label value")).default({ "k8s-app": "kube-dns" }),
-  }).default({ allow: true, namespace: "kube-system", podLabels: { "k8s-app": "kube-dns" } }),
+  }).default({ allow: false, namespace: "kube-system", podLabels: { "k8s-app": "kube-dns" } }),
   preview: z.strictObject({
     from: z.array(cidr).max(32).default([])
       .describe("Addresses the preview gateway connects from: the only ingress a session pod accepts. Empty: no ingress at all."),

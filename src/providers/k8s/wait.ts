@@ -48,6 +48,9 @@ export async function watchUntil<T>(c: KubeClients, t: WaitTarget<T>): Promise<T
   const deadline = Date.now() + t.timeoutMs;
   let last: Observed | undefined;
   let rv: string | null = null;
+  // Rounds in a row that saw nothing of the object: a server that ends every watch at once (410
+  // each time, or a stream it closes) is asked again after a pause, doubling to 1 s, never in a hot loop.
+  let idle = 0;
   while (Date.now() < deadline) {
     if (t.signal?.aborted) throw new PaddockError("unavailable", `stopped waiting for ${t.what}: aborted`);
     if (rv === null) {
@@ -59,15 +62,34 @@ export async function watchUntil<T>(c: KubeClients, t: WaitTarget<T>): Promise<T
       if (now !== undefined) return now;
       rv = listed.resourceVersion;
     }
-    const round: Round<T> = await watchRound(c, t, rv, deadline, (o) => (last = o));
+    let saw = false;
+    const round: Round<T> = await watchRound(c, t, rv, deadline, (o) => {
+      last = o;
+      saw = true;
+    });
     if ("done" in round) return round.done;
     if ("relist" in round) {
       t.onRelist?.();
       rv = null;
     } else rv = round.rewatch;
+    idle = saw ? 0 : idle + 1;
+    if (idle > 0) await pause(Math.min(1000, 25 * 2 ** (idle - 1)), deadline, t.signal);
   }
   const why = await t.explain(last).catch(() => "");
   throw new PaddockError("unavailable", `timed out after ${t.timeoutMs} ms waiting for ${t.what}${why ? `: ${why}` : ""}`, { timeoutMs: t.timeoutMs });
+}
+
+/** Wait `ms`, but not past `deadline`, and no longer once `signal` aborts (the loop then says so). */
+function pause(ms: number, deadline: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, Math.max(0, Math.min(ms, deadline - Date.now())));
+    signal?.addEventListener("abort", done, { once: true });
+  });
 }
 
 /** One watch connection from `rv`: ends with the value, a relist (410), or the version to watch on from. */

@@ -151,6 +151,9 @@ export interface GvisorLaunched {
 
 const SESSION_CAPS = ["CAP_SETUID", "CAP_SETGID", "CAP_KILL"];
 
+/** CLONE_NEWUSER, NEWNS, NEWPID, NEWNET, NEWIPC, NEWUTS, NEWCGROUP, NEWTIME. */
+const CLONE_NAMESPACE_FLAGS = [0x10000000, 0x00020000, 0x20000000, 0x40000000, 0x08000000, 0x04000000, 0x02000000, 0x00000080];
+
 /**
  * In-sandbox seccomp filter (runsc `--oci-seccomp`; enforced by gVisor's kernel): gVisor is the
  * boundary, this keeps the agent's own fail-closed check (seccomp on, no_new_privs) meaningful,
@@ -165,6 +168,17 @@ const SECCOMP = {
       action: "SCMP_ACT_ERRNO",
       errnoRet: 1,
     },
+    // As under namespaces (native/restrict.c): clone with any namespace flag, or the session user
+    // gets a user namespace with every capability in it (gVisor's kernel allows that, and unshare
+    // being refused does not stop clone). clone3, which hides its flags from seccomp, needs no
+    // rule: this gVisor does not implement it (ENOSYS, and libc falls back to clone), while a rule
+    // for it here breaks thread creation (test/providers/gvisor-attacks.test.ts checks both).
+    ...CLONE_NAMESPACE_FLAGS.map((flag) => ({
+      names: ["clone"],
+      action: "SCMP_ACT_ERRNO",
+      errnoRet: 1,
+      args: [{ index: 0, value: flag, valueTwo: flag, op: "SCMP_CMP_MASKED_EQ" }],
+    })),
   ],
 };
 
@@ -383,11 +397,12 @@ export async function gvisorSandboxPid(ref: GvisorRef): Promise<number | null> {
 /**
  * Guest processes of the container (pid as gVisor numbers them, uid inside) from `runsc ps`'s
  * table (its JSON form has no uids in this release). The agent and its connection handlers are
- * uid 0; every command runs as the session user.
+ * uid 0; every command runs as the session user. Rejects `unavailable` when runsc cannot list them.
  */
 export async function gvisorProcesses(ref: GvisorRef): Promise<{ pid: number; uid: number }[]> {
   const r = await runsc(ref, ["ps", ref.id]);
-  if (r.code !== 0) return [];
+  // Never "no processes" for a sandbox runsc cannot see: a kill would then be a silent no-op.
+  if (r.code !== 0) throw unavailable(`runsc cannot list the processes of gVisor sandbox ${ref.id}: ${r.stderr.trim().split("\n").at(-1) || `exit ${r.code}`}`);
   const out: { pid: number; uid: number }[] = [];
   for (const line of r.stdout.split("\n").slice(1)) {
     const [uid, pid] = line.trim().split(/\s+/);

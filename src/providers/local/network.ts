@@ -16,6 +16,14 @@
  * Everything is named from scope + slot, and the slot's owner is written into the host veth's
  * `ifalias` (`paddock:<sandbox id>`), so a restarted control plane finds what a dead session left.
  *
+ * Mode "proxy" (a remote node, `paddock node`: no gateway on this machine): the same namespaces,
+ * veths and addresses, but nothing is DNATed and nothing on this host is reachable. Each sandbox's
+ * only way out is TCP to the addresses and ports `acquire` is given (the gateway's TLS proxy
+ * listener, resolved and pinned by the caller): a set in the netns's own ruleset, and the same
+ * pairs keyed by the sandbox's address in the host table (input, for a gateway on this machine;
+ * forward with masquerade, for one elsewhere, which needs `net.ipv4.ip_forward=1`). No DNS, no
+ * IPv6, no other port or host.
+ *
  * @example
  * const net = await openNetworkManager({ scope, ports: { proxyPort: 3128, httpPort: 3080, httpsPort: 3443, dnsPort: 3053 } });
  * // the gateway listens on net.gatewayIp, then per session:
@@ -25,6 +33,7 @@
 import { spawn } from "node:child_process";
 import { access, readFile, readdir, writeFile } from "node:fs/promises";
 import { createHash } from "node:crypto";
+import { isIPv4 } from "node:net";
 import type { GatewayEndpoints } from "../../gateway/types.ts";
 import { PaddockError, invalid, unavailable } from "../../core/errors.ts";
 import { CommandRunner } from "../../core/runner.ts";
@@ -45,7 +54,9 @@ export interface NetworkManager {
   readonly gatewayIp: string;
   /** The installation's /16, e.g. `10.213.0.0/16`. */
   readonly subnet: string;
-  acquire(sandboxId: string): Promise<SandboxNetwork>;
+  readonly mode: NetworkMode;
+  /** `allow`: mode "proxy" only (and required there): the IPv4 address and TCP port pairs the sandbox may connect to, nothing else. */
+  acquire(sandboxId: string, allow?: AllowedDestination[]): Promise<SandboxNetwork>;
   /**
    * Optional hint: the sandbox that acquired a network has started (or failed to). Background work
    * (refilling the pool, deleting released networks) waits until every sandbox that acquired one
@@ -70,11 +81,22 @@ export interface NetworkManager {
   close(opts?: { removeHostObjects?: boolean }): Promise<void>;
 }
 
+/** "gateway": the egress gateway runs on this machine (80/443/53 DNATed to it); "proxy": sandboxes reach only the destinations given to `acquire`. */
+export type NetworkMode = "gateway" | "proxy";
+
+/** One destination a "proxy" sandbox may open TCP connections to (an address, never a name: no DNS). */
+export interface AllowedDestination {
+  ip: string;
+  port: number;
+}
+
 export interface NetworkOptions {
   /** Installation scope: 12 lower-case hex digits (`installationScope(home)`). */
   scope: string;
-  /** The gateway's ports; without `postgresPort` a sandbox's TCP 5432 is dropped like any other port. */
-  ports: Omit<GatewayEndpoints, "address" | "postgresPort"> & { postgresPort?: number };
+  /** Default "gateway". */
+  mode?: NetworkMode;
+  /** The gateway's ports (mode "gateway" only, and required there); without `postgresPort` a sandbox's TCP 5432 is dropped like any other port. */
+  ports?: GatewayPorts;
   /**
    * Namespaces kept ready so `acquire` is O(1) (about 250 KiB of kernel memory each). Default 12,
    * refilled in batches of 4 once 4 are missing: a burst of 8 starts never builds one on its path.
@@ -90,6 +112,8 @@ export interface NetworkOptions {
    */
   quietMs?: number;
 }
+
+type GatewayPorts = Omit<GatewayEndpoints, "address" | "postgresPort"> & { postgresPort?: number };
 
 const PATH_ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" };
 const NETNS_DIR = "/run/netns";
@@ -140,20 +164,25 @@ export function resolvConf(gatewayIp: string): string {
   return `nameserver ${gatewayIp}\noptions timeout:2 attempts:2\n`;
 }
 
-/** `/etc/hosts` for a sandbox: loopback names only, so nothing resolves to the host. */
-export function hostsFile(hostname: string): string {
-  return `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`;
+/** `/etc/resolv.conf` for a "proxy" sandbox: no name server (nothing answers DNS); names come from /etc/hosts only. */
+export const NO_DNS_RESOLV_CONF = "# No DNS: this sandbox reaches only Paddock's gateway, named in /etc/hosts.\noptions timeout:1 attempts:1\n";
+
+/** `/etc/hosts` for a sandbox: loopback names only, so nothing resolves to the host; plus `pinned` (name → address) for a "proxy" sandbox's gateway. */
+export function hostsFile(hostname: string, pinned: { name: string; ip: string }[] = []): string {
+  return `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n${pinned.map((p) => `${p.ip}\t${p.name}\n`).join("")}`;
 }
 
 export async function openNetworkManager(opts: NetworkOptions): Promise<NetworkManager> {
   const names = networkNames(opts.scope);
-  for (const [k, v] of Object.entries(opts.ports))
+  const mode = opts.mode ?? "gateway";
+  if (mode === "gateway" && !opts.ports) throw invalid("a gateway-mode network needs the gateway's ports");
+  for (const [k, v] of Object.entries(opts.ports ?? {}))
     if (!Number.isInteger(v) || v < 1 || v > 65535) throw invalid(`gateway port ${k}=${String(v)} is not a TCP/UDP port`);
   await refuseSharedPrefix(opts.scope);
   const octet = await ensureDummy(opts.scope, names.dummy, opts.octet);
   const mgr = new LocalNetworkManager(opts, names, octet);
   try {
-    await run("nft", ["-f", "-"], hostRuleset(names, mgr.gatewayIp, opts.ports));
+    await run("nft", ["-f", "-"], mode === "proxy" ? proxyHostRuleset(names, mgr.subnet) : hostRuleset(names, mgr.gatewayIp, opts.ports!));
     await mgr.adopt();
   } catch (err) {
     // Never removeHostObjects here: on a restart that would cut off the running sessions.
@@ -183,6 +212,9 @@ interface Slot {
 class LocalNetworkManager implements NetworkManager {
   readonly gatewayIp: string;
   readonly subnet: string;
+  readonly mode: NetworkMode;
+  /** Mode "proxy": per slot, the host table's `allowed` elements (`sandboxIp . ip . port`) it holds. */
+  private readonly hostAllowed = new Map<number, string[]>();
   /** Slots whose objects may exist (never handed out again until they are gone). */
   private readonly used = new Set<number>();
   private readonly byId = new Map<string, Slot>();
@@ -219,6 +251,7 @@ class LocalNetworkManager implements NetworkManager {
     private readonly names: ReturnType<typeof networkNames>,
     private readonly octet: number,
   ) {
+    this.mode = opts.mode ?? "gateway";
     this.gatewayIp = `10.${octet}.0.1`;
     this.subnet = `10.${octet}.0.0/16`;
     this.want = Math.max(0, opts.poolSize ?? DEFAULT_POOL);
@@ -245,11 +278,25 @@ class LocalNetworkManager implements NetworkManager {
       if (!withVeth.has(index)) stale.push(index);
     }
     await this.removeNow(stale);
+    // The host table was just made again, empty: give each running sandbox back the
+    // destinations its own netns allows (read from there: the kernel object is the record).
+    if (this.mode === "proxy")
+      for (const slot of this.byId.values()) {
+        const listed = await run("nsenter", [`--net=${NETNS_DIR}/${this.netnsName(slot.index)}`, "nft", "list", "set", "inet", "paddock", "allow"]).catch(() => "");
+        const allow = [...listed.matchAll(/(\d+\.\d+\.\d+\.\d+) \. (\d+)/g)].map((m) => ({ ip: m[1] ?? "", port: Number(m[2]) }));
+        if (allow.length) await this.shell.script(this.allowScript(slot.index, allow, false));
+      }
   }
 
-  async acquire(sandboxId: string): Promise<SandboxNetwork> {
+  async acquire(sandboxId: string, allow?: AllowedDestination[]): Promise<SandboxNetwork> {
     if (this.closed) throw unavailable("network manager is closed");
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$/.test(sandboxId)) throw invalid(`bad sandbox id ${JSON.stringify(sandboxId)}`);
+    if (this.mode === "gateway" && allow) throw invalid("a gateway-mode network takes no allowed destinations: its sandboxes reach the local gateway");
+    if (this.mode === "proxy") {
+      if (!allow?.length) throw invalid(`sandbox ${sandboxId}: a proxy-mode network needs at least one allowed destination`);
+      for (const a of allow)
+        if (!isIPv4(a.ip) || !Number.isInteger(a.port) || a.port < 1 || a.port > 65535) throw invalid(`sandbox ${sandboxId}: allowed destination ${JSON.stringify(a)} is not an IPv4 address and TCP port`);
+    }
     if (this.byId.has(sandboxId)) throw new PaddockError("conflict", `sandbox ${sandboxId} already has a network`);
     this.lastAcquire = performance.now();
     this.starting.set(sandboxId, this.lastAcquire);
@@ -263,6 +310,12 @@ class LocalNetworkManager implements NetworkManager {
         await this.removeNow([slot.index]);
         throw unavailable(`cannot label the network of sandbox ${sandboxId}: ${(err as Error).message}`, err);
       });
+      if (allow)
+        await this.shell.script(this.allowScript(slot.index, allow, true)).catch(async (err: unknown) => {
+          await this.dropHostAllowed(slot.index);
+          await this.removeNow([slot.index]);
+          throw unavailable(`cannot open the allowed destinations of sandbox ${sandboxId}: ${(err as Error).message}`, err);
+        });
     } catch (err) {
       this.byId.delete(sandboxId);
       this.starting.delete(sandboxId);
@@ -295,8 +348,32 @@ class LocalNetworkManager implements NetworkManager {
     this.byId.delete(sandboxId);
     this.starting.delete(sandboxId);
     if (!known) for (const v of await this.hostVeths()) if (v.alias === ID_ALIAS + sandboxId) indices.add(v.index);
+    // Closed at once on the host, not when the namespace is deleted in the background.
+    for (const i of indices) await this.dropHostAllowed(i);
     for (const i of indices) if (!this.dying.has(i)) this.releasing.add(i);
     this.kick();
+  }
+
+  /**
+   * Mode "proxy": a script that lets slot `index` reach `allow` (TCP only): in its netns's `allow`
+   * set (`inNetns`: the netns keeps them across a restart) and the host table's `allowed` set.
+   */
+  private allowScript(index: number, allow: AllowedDestination[], inNetns: boolean): string {
+    const sandboxIp = this.ip(index);
+    const host = allow.map((a) => `${sandboxIp} . ${a.ip} . ${a.port}`);
+    this.hostAllowed.set(index, [...new Set([...(this.hostAllowed.get(index) ?? []), ...host])]);
+    const lines = ["set -e"];
+    if (inNetns) lines.push(`nsenter --net=${NETNS_DIR}/${this.netnsName(index)} nft add element inet paddock allow '{ ${allow.map((a) => `${a.ip} . ${a.port}`).join(", ")} }'`);
+    lines.push(`nft add element inet ${this.names.table} allowed '{ ${host.join(", ")} }'`);
+    return lines.join("\n") + "\n";
+  }
+
+  /** Mode "proxy": remove slot `index`'s elements from the host table (best effort: gone is fine). */
+  private async dropHostAllowed(index: number): Promise<void> {
+    const elements = this.hostAllowed.get(index);
+    this.hostAllowed.delete(index);
+    if (!elements?.length) return;
+    await this.shell.script(`nft delete element inet ${this.names.table} allowed '{ ${elements.join(", ")} }'\n`).catch(() => undefined);
   }
 
   async list(): Promise<string[]> {
@@ -557,7 +634,7 @@ class LocalNetworkManager implements NetworkManager {
         `route add default via ${gw} dev eth0 src ${ip}`,
         "PADDOCK_IP",
         "nft -f - <<'PADDOCK_NFT'",
-        sandboxRuleset(gw, this.opts.ports),
+        this.mode === "proxy" ? proxySandboxRuleset() : sandboxRuleset(gw, this.opts.ports!),
         "PADDOCK_NFT",
         "PADDOCK_NETNS",
       );
@@ -604,7 +681,7 @@ class LocalNetworkManager implements NetworkManager {
  * strict reverse-path check (no spoofed source can pose as another session); nothing is forwarded
  * to or from them. Other tables' rules still apply: a drop anywhere wins.
  */
-function hostRuleset(names: ReturnType<typeof networkNames>, gw: string, p: NetworkOptions["ports"]): string {
+function hostRuleset(names: ReturnType<typeof networkNames>, gw: string, p: GatewayPorts): string {
   const veths = `"${names.vethPrefix}*"`;
   const tcp = gatewayTcpPorts(p);
   return `add table inet ${names.table}
@@ -631,7 +708,7 @@ table inet ${names.table} {
 }
 
 /** The gateway's TCP ports, as an nft set body. */
-function gatewayTcpPorts(p: NetworkOptions["ports"]): string {
+function gatewayTcpPorts(p: GatewayPorts): string {
   return [...new Set([p.proxyPort, p.httpPort, p.httpsPort, p.dnsPort, ...(p.postgresPort !== undefined ? [p.postgresPort] : [])])].join(", ");
 }
 
@@ -642,7 +719,7 @@ function gatewayTcpPorts(p: NetworkOptions["ports"]): string {
  * admin-prohibited delivered locally), other `sendto`s get EPERM (dropped in output). Input takes only the gateway's address
  * (the host side, e.g. a preview proxy) and replies.
  */
-function sandboxRuleset(gw: string, p: NetworkOptions["ports"]): string {
+function sandboxRuleset(gw: string, p: GatewayPorts): string {
   const tcp = gatewayTcpPorts(p);
   // Only to the gateway's own address (the host of every database URL a sandbox is given): 5432
   // to anywhere else stays refused at once, as it was before there was a database gateway.
@@ -668,6 +745,70 @@ function sandboxRuleset(gw: string, p: NetworkOptions["ports"]): string {
     iifname "lo" accept
     ct state established,related accept
     ip saddr ${gw} accept
+  }
+}`;
+}
+
+/**
+ * Mode "proxy", host table: from our veths, input and forward accept only each sandbox's own
+ * allowed pairs (`sandbox address . destination . port`, filled by `acquire`) after the strict
+ * reverse-path check, and replies; nothing else from or to them, so no service of this host (the
+ * node's own API, the metadata service) is reachable. Forwarded connections leave with this
+ * host's address (masquerade): a sandbox address means nothing beyond this machine.
+ */
+function proxyHostRuleset(names: ReturnType<typeof networkNames>, subnet: string): string {
+  const veths = `"${names.vethPrefix}*"`;
+  return `add table inet ${names.table}
+delete table inet ${names.table}
+table inet ${names.table} {
+  set allowed {
+    type ipv4_addr . ipv4_addr . inet_service
+  }
+  chain input {
+    type filter hook input priority filter - 10; policy accept;
+    iifname ${veths} jump from_sandbox
+  }
+  chain from_sandbox {
+    fib saddr . iif oif missing drop
+    ct state established,related accept
+    meta l4proto tcp ip saddr . ip daddr . tcp dport @allowed accept
+    drop
+  }
+  chain forward {
+    type filter hook forward priority filter - 10; policy accept;
+    iifname ${veths} jump from_sandbox
+    oifname ${veths} ct state established,related accept
+    oifname ${veths} drop
+  }
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr ${subnet} oifname != ${veths} masquerade
+  }
+}
+`;
+}
+
+/**
+ * Mode "proxy", inside the sandbox's netns: TCP to the pairs in the set `allow` (added by
+ * `acquire`), loopback and replies; nothing is DNATed. Everything else is refused at once: TCP
+ * `connect` gets EHOSTUNREACH, other `sendto`s (DNS included) EPERM. Input takes replies only.
+ */
+function proxySandboxRuleset(): string {
+  return `table inet paddock {
+  set allow {
+    type ipv4_addr . inet_service
+  }
+  chain output {
+    type filter hook output priority filter; policy drop;
+    oifname "lo" accept
+    ct state established,related accept
+    meta l4proto tcp ip daddr . tcp dport @allow accept
+    meta l4proto tcp reject with icmpx admin-prohibited
+  }
+  chain input {
+    type filter hook input priority filter; policy drop;
+    iifname "lo" accept
+    ct state established,related accept
   }
 }`;
 }

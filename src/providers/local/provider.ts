@@ -2,6 +2,8 @@ import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { createHash, randomBytes } from "node:crypto";
 import { join, relative } from "node:path";
+import { isIP, isIPv4 } from "node:net";
+import { lookup } from "node:dns/promises";
 import { chown } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import type { ExecOptions, ExecResult, FileEntry, FileEvent, FileInfo, FileWatch, GuardDenial, LayerStore, Provider, ProviderCapabilities, ProviderHealth, SandboxHandle, SandboxSpec, ServiceStatus, StopOptions } from "../../core/index.ts";
@@ -15,7 +17,7 @@ import { ensureScaffold, handOverToSessionUser } from "./scaffold.ts";
 import { writeSessionUser } from "./session-user.ts";
 import { ensureDebianBase } from "./debian.ts";
 import { isAlive, processStartTime, waitForExit } from "./procs.ts";
-import { hostsFile, resolvConf, type NetworkManager } from "./network.ts";
+import { NO_DNS_RESOLV_CONF, hostsFile, resolvConf, type NetworkManager } from "./network.ts";
 import { readServices, stopServicesCleanly, waitForServices, writeServicesFile } from "./services.ts";
 import type { GvisorRef, GvisorRuntime } from "./gvisor.ts";
 import { gvisorHostPids, gvisorKill, gvisorProcesses, gvisorRootDir, launchGvisor, makeGvisorSandboxDir, probeGvisor, releaseGvisor } from "./gvisor.ts";
@@ -107,6 +109,13 @@ async function raiseFanotifyGroups(wanted: number, log?: (line: string) => void)
 /** The run directory's entry holding files shared by sandboxes (not a sandbox id: ids start with a letter and never contain "."). */
 export const SHARED_FILES = ".shared-files";
 
+/**
+ * The run directory's entry holding runsc's state (`--root`) of the installation's gVisor
+ * sandboxes: not a sandbox id either, and it must outlive a control-plane restart (the orphan
+ * sweep keeps it), or the sandboxes recovered then could no longer be listed or signalled.
+ */
+export const RUNSC_STATE = ".runsc";
+
 /** A short stable name for one installation (one data directory) on this machine. */
 export function installationScope(home: string): string {
   return createHash("sha256").update(home).digest("hex").slice(0, 12);
@@ -142,7 +151,7 @@ class LocalProvider implements Provider {
 
   /** runsc's state directory for this installation's gVisor sandboxes. */
   private get runscRoot(): string {
-    return join(this.runDir, ".runsc");
+    return join(this.runDir, RUNSC_STATE);
   }
 
   /** The runsc container of a gVisor sandbox. */
@@ -576,10 +585,18 @@ class LocalProvider implements Provider {
 
   /** Kill everything the sandbox ran, then free its cgroups, run dir and writable layer. */
   private async release(id: string, state: Partial<LocalSandboxState>, o: StopOptions): Promise<void> {
+    // A gVisor sandbox whose state was never recorded (the control plane died in the middle of its
+    // create) is known by its dir: its cgroups go first (the sentry and gofer with them, so nothing
+    // holds its mounts and runsc, asked from outside its network namespace, has nothing to stop).
+    const gvisorDir = this.gvisorDir(id);
+    if (state.isolation !== "gvisor" && existsSync(gvisorDir)) {
+      await destroyCgroups(cgroupDirs(this.cgroupLayout, id));
+      await releaseGvisor(this.gvisorRef(id, undefined), gvisorDir);
+    }
     if (state.isolation === "gvisor") {
       // runsc's state, the sentry and the rootfs mount go first; throws (leaving the run dir and
       // layer in place) rather than remove a rootfs that is still mounted.
-      await releaseGvisor(this.gvisorRef(id, state.gvisorNetns), this.gvisorDir(id));
+      await releaseGvisor(this.gvisorRef(id, state.gvisorNetns), gvisorDir);
     }
     if (typeof state.initPid === "number" && (await isAlive(state.initPid, state.initStartTime ?? ""))) {
       // SIGKILL to pid 1 of the sandbox's pid namespace kills every process in it.
@@ -608,6 +625,8 @@ class LocalProvider implements Provider {
   private async attachNetwork(
     spec: SandboxSpec,
   ): Promise<{ netnsPath: string; sandboxIp: string; env: Record<string, string>; binds: { src: string; dst: string }[] } | null> {
+    if (this.opts.network?.mode === "proxy") return this.attachProxyNetwork(spec);
+    if (spec.remoteEgress) throw unsupported(this, "reach a remote gateway as a proxy (SandboxSpec.remoteEgress)", "its sandboxes use the local gateway (SandboxSpec.egress)");
     if (!spec.egress) return null;
     if (!this.opts.network) throw new PaddockError("unavailable", "this sandbox needs the egress gateway, but the local provider has no network manager");
     const net = await this.opts.network.acquire(spec.id);
@@ -615,6 +634,37 @@ class LocalProvider implements Provider {
     const files = [
       { path: "/etc/resolv.conf", content: resolvConf(net.gatewayIp) },
       { path: "/etc/hosts", content: hostsFile(spec.hostname) },
+      ...attachment.files,
+    ];
+    const binds: { src: string; dst: string }[] = [];
+    for (const f of files) binds.push({ src: await this.sharedFile(f.content), dst: f.path });
+    return { netnsPath: net.netnsPath, sandboxIp: net.sandboxIp, env: attachment.env, binds };
+  }
+
+  /**
+   * A remote node's sandbox (network manager in mode "proxy"): its only way out is TCP to the
+   * attachment's `allow` entries (Paddock's gateway as an HTTPS proxy), each name resolved here,
+   * once, and pinned in the sandbox's /etc/hosts; it has no DNS. A name that does not resolve to
+   * an IPv4 address, or resolves to loopback (the sandbox's own), is refused: fail closed.
+   */
+  private async attachProxyNetwork(
+    spec: SandboxSpec,
+  ): Promise<{ netnsPath: string; sandboxIp: string; env: Record<string, string>; binds: { src: string; dst: string }[] } | null> {
+    if (spec.egress) throw unsupported(this, "link a sandbox to a gateway on this machine (SandboxSpec.egress)", "give SandboxSpec.remoteEgress");
+    if (!spec.remoteEgress) return null;
+    const attachment = await spec.remoteEgress();
+    if (!attachment.allow.length) throw invalid(`sandbox ${spec.id}: the egress attachment allows no destination`);
+    const pinned: { name: string; ip: string; port: number }[] = [];
+    for (const a of attachment.allow) {
+      const ip = isIP(a.host) ? a.host : await lookup(a.host, { family: 4 }).then((r) => r.address, () => null);
+      if (!ip || !isIPv4(ip)) throw unavailable(`sandbox ${spec.id}: the gateway's proxy host ${JSON.stringify(a.host)} does not resolve to an IPv4 address on this node`);
+      if (ip.startsWith("127.") || ip === "0.0.0.0") throw unavailable(`sandbox ${spec.id}: the gateway's proxy host ${JSON.stringify(a.host)} is ${ip}, which a sandbox cannot reach (its loopback is its own)`);
+      pinned.push({ name: a.host, ip, port: a.port });
+    }
+    const net = await this.opts.network!.acquire(spec.id, pinned.map((p) => ({ ip: p.ip, port: p.port })));
+    const files = [
+      { path: "/etc/resolv.conf", content: NO_DNS_RESOLV_CONF },
+      { path: "/etc/hosts", content: hostsFile(spec.hostname, pinned.filter((p) => !isIP(p.name))) },
       ...attachment.files,
     ];
     const binds: { src: string; dst: string }[] = [];

@@ -63,6 +63,8 @@ export interface FakeDaytona {
   sandboxes(): Record<string, unknown>[];
   /** How many image builds ran (a Dockerfile already built is reused, as Daytona reuses its snapshot). */
   imageBuilds(): number;
+  /** The size in bytes of each response body the session command logs calls answered, in order (what a client polling them downloads). */
+  logResponseSizes(): number[];
   close(): Promise<void>;
 }
 
@@ -125,6 +127,7 @@ export async function startFakeDaytona(opts: FakeDaytonaOptions): Promise<FakeDa
   const requests: FakeDaytonaRequest[] = [];
   let seq = 0;
   let imageBuilds = 0;
+  const logResponseSizes: number[] = [];
   let base = "";
 
   const find = (idOrName: string): FakeSandbox => {
@@ -497,6 +500,7 @@ export async function startFakeDaytona(opts: FakeDaytonaOptions): Promise<FakeDa
         res.writeHead(status).end();
       } else {
         const text = JSON.stringify(payload);
+        if (/\/command\/[^/]+\/logs$/.test(url.pathname)) logResponseSizes.push(Buffer.byteLength(text));
         res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), ...headers });
         res.end(text);
       }
@@ -528,6 +532,7 @@ export async function startFakeDaytona(opts: FakeDaytonaOptions): Promise<FakeDa
     requests,
     sandboxes: () => [...sandboxes.values()].map(dto),
     imageBuilds: () => imageBuilds,
+    logResponseSizes: () => [...logResponseSizes],
     async close() {
       for (const s of sandboxes.values()) {
         await endCommands(s);

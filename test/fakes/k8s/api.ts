@@ -42,7 +42,11 @@ export interface ExecStreams {
 export interface FakeKubelet {
   /** Start the pod; resolves with its IP. */
   startPod(pod: KubeObject): Promise<{ podIP: string }>;
-  /** Run argv in the pod's container; resolves with the exit code (126/127 as a shell would). */
+  /**
+   * Run argv in the pod's container; resolves with the exit code (126/127 as a shell would), and
+   * only once everything the command printed has been written to `streams` (the exit status goes
+   * out after it: a write after that is a write after end).
+   */
   exec(pod: KubeObject, container: string, argv: string[], streams: ExecStreams): Promise<number>;
   /** Stop the pod and release what it holds (called on delete; idempotent). */
   stop(pod: KubeObject): Promise<void>;

@@ -99,7 +99,6 @@ export class ExecService {
     try {
       if (!this.kubelet) throw new ApiError(500, "InternalError", "the fake cluster has no kubelet: pods run no containers");
       const code = await this.kubelet.exec(exec.pod, exec.container, exec.command, { stdin, stdout, stderr, tty: exec.tty });
-      await Promise.all([stdout, stderr].map((w) => (w.writableFinished ? null : finished(w.writableEnded ? w : w.end()))));
       status =
         code === 0
           ? { metadata: {}, status: "Success" }
@@ -107,6 +106,10 @@ export class ExecService {
     } catch (err) {
       status = { metadata: {}, status: "Failure", message: err instanceof Error ? err.message : String(err), reason: "InternalError", code: 500 };
     }
+    // Whatever the outcome (a kubelet that failed may have written first), stdout and stderr are
+    // ended and every frame queued in them sent before the status, which ends the command for
+    // the client: output queued behind it would be lost.
+    await Promise.all([stdout, stderr].map((w) => (w.writableFinished ? null : finished(w.writableEnded ? w : w.end())))).catch(() => undefined);
     if (ws.readyState === ws.OPEN) {
       ws.send(Buffer.concat([Buffer.from([ERROR]), Buffer.from(JSON.stringify(status))]), () => ws.close(1000));
     }

@@ -52,7 +52,11 @@ function raw(cluster: FakeCluster, method: string, path: string, body: string | 
   });
 }
 
-/** An in-process kubelet: `sh -c 'exit N'`, `cat` (stdin to stdout), `burst` (200 lines at once), `echo-err X` (to stderr). */
+/**
+ * An in-process kubelet: `sh -c 'exit N'`, `cat` (stdin to stdout), `burst` (200 lines at once),
+ * `big N CODE SEED` / `big-then-fail …` (a large output, then exit CODE / a kubelet error),
+ * `echo-err X` (to stderr).
+ */
 const tableKubelet: FakeKubelet = {
   startPod: () => Promise.resolve({ podIP: "10.244.9.9" }),
   stop: () => Promise.resolve(),
@@ -66,6 +70,26 @@ const tableKubelet: FakeKubelet = {
       for (let i = 0; i < 200; i++) streams.stdout.write(`${i}\n`);
       return 0;
     }
+    if (argv[0] === "big" || argv[0] === "big-then-fail") {
+      // A known large output (`big N CODE SEED`: N lines of 100 bytes, numbered), written as a process's
+      // pipe would deliver it: chunks of odd sizes across event-loop turns, with backpressure; the
+      // last chunk right before the exit.
+      const text = bigOutput(Number(argv[1]));
+      const seed = Number(argv[3] ?? 0);
+      const last = text.lastIndexOf("\n", text.length - 2) + 1;
+      let at = 0;
+      for (let i = 0; at < last; i++) {
+        const n = Math.min(last - at, 1 + (((i + seed) * 7919) % 40_000));
+        const ok = streams.stdout.write(text.slice(at, at + n));
+        at += n;
+        if (!ok) await new Promise((r) => streams.stdout.once("drain", r));
+        else if ((i + seed) % 3 === 0) await new Promise((r) => setImmediate(r));
+      }
+      // The last line, and the exit at once: nothing waits for it to be sent.
+      streams.stdout.write(text.slice(last));
+      if (argv[0] === "big-then-fail") throw new Error("the container runtime lost the process");
+      return Number(argv[2]);
+    }
     if (argv[0] === "echo-err") {
       streams.stderr.write(`${argv.slice(1).join(" ")}\n`);
       return 0;
@@ -73,6 +97,10 @@ const tableKubelet: FakeKubelet = {
     return 127;
   },
 };
+
+function bigOutput(lines: number): string {
+  return Array.from({ length: lines }, (_, i) => `${String(i).padStart(8, "0")} ${"x".repeat(90)}\n`).join("");
+}
 
 function collect(): { stream: Writable; text: () => string } {
   const chunks: Buffer[] = [];
@@ -290,6 +318,31 @@ void describe("k8s fake cluster: API semantics through client-node", () => {
     assert.equal(wrong.code, 404);
     await assert.rejects(new Exec(c.kc).exec(NS, "ex", "sidecar", ["true"], null, null, null, false), (e: Error) => /Unexpected server response: 400/.test(e.message));
     assert.ok(cluster.requests.some((r) => r.status === 400 && r.path.startsWith(`/api/v1/namespaces/${NS}/pods/ex/exec?`) && r.path.includes("container=sidecar")));
+  });
+
+  void it("exec output is always complete before the exit status: many runs of a large output then a non-zero exit", async () => {
+    await c.core.createNamespacedPod({ namespace: NS, body: { metadata: { name: "big" }, spec: { containers: [{ name: "main", image: "x" }] } } });
+    await until(async () => (await c.core.readNamespacedPod({ namespace: NS, name: "big" })).status?.phase === "Running", 30_000, "big Running");
+    const want = bigOutput(3000);
+    for (let run = 0; run < 40; run++) {
+      // One run in four: the kubelet fails after the output (an InternalError status, output still whole).
+      const fails = run % 4 === 3;
+      const out = collect();
+      let atStatus: string | null = null;
+      let status: V1Status | null = null;
+      const ws = await new Exec(c.kc).exec(NS, "big", "main", [fails ? "big-then-fail" : "big", "3000", "3", String(run)], out.stream, null, null, false, (s) => {
+        // What had arrived when the status did: the status must come after every byte of output.
+        atStatus = out.text();
+        status = s;
+      });
+      await until(async () => status, 30_000, `the status of run ${run}`);
+      await until(async () => ws.readyState === ws.CLOSED, 30_000, "the exec socket to close");
+      const s = status as V1Status | null;
+      if (fails) assert.equal(s?.reason, "InternalError", `run ${run}: the kubelet's failure`);
+      else assert.equal(s?.details?.causes?.[0]?.message, "3", `run ${run}: exit code`);
+      assert.equal((atStatus as string | null)?.length, want.length, `run ${run}: all output before the status`);
+      assert.ok(atStatus === want, `run ${run}: the output is the same bytes, in order`);
+    }
   });
 
   void it("stores Deployments with a ready status and Services with a cluster IP", async () => {
