@@ -194,6 +194,17 @@ export class Sessions {
     // Inserted only while the snapshot exists (one transaction): it cannot be removed under us.
     await this.deps.store.createSession(session);
     await this.routing.record(session, spec, route, from ? `started from snapshot ${from.snap.id}, which lives on ${provider.name}` : "");
+    // A create abandoned at its time limit must not register the session with the gateway after the
+    // next attempt did (it would replace that attempt's registration): once its signal aborts its
+    // egress hook refuses, and cleanup waits for a registration already under way before dropping it.
+    const attaching = new Set<Promise<unknown>>();
+    const guarded = <A extends unknown[], T>(signal: AbortSignal, hook: (...a: A) => Promise<T>) => (...a: A): Promise<T> => {
+      if (signal.aborted) return Promise.reject(signal.reason as Error);
+      const p = hook(...a);
+      attaching.add(p);
+      p.then(() => attaching.delete(p), () => attaching.delete(p));
+      return p;
+    };
     try {
       const create = (signal: AbortSignal) => provider.create({
         id: session.id,
@@ -212,15 +223,16 @@ export class Sessions {
         ...(services.length ? { services } : {}),
         // Remote providers' sandboxes reach the gateway as an HTTPS proxy with a session credential.
         ...(this.deps.egress && provider.capabilities.network === "proxy"
-          ? { remoteEgress: this.deps.egress.forRemoteSession(session.id, environment, version.version, spec, version.fileName, noPush, from?.restore ?? undefined) }
+          ? { remoteEgress: guarded(signal, this.deps.egress.forRemoteSession(session.id, environment, version.version, spec, version.fileName, noPush, from?.restore ?? undefined)) }
           : this.deps.egress
-            ? { egress: this.deps.egress.forSession(session.id, environment, version.version, spec, version.fileName, noPush, from?.restore ?? undefined) }
+            ? { egress: guarded(signal, this.deps.egress.forSession(session.id, environment, version.version, spec, version.fileName, noPush, from?.restore ?? undefined)) }
             : {}),
       }, signal);
       // Failover: a provider whose create fails is cleaned up and skipped for the next in the decided order.
       const handle = route
         ? await this.routing.create(session, route, (p) => (provider = p), async (p) => {
           await p.stop(session.id).catch(() => undefined);
+          await Promise.allSettled([...attaching]);
           await this.deps.egress?.detach(session.id).catch(() => undefined);
         }, create)
         : await this.routing.within(session, provider, create);
@@ -232,6 +244,7 @@ export class Sessions {
       return running;
     } catch (err) {
       await provider.stop(session.id).catch(() => undefined);
+      await Promise.allSettled([...attaching]);
       await this.deps.egress?.detach(session.id).catch(() => undefined);
       const message = this.scrub(err instanceof Error ? err.message : String(err));
       const failed = await this.deps.store.updateSession(session.id, { state: "failed", endedAt: new Date().toISOString(), endReason: `failed to start: ${message}` });

@@ -3,7 +3,8 @@
  * end with a real server and real local sandboxes, against test provider drivers (not fakes of a
  * service): one whose create never ends unless its signal is aborted, and one that ignores the
  * abort and makes its sandbox late. A timed-out create is aborted, counted by the breaker, recorded
- * as a skip and failed over like a failed create; a sandbox made late is stopped, never left running.
+ * as a skip and failed over like a failed create; a sandbox made late is stopped, never left running,
+ * and its egress hook refuses (it cannot replace the next attempt's gateway registration).
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -22,6 +23,8 @@ interface SlowState {
   aborted: number;
   live: Set<string>;
   stopped: string[];
+  /** What the late create's call of its egress hook (`remoteEgress`) gave, after the abort. */
+  lateEgress: string;
   /** Lets the late creates (which ignore the abort) finish. */
   release: () => void;
 }
@@ -53,6 +56,7 @@ function slowDriver(kind: ProviderKind, mode: "hang" | "late", state: SlowState)
           }
           signal?.addEventListener("abort", () => (state.aborted += 1), { once: true });
           await gate;
+          state.lateEgress = spec.remoteEgress ? await spec.remoteEgress().then(() => "attached", (e: unknown) => (e instanceof Error ? e.message : String(e))) : "no hook";
           state.live.add(spec.id);
           return { id: spec.id, providerState: {} };
         },
@@ -66,7 +70,7 @@ function slowDriver(kind: ProviderKind, mode: "hang" | "late", state: SlowState)
   };
 }
 
-const fresh = (): SlowState => ({ creates: 0, aborted: 0, live: new Set(), stopped: [], release: () => undefined });
+const fresh = (): SlowState => ({ creates: 0, aborted: 0, live: new Set(), stopped: [], lateEgress: "", release: () => undefined });
 
 void describe("session start time limit against fake (test-driver) providers", () => {
   let server: RunningServer;
@@ -119,6 +123,7 @@ void describe("session start time limit against fake (test-driver) providers", (
     await until(async () => late.stopped.length > stopsBefore && late.live.size === 0, 30_000, "the late sandbox to be stopped");
     assert.deepEqual(late.stopped.slice(stopsBefore), [s.id]);
     assert.equal(late.live.size, 0, "no sandbox left on the provider");
+    assert.equal(late.lateEgress, "create on late timed out after 0.5 s", "the abandoned create cannot register the session with the gateway over the next attempt");
     await client.sessions.stop(s.id);
   });
 

@@ -30,7 +30,8 @@ import type { DaytonaSettings } from "./settings.ts";
  *   Paddock's, decide where it goes (invariants 1, 2 and 4 could no longer be checked by Paddock).
  * - Exec: one Daytona session per command, run asynchronously; its state and output are polled
  *   (`pollIntervalMs`). Output is text (the daemon reports it as strings). Daytona's logs call
- *   answers the whole output so far on every poll (it has no offset), so a command whose output
+ *   answers the whole output so far on every poll (it has no offset; its WebSocket `follow` form
+ *   is not used, docs/providers.md says why), so a command whose output
  *   passes `maxOutputBytes` is ended and its exec fails: the memory and bandwidth one exec costs the
  *   control plane stay bounded. Stdin is uploaded as a file before the command starts, so it is not
  *   interactive: a stream is read whole first, and refused beyond `maxStdinBytes` or when it has
