@@ -22,8 +22,8 @@
  * await runner.close();
  */
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
-import { mkdtempSync } from "node:fs";
-import { readFile, rm, unlink, writeFile } from "node:fs/promises";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { readFile, readdir, rm, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { internal, unavailable } from "./errors.ts";
@@ -168,7 +168,14 @@ export class CommandRunner {
   }
 
   private start(): Helper {
-    const dir = mkdtempSync(join(tmpdir(), "paddock-run-"));
+    const dir = mkdtempSync(join(tmpdir(), RUN_DIR_PREFIX));
+    // Whose it is, so that a later runner can reclaim it once this process is gone (see reclaimRunDirs).
+    const self = OWNER ?? "";
+    if (self) writeFileSync(join(dir, OWNER_FILE), self);
+    if (!swept) {
+      swept = true;
+      void reclaimRunDirs(tmpdir());
+    }
     const child = spawn("sh", [], { env: this.opts.env ?? process.env, stdio: ["pipe", "pipe", "pipe"] });
     let exited = (): void => undefined;
     const h: Helper = { child, dir, jobs: new Map(), dead: false, ending: false, exited: new Promise((r) => (exited = r)), idle: [], stderr: "" };
@@ -243,6 +250,50 @@ export class CommandRunner {
     hold(child, false);
     return h;
   }
+}
+
+const RUN_DIR_PREFIX = "paddock-run-";
+const OWNER_FILE = "owner";
+
+/** `<pid> <start time>` of a live process (Linux `/proc/<pid>/stat` field 22), or null when there is none (a zombie is dead). */
+function ownerOf(stat: string, pid: string): string | null {
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const start = fields[19];
+  return start && fields[0] !== "Z" && fields[0] !== "X" ? `${pid} ${start}` : null;
+}
+
+/** This process as a run directory's owner (null off Linux: its directories are then never reclaimed by others). */
+const OWNER = ((): string | null => {
+  try {
+    return ownerOf(readFileSync("/proc/self/stat", "utf8"), String(process.pid));
+  } catch {
+    return null;
+  }
+})();
+
+let swept = false;
+
+/**
+ * Remove the run directories of processes that are gone. A process that ends normally, or alone,
+ * leaves none (its helper removes its directory on EOF); one killed with its whole process group
+ * (kill -9 of a group, a container or cgroup kill) takes the helper, and so that cleanup, with
+ * it. Owned by pid and start time, so a reused pid does not keep a dead owner's directory; a
+ * directory without an owner file (being made, or from an older version) is left alone.
+ */
+export async function reclaimRunDirs(parent: string): Promise<string[]> {
+  const removed: string[] = [];
+  const names = await readdir(parent).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(RUN_DIR_PREFIX)) continue;
+    const dir = join(parent, name);
+    const owner = (await readFile(join(dir, OWNER_FILE), "utf8").catch(() => "")).trim();
+    const pid = /^(\d+) \d+$/.exec(owner)?.[1];
+    if (!pid || owner === OWNER) continue;
+    const now = await readFile(`/proc/${pid}/stat`, "utf8").then((s) => ownerOf(s, pid), () => null);
+    if (now === owner) continue;
+    await rm(dir, { recursive: true, force: true }).then(() => removed.push(dir), () => undefined);
+  }
+  return removed;
 }
 
 async function collect(job: Job, code: number): Promise<void> {

@@ -1,11 +1,12 @@
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { readFile, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { CommandRunner, PaddockError, runCommand, shellQuote } from "../../src/core/index.ts";
+import { mkdir } from "node:fs/promises";
+import { CommandRunner, PaddockError, reclaimRunDirs, runCommand, shellQuote } from "../../src/core/index.ts";
 import { tempDir } from "../helpers/tmp.ts";
 
 const execFileP = promisify(execFile);
@@ -154,5 +155,47 @@ void describe("CommandRunner", () => {
     assert.equal((await program(`await r.run(["true"]);\nawait r.close();\nconsole.log("closed");`)).stdout, "closed\n");
     // Each helper removed its directory when its stdin closed, closed or not (tsx keeps a cache there).
     assert.deepEqual((await readdir(scratch)).filter((n) => n.startsWith("paddock-run-")), []);
+  });
+
+  void it("a process killed with its whole group (helper included) leaves its directory; the next runner reclaims it, never a live owner's", async () => {
+    const runner = new URL("../../src/core/runner.ts", import.meta.url).pathname;
+    const runDirs = async (): Promise<string[]> => (await readdir(scratch)).filter((n) => n.startsWith("paddock-run-")).sort();
+    const before = await runDirs();
+    // A server as a container or `kill -9 -<pgid>` ends it: the helper dies too, so its EOF trap never runs.
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e",
+      `import { CommandRunner } from ${JSON.stringify(runner)};\nconst r = new CommandRunner();\nawait r.run(["true"]);\nvoid r.run(["sleep", "60"]);\nconsole.log("ready");`],
+    { env: { ...process.env, TMPDIR: scratch }, detached: true, stdio: ["ignore", "pipe", "inherit"] });
+    const exited = new Promise<void>((r) => child.once("exit", () => r()));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on("data", (b: Buffer) => b.toString().includes("ready") && resolve());
+        child.once("exit", (code) => reject(new Error(`the child exited (${code}) before its runner started`)));
+      });
+      const theirs = (await runDirs()).filter((n) => !before.includes(n));
+      assert.equal(theirs.length, 1, "the child's runner made one directory");
+      const dead = join(scratch, theirs[0]!);
+      // Its owner is alive: nobody reclaims it.
+      assert.deepEqual(await reclaimRunDirs(scratch), []);
+      assert.ok(existsSync(dead));
+      process.kill(-child.pid!, "SIGKILL");
+      await exited;
+      assert.ok(existsSync(dead), "nothing removed the dead process's directory");
+      // Neither an owner-less directory (being made) nor one whose pid was reused by a live process is kept for the wrong reason.
+      const unowned = join(scratch, "paddock-run-unowned");
+      await mkdir(unowned);
+      const reused = join(scratch, "paddock-run-reused");
+      await mkdir(reused);
+      await writeFile(join(reused, "owner"), `${process.pid} 1`);
+      assert.deepEqual((await reclaimRunDirs(scratch)).sort(), [dead, reused].sort());
+      assert.ok(!existsSync(dead) && !existsSync(reused));
+      assert.ok(existsSync(unowned), "a directory without an owner file is left alone");
+      await runCommand(["rmdir", unowned]);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) {
+        process.kill(-child.pid!, "SIGKILL");
+        await exited;
+      }
+    }
+    assert.deepEqual(await runDirs(), before);
   });
 });

@@ -294,8 +294,11 @@ class LocalNetworkManager implements NetworkManager {
     if (this.mode === "gateway" && allow) throw invalid("a gateway-mode network takes no allowed destinations: its sandboxes reach the local gateway");
     if (this.mode === "proxy") {
       if (!allow?.length) throw invalid(`sandbox ${sandboxId}: a proxy-mode network needs at least one allowed destination`);
-      for (const a of allow)
+      for (const a of allow) {
         if (!isIPv4(a.ip) || !Number.isInteger(a.port) || a.port < 1 || a.port > 65535) throw invalid(`sandbox ${sandboxId}: allowed destination ${JSON.stringify(a)} is not an IPv4 address and TCP port`);
+        const why = unreachableDestination(a.ip, this.subnet);
+        if (why) throw invalid(`sandbox ${sandboxId}: allowed destination ${a.ip}:${a.port} is ${why}: a sandbox is never let through to it`);
+      }
     }
     if (this.byId.has(sandboxId)) throw new PaddockError("conflict", `sandbox ${sandboxId} already has a network`);
     this.lastAcquire = performance.now();
@@ -747,6 +750,23 @@ function sandboxRuleset(gw: string, p: GatewayPorts): string {
     ip saddr ${gw} accept
   }
 }`;
+}
+
+/**
+ * Why a "proxy" sandbox may never be allowed to reach `ip` (null: it may), whatever its create
+ * names: a gateway's address is a routable unicast one beyond this node's sandboxes. Link-local
+ * holds the cloud's instance metadata service (the node's own role credentials); the installation's
+ * /16 holds this node's side of every link and the other sandboxes; the rest is not one host.
+ */
+export function unreachableDestination(ip: string, subnet: string): string | null {
+  const [a = 0, b = 0] = ip.split(".").map(Number);
+  const [sa = -1, sb = -1] = subnet.split(/[./]/).map(Number);
+  if (a === 127) return "a loopback address (the sandbox's own)";
+  if (a === 0) return "not a host address";
+  if (a >= 224) return "a multicast, broadcast or reserved address";
+  if (a === 169 && b === 254) return "link-local (where the instance metadata service answers)";
+  if (a === sa && b === sb) return `in this node's sandbox network ${subnet} (its own side of the link, or another sandbox)`;
+  return null;
 }
 
 /**

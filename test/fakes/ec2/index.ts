@@ -110,8 +110,13 @@ export async function startFakeEc2(o: FakeEc2Options): Promise<FakeEc2> {
     const script = join(i.dir, "user-data");
     await writeFile(script, i.userData, { mode: 0o700 });
     const log = openSync(join(i.dir, "boot.log"), "a");
+    // The instance's own /tmp, as a real one has: terminating kills the whole group, so nothing in it
+    // (e.g. the node's command-helper directory, which its helper removes only when it outlives the
+    // node) is cleaned by the processes that made it; it goes with the instance's directory instead.
+    const tmp = join(i.dir, "tmp");
+    await mkdir(tmp, { recursive: true, mode: 0o700 });
     // cloud-init would run it as root at first boot; here it is a process group of its own, so terminating kills all of it.
-    i.boot = spawn("sh", [script], { env: { ...o.bootEnv, PADDOCK_NODE_HOME: home, PADDOCK_NODE_ADDRESS: i.privateIp }, stdio: ["ignore", log, log], detached: true });
+    i.boot = spawn("sh", [script], { env: { ...o.bootEnv, TMPDIR: tmp, PADDOCK_NODE_HOME: home, PADDOCK_NODE_ADDRESS: i.privateIp }, stdio: ["ignore", log, log], detached: true });
     closeSync(log);
     i.boot.on("error", () => undefined);
     i.state = "running";
