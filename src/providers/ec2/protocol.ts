@@ -9,7 +9,7 @@
  * text frame `ExecEnd` before closing.
  */
 import type { ComputeLimits, ExecResult, ExecGuard, SandboxMode, ServiceSpec } from "../../core/provider.ts";
-import { PaddockError, type ErrorCode } from "../../core/errors.ts";
+import { PaddockError, httpStatusOf, type ErrorCode } from "../../core/errors.ts";
 
 export const NODE_API = "/v1";
 
@@ -71,25 +71,8 @@ export interface WireError {
 
 const CODES: readonly ErrorCode[] = ["not_found", "invalid_argument", "unauthorized", "forbidden", "conflict", "unavailable", "internal"];
 
-/** HTTP status for an error code (the node's answers; the client maps back by the body's code). */
-export function statusOf(code: ErrorCode): number {
-  switch (code) {
-    case "not_found":
-      return 404;
-    case "invalid_argument":
-      return 400;
-    case "unauthorized":
-      return 401;
-    case "forbidden":
-      return 403;
-    case "conflict":
-      return 409;
-    case "unavailable":
-      return 503;
-    case "internal":
-      return 500;
-  }
-}
+/** HTTP status for an error code (the node's answers; the client maps back by the body's code): the API's own mapping. */
+export const statusOf = httpStatusOf;
 
 /** An error as the node sends it: a PaddockError keeps its code and message; anything else is `internal` without its text (it might name node paths). */
 export function toWire(err: unknown): WireError {
